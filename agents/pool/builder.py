@@ -1,0 +1,194 @@
+"""Build the generator pool's Serve application from a PoolSpec.
+
+This is the only place pool deployments are wired. Per model:
+
+- aggregated:    ``pool-<id>`` (PoolServer, one vLLM engine per replica)
+- disaggregated: ``pool-<id>`` (PoolDecodeServer) -> ``pool-<id>-prefill``
+  (Ray's PDPrefillServer), the KV cache moving through the configured connector.
+
+One OpenAI ingress (Ray Serve LLM's) serves every model over HTTP; agents call
+``generate`` on ``pool-<id>`` through DeploymentHandles (see ``PoolClient``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
+from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray.llm._internal.serve.core.ingress.ingress import (
+    DEFAULT_INGRESS_OPTIONS,
+    OpenAiIngress,
+    make_fastapi_ingress,
+)
+from ray.llm._internal.serve.core.server.builder import build_llm_deployment
+from ray.serve.deployment import Application
+
+from agents.pool import weights
+from agents.pool.server import (
+    CPU_BIND_KEY,
+    MIN_REMOTE_PREFILL_KEY,
+    PoolDecodeServer,
+    PoolPrefillServer,
+    PoolServer,
+)
+from agents.pool.spec import ModelSpec, PoolSpec, Replicas
+from agents.pool.testing import ScriptedEngine
+
+__all__ = ["INGRESS_NAME", "build_pool_app", "deployment_name", "llm_configs"]
+
+INGRESS_NAME = "pool-ingress"
+NIXL_CPU_MODULE = "agents.pool.nixl_cpu"
+_CONSISTENT_HASH = "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter"
+_NIXL_PORT_BASE = 20000
+
+
+def deployment_name(model_id: str, role: str = "decode") -> str:
+    """The Serve deployment name of a model's role ('decode' or 'prefill')."""
+    return f"pool-{model_id}" if role == "decode" else f"pool-{model_id}-prefill"
+
+
+def build_pool_app(spec: PoolSpec, *, stream_batching_ms: int = 10) -> Application:
+    """The pool as one Serve application whose ingress speaks OpenAI HTTP."""
+    servers: dict[str, Application] = {}
+    cards = {}
+    for index, model in enumerate(spec.models):
+        decode_cfg, prefill_cfg = llm_configs(
+            model, spec.model_cache_dir, index=index, stream_batching_ms=stream_batching_ms
+        )
+        bind: dict[str, Any] = {}
+        if model.scripted is not None:
+            bind["engine_cls"] = ScriptedEngine
+        if prefill_cfg is None:
+            server = build_llm_deployment(
+                decode_cfg,
+                name_prefix="",
+                deployment_cls=PoolServer,
+                bind_kwargs=bind,
+                override_serve_options={"name": deployment_name(model.id)},
+            )
+        else:
+            prefill = build_llm_deployment(
+                prefill_cfg,
+                name_prefix="",
+                deployment_cls=PoolPrefillServer,
+                bind_kwargs=bind,
+                override_serve_options={"name": deployment_name(model.id, "prefill")},
+            )
+            server = build_llm_deployment(
+                decode_cfg,
+                name_prefix="",
+                deployment_cls=PoolDecodeServer,
+                bind_kwargs={**bind, "prefill_server": prefill},
+                override_serve_options={"name": deployment_name(model.id)},
+            )
+        servers[model.id] = server
+        cards[model.id] = to_model_metadata(model.id, decode_cfg)
+    options = copy.deepcopy(DEFAULT_INGRESS_OPTIONS)
+    options["name"] = INGRESS_NAME
+    options["ray_actor_options"] = {"num_cpus": 0}
+    ingress = serve.deployment(make_fastapi_ingress(OpenAiIngress), **options)
+    return ingress.bind(llm_deployments=servers, model_cards=cards)
+
+
+def llm_configs(
+    model: ModelSpec,
+    cache_dir: Path | None = None,
+    *,
+    index: int = 0,
+    stream_batching_ms: int = 10,
+) -> tuple[LLMConfig, LLMConfig | None]:
+    """The Ray Serve LLM configs of a model: (decode or aggregated, prefill or None)."""
+    if model.scripted is not None:
+        source = model.id
+    else:
+        source = str(weights.resolve_source(model.source, cache_dir))
+    engine: dict[str, Any] = {
+        "dtype": _dtype(model),
+        "max_model_len": model.engine.max_model_len,
+        "enforce_eager": model.engine.enforce_eager,
+        "max_num_seqs": model.engine.max_num_seqs,
+        "enable_prefix_caching": model.engine.enable_prefix_caching,
+        # usage.prompt_tokens_details.cached_tokens: prefix-cache hits per request.
+        "enable_prompt_tokens_details": True,
+        **model.engine.extra,
+    }
+    experimental: dict[str, Any] = {"stream_batching_interval_ms": stream_batching_ms}
+    if model.scripted is not None:
+        experimental[ScriptedEngine.SCRIPT_KEY] = [r.model_dump() for r in model.scripted]
+
+    def config(role: str, replicas: Replicas, port_base: int | None) -> LLMConfig:
+        kwargs = dict(engine)
+        exp = dict(experimental)
+        if port_base is not None:
+            kwargs["kv_transfer_config"] = _kv_transfer_config(model, role)
+            exp["NIXL_SIDE_CHANNEL_PORT_BASE"] = port_base
+        if role == "decode" and model.mode == "disaggregated":
+            exp[MIN_REMOTE_PREFILL_KEY] = model.min_remote_prefill_tokens
+        if replicas.cpu_bind is not None and model.accelerator == "cpu":
+            binds = replicas.cpu_bind
+            exp[CPU_BIND_KEY] = [binds] if isinstance(binds, str) else list(binds)
+        env: dict[str, str] = {}
+        if model.accelerator == "cpu" and model.engine.kv_cache_gib is not None:
+            env["VLLM_CPU_KVCACHE_SPACE"] = f"{model.engine.kv_cache_gib:g}"
+        accel: dict[str, Any]
+        if model.accelerator == "cpu":
+            accel = {"accelerator_config": {"kind": "cpu"}}
+        else:
+            accel = {"accelerator_type": model.accelerator_type} if model.accelerator_type else {}
+        return LLMConfig(
+            model_loading_config={"model_id": model.id, "model_source": source},
+            engine_kwargs=kwargs,
+            runtime_env={"env_vars": env} if env else None,
+            deployment_config=_deployment_config(model, replicas),
+            experimental_configs=exp,
+            log_engine_metrics=model.scripted is None,
+            **accel,
+        )
+
+    if model.mode == "aggregated":
+        return config("decode", model.decode, None), None
+    assert model.prefill is not None  # checked by ModelSpec
+    base = _NIXL_PORT_BASE + 4000 * index
+    return config("decode", model.decode, base + 2000), config("prefill", model.prefill, base)
+
+
+def _dtype(model: ModelSpec) -> str:
+    if model.engine.dtype == "auto" and weights.is_builtin(model.source):
+        return weights.builtin_model(model.source).dtype
+    return model.engine.dtype
+
+
+def _kv_transfer_config(model: ModelSpec, role: str) -> dict[str, Any]:
+    kv = model.kv_transfer
+    config: dict[str, Any] = {
+        # The name stays NixlConnector either way: Ray picks its NIXL side-channel
+        # set-up by this name, and vLLM loads the class from the module path if given.
+        "kv_connector": "NixlConnector",
+        "kv_role": "kv_producer" if role == "prefill" else "kv_consumer",
+        "kv_buffer_device": kv.buffer_device,
+        "kv_connector_extra_config": {"backends": kv.backends, **kv.extra_config},
+    }
+    if kv.connector == "nixl-cpu":
+        config["kv_connector_module_path"] = NIXL_CPU_MODULE
+    return config
+
+
+def _deployment_config(model: ModelSpec, replicas: Replicas) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        # The replica actor itself needs no core of its own; its engine bundle does.
+        "ray_actor_options": {"num_cpus": 0},
+    }
+    if replicas.autoscaling is not None:
+        config["autoscaling_config"] = replicas.autoscaling.model_dump()
+    else:
+        config["num_replicas"] = replicas.replicas
+    if model.session_affinity:
+        config["request_router_config"] = {
+            "request_router_class": _CONSISTENT_HASH,
+            "request_router_kwargs": {"num_fallback_replicas": 0},
+        }
+    return config

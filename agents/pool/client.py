@@ -1,0 +1,65 @@
+"""``PoolClient``: the generator interface over the pool's DeploymentHandles."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from agents.errors import EngineError, RayAgentsError, UnknownModelError
+from agents.pool.builder import deployment_name
+from agents.pool.generator import Generator
+from agents.pool.types import Chunk, GenerateRequest
+
+__all__ = ["PoolClient"]
+
+
+class PoolClient(Generator):
+    """Sends requests to the pool's model servers, keeping sessions on their replicas.
+
+    A request with a ``session_id`` is routed by it (consistent hashing), so one
+    conversation keeps hitting the replica whose prefix cache holds its history.
+    """
+
+    def __init__(self, handles: Mapping[str, DeploymentHandle]) -> None:
+        self._handles = {
+            model_id: handle.options(stream=True) for model_id, handle in handles.items()
+        }
+
+    @classmethod
+    def connect(cls, model_ids: Iterable[str], app_name: str = "pool") -> PoolClient:
+        """Handles to the running pool application ``app_name``."""
+        return cls(
+            {m: serve.get_deployment_handle(deployment_name(m), app_name) for m in model_ids}
+        )
+
+    @property
+    def models(self) -> list[str]:
+        """The model ids this client can reach."""
+        return sorted(self._handles)
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """Stream the reply of the pool's ``request.model`` replica."""
+        handle = self._handles.get(request.model)
+        if handle is None:
+            raise UnknownModelError(
+                f"unknown model {request.model!r}; the pool serves: {', '.join(self.models)}"
+            )
+        if request.session_id:
+            handle = handle.options(session_id=request.session_id)
+        try:
+            async for batch in handle.generate.remote(request):
+                for chunk in batch:
+                    yield chunk
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+
+def _translate(exc: Exception) -> RayAgentsError:
+    # A replica's exception arrives wrapped (RayTaskError); unwrap ours, name others.
+    cause: Any = getattr(exc, "cause", None) or exc
+    if isinstance(cause, RayAgentsError):
+        return type(cause)(cause.message)
+    return EngineError(f"the pool failed: {type(cause).__name__}: {cause}")

@@ -1,0 +1,183 @@
+"""The pool's Serve deployment classes: Ray Serve LLM's servers plus ``generate``.
+
+``PoolServer`` (aggregated) and ``PoolDecodeServer`` (disaggregated) subclass Ray's
+``LLMServer`` and ``PDDecodeServer``, so Ray's OpenAI ingress, health checks and KV
+transfer orchestration work unchanged. Each adds ``generate``: the generator
+interface, our typed request in and typed chunks out, run in the same replica as its
+engine (no extra hop). ``PoolDecodeServer`` adds conditional disaggregation: a prompt
+whose new (not yet cached) tokens are few is prefilled by the decode engine itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from ray import serve
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionRequest,
+    TokenizeChatRequest,
+)
+from ray.llm._internal.serve.core.protocol import RawRequestInfo
+from ray.llm._internal.serve.core.server.llm_server import LLMServer
+from ray.llm._internal.serve.serving_patterns.prefill_decode.pd_server import (
+    PDDecodeServer,
+    PDPrefillServer,
+)
+from ray.serve._private.http_util import session_id_from_headers
+
+from agents.errors import EngineError, GenerationError, InvalidRequestError, UnknownModelError
+from agents.pool._protocol import chat_request_kwargs, check_request, parse_stream
+from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
+
+logger = logging.getLogger(__name__)
+
+SESSION_HEADER = "x-session-id"
+# Keys of LLMConfig.experimental_configs that the builder sets for these classes.
+MIN_REMOTE_PREFILL_KEY = "ray_agents_min_remote_prefill_tokens"
+CPU_BIND_KEY = "ray_agents_cpu_bind"
+_MAX_SESSIONS = 4096
+
+
+class _Generate:
+    """``generate``: the pool's generator interface, mixed into an LLMServer."""
+
+    _llm_config: Any
+    chat: Any
+
+    def _replica_name(self) -> str:
+        return serve.get_replica_context().replica_id.unique_id
+
+    def _route(self, request: GenerateRequest) -> RouteInfo:
+        return RouteInfo(disaggregated=False, decode_replica=self._replica_name())
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[list[Chunk]]:
+        """Generate a chat reply as batches of chunks; the last chunk is a FinishChunk."""
+        check_request(request)
+        if request.model != self._llm_config.model_id:
+            raise UnknownModelError(
+                f"this replica serves {self._llm_config.model_id!r}, not {request.model!r}"
+            )
+        try:
+            chat_request = ChatCompletionRequest(**chat_request_kwargs(request))
+        except (ValidationError, ValueError) as exc:
+            raise InvalidRequestError(f"invalid generation request: {exc}") from exc
+        headers = {SESSION_HEADER: request.session_id} if request.session_id else {}
+        try:
+            stream = await self.chat(chat_request, RawRequestInfo(headers=headers))
+            async for batch in parse_stream(stream, None):
+                if isinstance(batch[-1], FinishChunk):
+                    batch[-1].route = self._route(request)
+                yield batch
+        except GenerationError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _bind_cpus(llm_config: Any) -> None:
+    """Pin this replica's engine threads: entry ``rank`` of the configured bindings.
+
+    Set before the engine starts, so the engine process inherits it.
+    """
+    binds = llm_config.experimental_configs.get(CPU_BIND_KEY)
+    if binds:
+        rank = serve.get_replica_context().rank.rank
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = binds[rank % len(binds)]
+
+
+class PoolServer(_Generate, LLMServer):
+    """An aggregated engine replica: prefill and decode in one vLLM engine."""
+
+    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+        _bind_cpus(llm_config)
+        await super().__init__(llm_config, **kwargs)
+
+
+class PoolPrefillServer(PDPrefillServer):
+    """A prefill replica: computes prompts' KV caches for the decode replicas."""
+
+    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+        _bind_cpus(llm_config)
+        await super().__init__(llm_config, **kwargs)
+
+
+class _SessionPrefixes:
+    """The prompt token ids last served per session, to estimate cache misses."""
+
+    def __init__(self, max_sessions: int = _MAX_SESSIONS) -> None:
+        self._ids: OrderedDict[str, list[int]] = OrderedDict()
+        self._max = max_sessions
+
+    def new_tokens(self, session: str | None, ids: list[int]) -> int:
+        previous = self._ids.get(session) if session else None
+        if not previous:
+            return len(ids)
+        common = 0
+        for a, b in zip(previous, ids, strict=False):
+            if a != b:
+                break
+            common += 1
+        return len(ids) - common
+
+    def remember(self, session: str | None, ids: list[int]) -> None:
+        if not session:
+            return
+        self._ids[session] = ids
+        self._ids.move_to_end(session)
+        while len(self._ids) > self._max:
+            self._ids.popitem(last=False)
+
+
+class PoolDecodeServer(_Generate, PDDecodeServer):
+    """A decode replica that sends only long new prompts to the prefill replicas."""
+
+    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+        _bind_cpus(llm_config)
+        await super().__init__(llm_config, **kwargs)
+        self._min_remote = int(llm_config.experimental_configs.get(MIN_REMOTE_PREFILL_KEY, 0))
+        self._prefixes = _SessionPrefixes()
+        # Route of each request by id, read by generate(); HTTP requests never read
+        # theirs, so the map is bounded.
+        self._routes: OrderedDict[str, RouteInfo] = OrderedDict()
+
+    def _route(self, request: GenerateRequest) -> RouteInfo:
+        return self._routes.pop(request.request_id, None) or super()._route(request)
+
+    async def _pd_handle_request(
+        self, request: Any, raw_request_info: RawRequestInfo | None = None
+    ) -> AsyncIterator[Any]:
+        session = session_id_from_headers(raw_request_info.headers) if raw_request_info else None
+        ids = await self._prompt_ids(request) if self._min_remote > 0 else []
+        new = self._prefixes.new_tokens(session, ids)
+        remote = self._min_remote == 0 or new >= self._min_remote
+        self._routes[request.request_id] = RouteInfo(
+            disaggregated=remote,
+            decode_replica=self._replica_name(),
+            new_tokens_estimate=new if ids else None,
+        )
+        while len(self._routes) > _MAX_SESSIONS:
+            self._routes.popitem(last=False)
+        if remote:
+            async for chunk in super()._pd_handle_request(request, raw_request_info):
+                yield chunk
+        else:
+            local = await LLMServer.chat(self, request, raw_request_info)
+            async for chunk in local:
+                yield chunk
+        self._prefixes.remember(session, ids)
+
+    async def _prompt_ids(self, request: Any) -> list[int]:
+        tokenize = TokenizeChatRequest(
+            model=request.model, messages=request.messages, add_generation_prompt=True
+        )
+        async for response in await self.tokenize(tokenize):
+            tokens = getattr(response, "tokens", None)
+            if tokens is None:
+                raise InvalidRequestError(f"cannot tokenize the prompt: {response}")
+            return list(tokens)
+        return []

@@ -1,0 +1,251 @@
+"""The pool spec: which models the generator pool serves and how.
+
+Every CPU-specific choice (dtype, thread binding, KV cache size, the KV connector)
+lives here, so the same spec with GPU settings serves on a GPU cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents._yaml import load_model
+
+__all__ = [
+    "Autoscaling",
+    "EngineArgs",
+    "KVTransfer",
+    "ModelSpec",
+    "PoolSpec",
+    "Replicas",
+    "ScriptRule",
+]
+
+_Strict = ConfigDict(extra="forbid")
+
+
+class Autoscaling(BaseModel):
+    """Serve autoscaling for one role of a model."""
+
+    model_config = _Strict
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas kept running.")
+    max_replicas: int = Field(1, ge=1, description="Most replicas started under load.")
+    target_ongoing_requests: float = Field(
+        16, gt=0, description="Ongoing requests per replica the autoscaler aims for."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class Replicas(BaseModel):
+    """Replica count (fixed) or autoscaling, plus per-replica CPU binding."""
+
+    model_config = _Strict
+
+    replicas: int | None = Field(1, ge=1, description="Fixed replica count.")
+    autoscaling: Autoscaling | None = Field(
+        None, description="Autoscaling bounds; when set, `replicas` must be left out."
+    )
+    cpu_bind: str | list[str] | None = Field(
+        None,
+        description=(
+            "CPU cores for this role's engine threads (VLLM_CPU_OMP_THREADS_BIND), e.g. "
+            "'0', '0-3' or 'auto'; a list gives replica i the entry i (modulo its "
+            "length). CPU builds only; ignored by GPU engines."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if self.autoscaling is not None:
+            if "replicas" in self.model_fields_set:
+                raise ValueError("set either `replicas` or `autoscaling`, not both")
+            self.replicas = None
+        return self
+
+
+class EngineArgs(BaseModel):
+    """vLLM engine settings for one model (both roles share them)."""
+
+    model_config = _Strict
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight and activation dtype; built-in models pick their own."
+    )
+    max_model_len: int = Field(4096, ge=16, description="Context length in tokens.")
+    kv_cache_gib: float | None = Field(
+        2.0,
+        gt=0,
+        description=(
+            "KV cache per engine in GiB (VLLM_CPU_KVCACHE_SPACE on CPU). Without it a CPU "
+            "engine reserves most of the machine's memory. Null on GPU."
+        ),
+    )
+    enforce_eager: bool = Field(
+        True, description="Skip torch.compile / CUDA graphs: ~35 s start instead of ~90 s on CPU."
+    )
+    max_num_seqs: int = Field(64, ge=1, description="Most sequences batched together.")
+    enable_prefix_caching: bool = Field(True, description="Reuse KV of shared prefixes.")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Further vLLM engine kwargs, passed through as is."
+    )
+
+
+class KVTransfer(BaseModel):
+    """How prefill replicas hand the KV cache to decode replicas."""
+
+    model_config = _Strict
+
+    connector: Literal["nixl-cpu", "nixl"] = Field(
+        "nixl-cpu",
+        description=(
+            "'nixl-cpu': vLLM's NixlConnector with the CPU fixes of "
+            "agents.pool.nixl_cpu (no spinning progress thread, no re-pinning of the "
+            "model thread). 'nixl': vLLM's NixlConnector as is (the choice for GPUs)."
+        ),
+    )
+    buffer_device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="Where NIXL stages KV blocks: 'cpu' on CPU builds."
+    )
+    backends: list[str] = Field(default_factory=lambda: ["UCX"], description="NIXL backends.")
+    extra_config: dict[str, Any] = Field(
+        default_factory=dict, description="Extra kv_connector_extra_config entries."
+    )
+
+
+class ScriptRule(BaseModel):
+    """One reply of the scripted test engine."""
+
+    model_config = _Strict
+
+    match: str = Field(".*", description="Regex searched in the last message's content.")
+    reply: str | None = Field(None, description="Text to stream back.")
+    json_reply: Any = Field(None, description="A value to stream back as JSON text.")
+    tool_call: dict[str, Any] | None = Field(
+        None, description="A native tool call: {'name': ..., 'arguments': {...}}."
+    )
+    echo: bool = Field(False, description="Reply with the last message's content.")
+    error: Literal["engine", "crash"] | None = Field(
+        None, description="'engine': fail this request; 'crash': mark the engine dead."
+    )
+    token_delay_s: float = Field(0.0, ge=0, description="Pause before each token.")
+
+    def render(self, last: str) -> str:
+        """The reply text for a request whose last message is ``last``."""
+        if self.echo:
+            return last
+        if self.json_reply is not None:
+            return json.dumps(self.json_reply)
+        return self.reply or ""
+
+
+class ModelSpec(BaseModel):
+    """One model of the pool."""
+
+    model_config = _Strict
+
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The id agents use to pick this model.",
+    )
+    source: str = Field(
+        description="`builtin:<name>` or a local Hugging Face checkpoint directory."
+    )
+    mode: Literal["aggregated", "disaggregated"] = Field(
+        "aggregated",
+        description="One engine role, or prefill replicas that hand KV to decode replicas.",
+    )
+    accelerator: Literal["cpu", "gpu"] = Field("cpu", description="Where engines run.")
+    accelerator_type: str | None = Field(
+        None, description="GPU type for placement (e.g. 'H100'); GPU only."
+    )
+    decode: Replicas = Field(
+        default_factory=Replicas,
+        description="Engines that generate (in aggregated mode, the only engines).",
+    )
+    prefill: Replicas | None = Field(
+        None, description="Prefill engines; required in disaggregated mode."
+    )
+    engine: EngineArgs = Field(default_factory=EngineArgs, description="Engine settings.")
+    kv_transfer: KVTransfer = Field(
+        default_factory=KVTransfer, description="KV connector (disaggregated mode)."
+    )
+    min_remote_prefill_tokens: int = Field(
+        512,
+        ge=0,
+        description=(
+            "Conditional disaggregation: prompts with fewer new (not yet cached) tokens "
+            "are prefilled on the decode engine itself; 0 sends every prompt to prefill."
+        ),
+    )
+    scripted: list[ScriptRule] | None = Field(
+        None,
+        description=(
+            "Serve this model with the scripted test engine (agents.pool.testing) "
+            "instead of vLLM: the first rule matching the last message answers."
+        ),
+    )
+    session_affinity: bool = Field(
+        True,
+        description=(
+            "Send all requests of one session (conversation) to the same replicas while "
+            "they are healthy, so the prefix cache serves the growing history."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _roles(self) -> Self:
+        if self.mode == "disaggregated" and self.prefill is None:
+            raise ValueError("disaggregated mode needs a `prefill` section")
+        if self.mode == "aggregated" and self.prefill is not None:
+            raise ValueError("`prefill` is only for mode: disaggregated")
+        if self.accelerator_type is not None and self.accelerator != "gpu":
+            raise ValueError("accelerator_type is only for accelerator: gpu")
+        if self.scripted is not None and self.accelerator != "cpu":
+            raise ValueError("the scripted engine runs on accelerator: cpu only")
+        return self
+
+
+class PoolSpec(BaseModel):
+    """The generator pool: the models every agent shares."""
+
+    model_config = _Strict
+
+    models: Annotated[list[ModelSpec], Field(min_length=1)] = Field(
+        description="Models served by the pool."
+    )
+    model_cache_dir: Path | None = Field(
+        None, description="Where built-in models are converted (default ~/.cache/ray-agents)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.id in seen:
+                raise ValueError(f"duplicate model id {model.id!r}")
+            seen.add(model.id)
+        return self
+
+    def model(self, model_id: str) -> ModelSpec:
+        """The spec of ``model_id``; KeyError if the pool has no such model."""
+        for model in self.models:
+            if model.id == model_id:
+                return model
+        raise KeyError(model_id)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PoolSpec:
+        """Load a pool spec from YAML: the whole file, or its ``pool:`` section."""
+        spec = load_model(path, cls, section="pool")
+        if spec.model_cache_dir is not None and not spec.model_cache_dir.is_absolute():
+            spec.model_cache_dir = (Path(path).parent / spec.model_cache_dir).resolve()
+        return spec

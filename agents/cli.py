@@ -48,7 +48,22 @@ def _parser() -> argparse.ArgumentParser:
     check = pool.add_parser("validate", help="check a pool spec and exit")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_pool_validate)
+    schema = sub.add_parser("schema", help="write the JSON Schemas of the config files")
+    schema.add_argument("--out", type=Path, default=Path("configs/schema"))
+    schema.set_defaults(func=_schema)
     return parser
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.pool.spec import pool_file_schema
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "pool.schema.json"
+    path.write_text(json.dumps(pool_file_schema(), indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
 
 
 def _models_prepare(args: argparse.Namespace) -> int:

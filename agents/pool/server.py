@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -141,6 +142,7 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
         await super().__init__(llm_config, **kwargs)
         self._min_remote = int(llm_config.experimental_configs.get(MIN_REMOTE_PREFILL_KEY, 0))
         self._prefixes = _SessionPrefixes()
+        self._tokenizer = _local_tokenizer(llm_config) if self._min_remote > 0 else None
         # Route of each request by id, read by generate(); HTTP requests never read
         # theirs, so the map is bounded.
         self._routes: OrderedDict[str, RouteInfo] = OrderedDict()
@@ -172,6 +174,14 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
         self._prefixes.remember(session, ids)
 
     async def _prompt_ids(self, request: Any) -> list[int]:
+        if self._tokenizer is not None:
+            messages = [dict(m) for m in request.messages]
+            ids = self._tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True
+            )
+            # transformers 5 returns a BatchEncoding; older versions a plain list.
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        # No local checkpoint (the scripted engine): ask the engine.
         tokenize = TokenizeChatRequest(
             model=request.model, messages=request.messages, add_generation_prompt=True
         )
@@ -181,3 +191,13 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
                 raise InvalidRequestError(f"cannot tokenize the prompt: {response}")
             return list(tokens)
         return []
+
+
+def _local_tokenizer(llm_config: Any) -> Any:
+    """The checkpoint's tokenizer, when the model source is a local directory."""
+    source = Path(llm_config.model_loading_config.model_source)
+    if not (source / "tokenizer_config.json").exists():
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source)

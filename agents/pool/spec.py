@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents._yaml import load_model
 
@@ -22,6 +22,7 @@ __all__ = [
     "PoolSpec",
     "Replicas",
     "ScriptRule",
+    "pool_file_schema",
 ]
 
 _Strict = ConfigDict(extra="forbid")
@@ -226,14 +227,15 @@ class PoolSpec(BaseModel):
         None, description="Where built-in models are converted (default ~/.cache/ray-agents)."
     )
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Self:
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, models: list[ModelSpec]) -> list[ModelSpec]:
         seen: set[str] = set()
-        for model in self.models:
+        for index, model in enumerate(models):
             if model.id in seen:
-                raise ValueError(f"duplicate model id {model.id!r}")
+                raise ValueError(f"duplicate model id {model.id!r} (entry {index})")
             seen.add(model.id)
-        return self
+        return models
 
     def model(self, model_id: str) -> ModelSpec:
         """The spec of ``model_id``; KeyError if the pool has no such model."""
@@ -249,3 +251,19 @@ class PoolSpec(BaseModel):
         if spec.model_cache_dir is not None and not spec.model_cache_dir.is_absolute():
             spec.model_cache_dir = (Path(path).parent / spec.model_cache_dir).resolve()
         return spec
+
+
+def pool_file_schema() -> dict[str, Any]:
+    """JSON Schema of a pool file (``pool:`` at the top), for editors to check YAML."""
+    schema = PoolSpec.model_json_schema(ref_template="#/$defs/{model}")
+    defs = schema.pop("$defs", {})
+    defs["PoolSpec"] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ray-agents pool file",
+        "type": "object",
+        "properties": {"pool": {"$ref": "#/$defs/PoolSpec"}},
+        "required": ["pool"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }

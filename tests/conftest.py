@@ -1,8 +1,43 @@
-"""Shared fixtures. Unit tests never reach Ray or a model: see tests/unit/conftest.py."""
+"""Shared fixtures: one local Ray instance for every Serve tier of the session.
+
+Unit tests never reach Ray or a model (tests/unit/conftest.py forbids it).
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 
-# Ray 2.60 turns token authentication on by default; local test clusters do not need it.
+import pytest
+
+# Ray 2.60 turns token authentication on by default; a local test cluster needs none.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[dict[str, int]]:
+    """A local Ray with Serve; yields its ports (metrics, HTTP)."""
+    import ray
+    from ray import serve
+
+    ports = {"metrics": free_port(), "http": free_port()}
+    # Logical CPUs: each engine replica reserves one; the engines are pinned to real
+    # cores by the pool spec, so more logical CPUs than cores is intended.
+    ray.init(
+        num_cpus=8,
+        _metrics_export_port=ports["metrics"],
+        include_dashboard=False,
+        # Replica logs stay in /tmp/ray/session_latest/logs instead of flooding pytest.
+        log_to_driver=False,
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": ports["http"]})
+    yield ports
+    serve.shutdown()
+    ray.shutdown()

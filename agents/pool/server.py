@@ -10,6 +10,7 @@ whose new (not yet cached) tokens are few is prefilled by the decode engine itse
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -108,30 +109,37 @@ class PoolPrefillServer(PDPrefillServer):
 
 
 class _SessionPrefixes:
-    """The prompt token ids last served per session, to estimate cache misses."""
+    """What each session's last request left in the decode engine's prefix cache.
+
+    The engine caches the prompt and the generated tokens; the next turn's prompt
+    repeats both (the reply comes back as the assistant message), so a prompt that
+    extends the previous one misses only what follows the previous reply.
+    """
 
     def __init__(self, max_sessions: int = _MAX_SESSIONS) -> None:
-        self._ids: OrderedDict[str, list[int]] = OrderedDict()
+        self._last: OrderedDict[str, tuple[list[int], int]] = OrderedDict()
         self._max = max_sessions
 
     def new_tokens(self, session: str | None, ids: list[int]) -> int:
-        previous = self._ids.get(session) if session else None
-        if not previous:
-            return len(ids)
+        """Tokens of ``ids`` the decode engine is expected not to have cached."""
+        previous, generated = self._last.get(session, ([], 0)) if session else ([], 0)
         common = 0
         for a, b in zip(previous, ids, strict=False):
             if a != b:
                 break
             common += 1
+        if previous and common == len(previous):
+            common = min(len(ids), common + generated)
         return len(ids) - common
 
-    def remember(self, session: str | None, ids: list[int]) -> None:
+    def remember(self, session: str | None, ids: list[int], generated: int) -> None:
+        """Record a finished request of ``session``: its prompt and output length."""
         if not session:
             return
-        self._ids[session] = ids
-        self._ids.move_to_end(session)
-        while len(self._ids) > self._max:
-            self._ids.popitem(last=False)
+        self._last[session] = (ids, generated)
+        self._last.move_to_end(session)
+        while len(self._last) > self._max:
+            self._last.popitem(last=False)
 
 
 class PoolDecodeServer(_Generate, PDDecodeServer):
@@ -165,13 +173,14 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
         while len(self._routes) > _MAX_SESSIONS:
             self._routes.popitem(last=False)
         if remote:
-            async for chunk in super()._pd_handle_request(request, raw_request_info):
-                yield chunk
+            stream = super()._pd_handle_request(request, raw_request_info)
         else:
-            local = await LLMServer.chat(self, request, raw_request_info)
-            async for chunk in local:
-                yield chunk
-        self._prefixes.remember(session, ids)
+            stream = await LLMServer.chat(self, request, raw_request_info)
+        last = None
+        async for chunk in stream:
+            last = chunk
+            yield chunk
+        self._prefixes.remember(session, ids, _completion_tokens(last))
 
     async def _prompt_ids(self, request: Any) -> list[int]:
         if self._tokenizer is not None:
@@ -191,6 +200,20 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
                 raise InvalidRequestError(f"cannot tokenize the prompt: {response}")
             return list(tokens)
         return []
+
+
+def _completion_tokens(item: Any) -> int:
+    """Completion tokens from the usage in the last item of an engine stream."""
+    usage = getattr(item, "usage", None)
+    if usage is not None:
+        return int(getattr(usage, "completion_tokens", 0) or 0)
+    for piece in reversed(item if isinstance(item, list) else [item]):
+        if isinstance(piece, str) and '"usage"' in piece:
+            for line in piece.splitlines():
+                data = line.removeprefix("data: ").strip()
+                if data.startswith("{") and '"usage"' in data:
+                    return int((json.loads(data).get("usage") or {}).get("completion_tokens", 0))
+    return 0
 
 
 def _local_tokenizer(llm_config: Any) -> Any:

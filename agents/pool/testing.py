@@ -114,6 +114,7 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
         cached = self._cached(ids)
         kv_in = request.kv_transfer_params or {}
         if kv_in.get("do_remote_decode"):
+            self._prompts.append(ids)
             # Prefill side of disaggregation: compute the prompt, hand back the blocks.
             yield ChatCompletionResponse(
                 id=request.request_id,
@@ -134,6 +135,9 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
         max_tokens = request.max_tokens or 16
         pieces = self._pieces(rule, last, max_tokens)
         usage = self._usage(len(ids), len(pieces), cached)
+        # Like vLLM, cache the prompt and the reply: the next turn's history shares both.
+        reply = "".join(p for p in pieces if isinstance(p, str))
+        self._prompts.append(ids + _token_ids(["<assistant>", *_words(reply)]))
         if not request.stream:
             text = "".join(p for p in pieces if isinstance(p, str))
             yield ChatCompletionResponse(
@@ -202,7 +206,6 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
                     break
                 common += 1
             best = max(best, common)
-        self._prompts.append(ids)
         return best
 
     def _pieces(self, rule: ScriptRule, last: str, max_tokens: int) -> list[Any]:

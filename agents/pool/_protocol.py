@@ -83,7 +83,7 @@ def error_from_response(error: Any) -> GenerationError:
     lowered = message.lower()
     if code == 404 or "does not exist" in lowered:
         return UnknownModelError(message)
-    if code == 400 or code is None and "invalid" in lowered:
+    if code == 400 or (code is None and "invalid" in lowered):
         if "context length" in lowered or "max_model_len" in lowered or "too long" in lowered:
             return PromptTooLongError(message)
         return InvalidRequestError(message)

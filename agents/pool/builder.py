@@ -90,8 +90,9 @@ def build_pool_app(spec: PoolSpec, *, stream_batching_ms: int = 10) -> Applicati
     options = copy.deepcopy(DEFAULT_INGRESS_OPTIONS)
     options["name"] = INGRESS_NAME
     options["ray_actor_options"] = {"num_cpus": 0}
-    ingress = serve.deployment(make_fastapi_ingress(OpenAiIngress), **options)
-    return ingress.bind(llm_deployments=servers, model_cards=cards)
+    ingress: Any = serve.deployment(make_fastapi_ingress(OpenAiIngress), **options)  # type: ignore[arg-type]
+    app: Application = ingress.bind(llm_deployments=servers, model_cards=cards)
+    return app
 
 
 def llm_configs(

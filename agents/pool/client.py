@@ -23,7 +23,7 @@ class PoolClient(Generator):
     conversation keeps hitting the replica whose prefix cache holds its history.
     """
 
-    def __init__(self, handles: Mapping[str, DeploymentHandle]) -> None:
+    def __init__(self, handles: Mapping[str, DeploymentHandle[Any]]) -> None:
         self._handles = {
             model_id: handle.options(stream=True) for model_id, handle in handles.items()
         }
@@ -50,7 +50,8 @@ class PoolClient(Generator):
         if request.session_id:
             handle = handle.options(session_id=request.session_id)
         try:
-            async for batch in handle.generate.remote(request):
+            stream: Any = handle.generate.remote(request)
+            async for batch in stream:
                 for chunk in batch:
                     yield chunk
         except Exception as exc:

@@ -46,11 +46,14 @@ logger = init_logger(f"vllm.ext.{__name__}")
 
 __all__ = ["NixlConnector"]
 
+# The worker module looks this factory up when it creates its NIXL agent.
+_CONFIG_FACTORY = "nixl_agent_config"
+
 
 @contextlib.contextmanager
 def _agent_settings(extra: dict[str, Any]) -> Iterator[None]:
     """Create the NIXL agent, while inside, with our progress-thread settings."""
-    upstream_config = _nixl_worker.nixl_agent_config
+    upstream_config = getattr(_nixl_worker, _CONFIG_FACTORY)
     if upstream_config is None:  # nixl not installed: upstream raises its own error
         yield
         return
@@ -76,13 +79,13 @@ def _agent_settings(extra: dict[str, Any]) -> Iterator[None]:
         agent_config.pthrDelay = delay_us
         return upstream_agent(name, agent_config)
 
-    _nixl_worker.nixl_agent_config = config
+    setattr(_nixl_worker, _CONFIG_FACTORY, config)
     if delay_us > 0:
         bind.nixlAgent = agent
     try:
         yield
     finally:
-        _nixl_worker.nixl_agent_config = upstream_config
+        setattr(_nixl_worker, _CONFIG_FACTORY, upstream_config)
         bind.nixlAgent = upstream_agent
     logger.info(
         "NIXL agent: progress thread %s, delay %d us, sync mode %s",

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +34,7 @@ from ray.serve._private.http_util import session_id_from_headers
 
 from agents.errors import EngineError, GenerationError, InvalidRequestError, UnknownModelError
 from agents.pool._protocol import chat_request_kwargs, check_request, parse_stream
+from agents.pool._sessions import SessionPrefixes
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def _bind_cpus(llm_config: Any) -> None:
 class PoolServer(_Generate, LLMServer):
     """An aggregated engine replica: prefill and decode in one vLLM engine."""
 
-    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:  # type: ignore[misc]
         _bind_cpus(llm_config)
         await super().__init__(llm_config, **kwargs)
 
@@ -103,53 +104,19 @@ class PoolServer(_Generate, LLMServer):
 class PoolPrefillServer(PDPrefillServer):
     """A prefill replica: computes prompts' KV caches for the decode replicas."""
 
-    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:  # type: ignore[misc]
         _bind_cpus(llm_config)
         await super().__init__(llm_config, **kwargs)
-
-
-class _SessionPrefixes:
-    """What each session's last request left in the decode engine's prefix cache.
-
-    The engine caches the prompt and the generated tokens; the next turn's prompt
-    repeats both (the reply comes back as the assistant message), so a prompt that
-    extends the previous one misses only what follows the previous reply.
-    """
-
-    def __init__(self, max_sessions: int = _MAX_SESSIONS) -> None:
-        self._last: OrderedDict[str, tuple[list[int], int]] = OrderedDict()
-        self._max = max_sessions
-
-    def new_tokens(self, session: str | None, ids: list[int]) -> int:
-        """Tokens of ``ids`` the decode engine is expected not to have cached."""
-        previous, generated = self._last.get(session, ([], 0)) if session else ([], 0)
-        common = 0
-        for a, b in zip(previous, ids, strict=False):
-            if a != b:
-                break
-            common += 1
-        if previous and common == len(previous):
-            common = min(len(ids), common + generated)
-        return len(ids) - common
-
-    def remember(self, session: str | None, ids: list[int], generated: int) -> None:
-        """Record a finished request of ``session``: its prompt and output length."""
-        if not session:
-            return
-        self._last[session] = (ids, generated)
-        self._last.move_to_end(session)
-        while len(self._last) > self._max:
-            self._last.popitem(last=False)
 
 
 class PoolDecodeServer(_Generate, PDDecodeServer):
     """A decode replica that sends only long new prompts to the prefill replicas."""
 
-    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:
+    async def __init__(self, llm_config: Any, **kwargs: Any) -> None:  # type: ignore[misc]
         _bind_cpus(llm_config)
         await super().__init__(llm_config, **kwargs)
         self._min_remote = int(llm_config.experimental_configs.get(MIN_REMOTE_PREFILL_KEY, 0))
-        self._prefixes = _SessionPrefixes()
+        self._prefixes = SessionPrefixes(_MAX_SESSIONS)
         self._tokenizer = _local_tokenizer(llm_config) if self._min_remote > 0 else None
         # Route of each request by id, read by generate(); HTTP requests never read
         # theirs, so the map is bounded.
@@ -158,7 +125,7 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
     def _route(self, request: GenerateRequest) -> RouteInfo:
         return self._routes.pop(request.request_id, None) or super()._route(request)
 
-    async def _pd_handle_request(
+    async def _pd_handle_request(  # type: ignore[override]
         self, request: Any, raw_request_info: RawRequestInfo | None = None
     ) -> AsyncIterator[Any]:
         session = session_id_from_headers(raw_request_info.headers) if raw_request_info else None
@@ -172,6 +139,7 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
         )
         while len(self._routes) > _MAX_SESSIONS:
             self._routes.popitem(last=False)
+        stream: AsyncIterator[Any]
         if remote:
             stream = super()._pd_handle_request(request, raw_request_info)
         else:

@@ -120,8 +120,8 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
                 id=request.request_id,
                 created=int(time.time()),
                 model=request.model,
-                choices=[{"index": 0, "message": {"role": "assistant", "content": ""}}],
-                usage=self._usage(len(ids), 1, cached),
+                choices=[{"index": 0, "message": {"role": "assistant", "content": ""}}],  # type: ignore[list-item]
+                usage=self._usage(len(ids), 1, cached),  # type: ignore[arg-type]
                 kv_transfer_params={
                     "do_remote_prefill": True,
                     "do_remote_decode": False,
@@ -144,14 +144,14 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
                 id=request.request_id,
                 created=int(time.time()),
                 model=request.model,
-                choices=[
+                choices=[  # type: ignore[list-item]
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
                         "finish_reason": "stop",
                     }
                 ],
-                usage=usage,
+                usage=usage,  # type: ignore[arg-type]
             )
             return
         for piece in pieces:

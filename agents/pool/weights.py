@@ -147,11 +147,11 @@ def _convert(gguf_dir: Path, model: BuiltinModel, out: Path, say: Callable[[str]
     )
     say(f"[2/3] dequantized to {model.dtype}; writing safetensors to {out}")
     # The GGUF quantizer cannot serialize; the weights are already plain tensors.
-    hf_model.hf_quantizer = None
+    hf_model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(hf_model.config, "quantization_config"):
         del hf_model.config.quantization_config
     hf_model.config.architectures = ["LlamaForCausalLM"]
-    hf_model.config.torch_dtype = model.dtype
+    hf_model.config.dtype = model.dtype
     hf_model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     say("[3/3] checkpoint written")

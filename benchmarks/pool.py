@@ -1,0 +1,484 @@
+"""Generator pool benchmarks: prints a table and writes JSON.
+
+    python -m benchmarks.pool [--phases long,mixed,server,affinity] [--out FILE]
+
+Phases (each deploys what it measures, one at a time, on this machine's cores):
+
+- long:     a ~2.7k-token prompt, disaggregated vs one aggregated engine.
+- mixed:    4 short chats streaming 48 tokens while ~2.7k-token prompts arrive back to
+            back: inter-token latency (ITL) and short-chat time to first token (TTFT).
+- server:   the pool's DeploymentHandle path vs vLLM's own OpenAI server, same model and
+            engine settings, at 1 and 16 concurrent 64-token chats; batching gain.
+- affinity: prefix-cache hit rate of a 10-turn conversation over 2 replicas, with and
+            without session affinity.
+
+Ratios are what to read: absolute numbers move with the machine's other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agents.pool import weights
+from agents.pool.client import PoolClient
+from agents.pool.spec import PoolSpec
+from agents.pool.types import GenerateRequest, Message, SamplingParams, TextChunk
+
+MODEL = "builtin:smollm2-135m-instruct"
+ENGINE = {"max_model_len": 4096, "kv_cache_gib": 1}
+SHORT_QUESTIONS = [
+    "Tell me about the ocean.",
+    "Describe a forest in spring.",
+    "Explain how bread is made.",
+    "Write about a city at night.",
+]
+
+
+def document(n_facts: int, seed: int) -> str:
+    facts = [
+        f"Fact {seed}-{i}: item {i} weighs {(i * 7 + seed) % 97} grams." for i in range(n_facts)
+    ]
+    return " ".join(facts) + "\nWhich item is mentioned first? Answer briefly."
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def deploy(models: list[dict[str, Any]], app: str) -> PoolClient:
+    from ray import serve
+
+    from agents.pool.builder import build_pool_app
+
+    spec = PoolSpec.model_validate({"models": models})
+    serve.run(build_pool_app(spec), name=app, route_prefix=f"/{app}")
+    return PoolClient.connect([m["id"] for m in models], app_name=app)
+
+
+def undeploy(app: str) -> None:
+    from ray import serve
+
+    serve.delete(app)
+
+
+async def timed_stream(pool: PoolClient, request: GenerateRequest) -> dict[str, Any]:
+    start = time.perf_counter()
+    arrivals: list[float] = []
+    finish = None
+    async for chunk in pool.generate(request):
+        if isinstance(chunk, TextChunk):
+            arrivals.append(time.perf_counter())
+        else:
+            finish = chunk
+    end = time.perf_counter()
+    assert finish is not None and finish.type == "finish"
+    return {
+        "latency": end - start,
+        "ttft": (arrivals[0] - start) if arrivals else end - start,
+        "gaps": [b - a for a, b in itertools.pairwise(arrivals)],
+        "tokens": finish.usage.completion_tokens,
+        "prompt_tokens": finish.usage.prompt_tokens,
+        "cached_tokens": finish.usage.cached_tokens,
+        "disaggregated": bool(finish.route and finish.route.disaggregated),
+    }
+
+
+def ask(model: str, text: str, max_tokens: int, session: str | None = None) -> GenerateRequest:
+    return GenerateRequest(
+        model=model,
+        messages=[Message(role="user", content=text)],
+        sampling=SamplingParams(temperature=0, max_tokens=max_tokens),
+        session_id=session,
+    )
+
+
+# --------------------------------------------------------------------------- phases
+
+
+async def phase_long(results: dict[str, Any]) -> None:
+    pool = deploy(
+        [
+            {"id": "agg", "source": MODEL, "decode": {"cpu_bind": "0-1"}, "engine": ENGINE},
+            {
+                "id": "pd",
+                "source": MODEL,
+                "mode": "disaggregated",
+                "prefill": {"cpu_bind": "0"},
+                "decode": {"cpu_bind": "1"},
+                "engine": ENGINE,
+            },
+        ],
+        "bench-long",
+    )
+    try:
+        await pool.complete(ask("agg", "warm up", 4))
+        await pool.complete(ask("pd", document(200, 99), 4))
+        out: dict[str, list[float]] = {"agg": [], "pd": []}
+        tokens = 0
+        for run in range(3):
+            for model in ("agg", "pd"):
+                r = await timed_stream(pool, ask(model, document(215, run), 16))
+                out[model].append(r["latency"])
+                tokens = r["prompt_tokens"]
+                if model == "pd":
+                    assert r["disaggregated"]
+        agg, pd = statistics.median(out["agg"]), statistics.median(out["pd"])
+        results["long"] = {
+            "prompt_tokens": tokens,
+            "aggregated_s": agg,
+            "disaggregated_s": pd,
+            "ratio": pd / agg,
+            "runs": out,
+        }
+    finally:
+        undeploy("bench-long")
+
+
+async def _mixed(pool: PoolClient, model: str, seconds: float) -> dict[str, Any]:
+    stop = time.perf_counter() + seconds
+    gaps: list[float] = []
+    ttfts: list[float] = []
+    longs: list[float] = []
+
+    async def short_chats(worker: int) -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            text = f"{SHORT_QUESTIONS[worker]} (variant {n})"
+            r = await timed_stream(pool, ask(model, text, 48, session=f"short-{worker}-{n}"))
+            gaps.extend(r["gaps"])
+            ttfts.append(r["ttft"])
+            n += 1
+
+    async def long_prompts() -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            r = await timed_stream(pool, ask(model, document(210, 1000 + n), 8, f"long-{n}"))
+            longs.append(r["latency"])
+            n += 1
+
+    await asyncio.gather(long_prompts(), *(short_chats(w) for w in range(4)))
+    return {
+        "itl_p50_ms": pct(gaps, 50) * 1000,
+        "itl_p99_ms": pct(gaps, 99) * 1000,
+        "short_ttft_p50_s": pct(ttfts, 50),
+        "short_chats": len(ttfts),
+        "long_prompts": len(longs),
+    }
+
+
+async def phase_mixed(results: dict[str, Any], seconds: float) -> None:
+    pool = deploy(
+        [
+            {"id": "agg", "source": MODEL, "decode": {"cpu_bind": "0-1"}, "engine": ENGINE},
+            {
+                "id": "pd",
+                "source": MODEL,
+                "mode": "disaggregated",
+                "prefill": {"cpu_bind": "0"},
+                "decode": {"cpu_bind": "1"},
+                "engine": ENGINE,
+                "min_remote_prefill_tokens": 512,
+            },
+        ],
+        "bench-mixed",
+    )
+    try:
+        await pool.complete(ask("agg", "warm up", 4))
+        await pool.complete(ask("pd", "warm up", 4))
+        agg = await _mixed(pool, "agg", seconds)
+        pd = await _mixed(pool, "pd", seconds)
+        results["mixed"] = {
+            "aggregated": agg,
+            "disaggregated": pd,
+            "itl_p99_ratio": pd["itl_p99_ms"] / agg["itl_p99_ms"],
+            "short_ttft_p50_ratio": pd["short_ttft_p50_s"] / agg["short_ttft_p50_s"],
+        }
+    finally:
+        undeploy("bench-mixed")
+
+
+async def _concurrent(call: Any, n: int) -> dict[str, float]:
+    start = time.perf_counter()
+    runs = await asyncio.gather(*(call(i) for i in range(n)))
+    wall = time.perf_counter() - start
+    tokens = sum(t for _, t in runs)
+    return {
+        "median_latency_s": statistics.median(lat for lat, _ in runs),
+        "tokens_per_s": tokens / wall,
+        "tokens": tokens,
+    }
+
+
+async def phase_server(results: dict[str, Any]) -> None:
+    checkpoint = weights.prepare(MODEL)
+    prompts = [
+        f"Write a short story about {topic}." for topic in ("a cat", "a ship", "a tree", "a robot")
+    ]
+    port = 8765
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": str(ENGINE["kv_cache_gib"]),
+        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+    }
+    server = subprocess.Popen(  # noqa: ASYNC220 - a server we leave running
+        [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(checkpoint),
+            "--served-model-name",
+            "smollm2",
+            "--dtype",
+            "float32",
+            "--enforce-eager",
+            "--max-model-len",
+            str(ENGINE["max_model_len"]),
+            "--port",
+            str(port),
+            "--disable-log-requests",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    vllm_out: dict[str, Any] = {}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+            for _ in range(180):
+                try:
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(1)
+
+            async def via_server(i: int) -> tuple[float, int]:
+                body = {
+                    "model": "smollm2",
+                    "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
+                    "temperature": 0,
+                    "max_tokens": 64,
+                }
+                t = time.perf_counter()
+                reply = (await http.post("/v1/chat/completions", json=body)).json()
+                return time.perf_counter() - t, reply["usage"]["completion_tokens"]
+
+            await via_server(0)
+            for n in (1, 16):
+                vllm_out[str(n)] = await _concurrent(via_server, n)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+    pool = deploy(
+        [{"id": "agg", "source": MODEL, "decode": {"cpu_bind": "0-1"}, "engine": ENGINE}],
+        "bench-server",
+    )
+    pool_out: dict[str, Any] = {}
+    try:
+
+        async def via_pool(i: int) -> tuple[float, int]:
+            t = time.perf_counter()
+            done = await pool.complete(ask("agg", prompts[i % len(prompts)], 64))
+            return time.perf_counter() - t, done.usage.completion_tokens
+
+        await via_pool(0)
+        for n in (1, 16):
+            pool_out[str(n)] = await _concurrent(via_pool, n)
+    finally:
+        undeploy("bench-server")
+    results["server"] = {
+        "vllm_server": vllm_out,
+        "pool": pool_out,
+        "latency_ratio_1": pool_out["1"]["median_latency_s"] / vllm_out["1"]["median_latency_s"],
+        "latency_ratio_16": pool_out["16"]["median_latency_s"] / vllm_out["16"]["median_latency_s"],
+        "throughput_ratio_16": pool_out["16"]["tokens_per_s"] / vllm_out["16"]["tokens_per_s"],
+        "batching_gain_server": vllm_out["16"]["tokens_per_s"] / vllm_out["1"]["tokens_per_s"],
+        "batching_gain_pool": pool_out["16"]["tokens_per_s"] / pool_out["1"]["tokens_per_s"],
+    }
+
+
+async def phase_affinity(results: dict[str, Any]) -> None:
+    two = {"replicas": 2, "cpu_bind": ["0", "1"]}
+    pool = deploy(
+        [
+            {"id": "sticky", "source": MODEL, "decode": two, "engine": ENGINE},
+            {
+                "id": "spread",
+                "source": MODEL,
+                "decode": two,
+                "engine": ENGINE,
+                "session_affinity": False,
+            },
+        ],
+        "bench-affinity",
+    )
+    out = {}
+    try:
+        for model in ("sticky", "spread"):
+            history = [Message(role="system", content=document(60, 7))]
+            cached = prompt = 0
+            replicas = set()
+            for turn in range(10):
+                history.append(
+                    Message(role="user", content=f"Question {turn}: which item is heaviest?")
+                )
+                request = GenerateRequest(
+                    model=model,
+                    messages=history,
+                    session_id="conversation",
+                    sampling=SamplingParams(temperature=0, max_tokens=12),
+                )
+                done = await pool.complete(request)
+                if turn > 0:
+                    cached += done.usage.cached_tokens
+                    prompt += done.usage.prompt_tokens
+                replicas.add(done.route.decode_replica if done.route else None)
+                history.append(Message(role="assistant", content=done.text))
+            out[model] = {"hit_rate": cached / prompt, "replicas_used": len(replicas)}
+    finally:
+        undeploy("bench-affinity")
+    results["affinity"] = out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("benchmark", "measured", "goal")]
+    if "long" in results:
+        r = results["long"]
+        rows.append(
+            (
+                f"{r['prompt_tokens']}-token prompt: disagg / agg latency",
+                f"{r['disaggregated_s']:.2f} s / {r['aggregated_s']:.2f} s = {r['ratio']:.2f}x",
+                "<= 1.1x",
+            )
+        )
+    if "mixed" in results:
+        r = results["mixed"]
+        a, d = r["aggregated"], r["disaggregated"]
+        rows.append(
+            (
+                "mixed load: ITL p50 / p99 (agg -> disagg)",
+                f"{a['itl_p50_ms']:.0f}/{a['itl_p99_ms']:.0f} ms -> "
+                f"{d['itl_p50_ms']:.0f}/{d['itl_p99_ms']:.0f} ms ({r['itl_p99_ratio']:.2f}x p99)",
+                "p99 <= 0.5x",
+            )
+        )
+        rows.append(
+            (
+                "mixed load: short-chat TTFT p50 (agg -> disagg)",
+                f"{a['short_ttft_p50_s']:.2f} s -> {d['short_ttft_p50_s']:.2f} s "
+                f"({r['short_ttft_p50_ratio']:.2f}x)",
+                "<= 1.0x",
+            )
+        )
+    if "server" in results:
+        r = results["server"]
+        v, p = r["vllm_server"], r["pool"]
+        for n in ("1", "16"):
+            rows.append(
+                (
+                    f"{n} concurrent 64-token chats: median latency pool / vLLM server",
+                    f"{p[n]['median_latency_s']:.2f} s / {v[n]['median_latency_s']:.2f} s = "
+                    f"{r['latency_ratio_' + n]:.2f}x",
+                    "<= 1.05x",
+                )
+            )
+        rows.append(
+            (
+                "16 concurrent: throughput pool / vLLM server",
+                f"{p['16']['tokens_per_s']:.0f} / {v['16']['tokens_per_s']:.0f} tok/s = "
+                f"{r['throughput_ratio_16']:.2f}x",
+                ">= 0.95x",
+            )
+        )
+        rows.append(
+            (
+                "batching gain, 16 vs 1 (pool vs server)",
+                f"{r['batching_gain_pool']:.1f}x vs {r['batching_gain_server']:.1f}x",
+                ">= 0.95 of server's",
+            )
+        )
+    if "affinity" in results:
+        r = results["affinity"]
+        rows.append(
+            (
+                "10-turn prefix-cache hit rate, 2 replicas (affinity on / off)",
+                f"{r['sticky']['hit_rate']:.0%} / {r['spread']['hit_rate']:.0%}",
+                "on >> off",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+async def main_async(phases: list[str], mixed_seconds: float) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    for phase in phases:
+        started = time.perf_counter()
+        print(f"== phase {phase}", flush=True)
+        if phase == "long":
+            await phase_long(results)
+        elif phase == "mixed":
+            await phase_mixed(results, mixed_seconds)
+        elif phase == "server":
+            await phase_server(results)
+        elif phase == "affinity":
+            await phase_affinity(results)
+        else:
+            raise SystemExit(f"unknown phase {phase!r}")
+        print(f"   done in {time.perf_counter() - started:.0f} s", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--phases", default="long,mixed,server,affinity")
+    parser.add_argument("--mixed-seconds", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pool.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray import serve
+
+    weights.prepare(MODEL)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": 8766})
+    try:
+        results = asyncio.run(main_async(args.phases.split(","), args.mixed_seconds))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,12 +1,13 @@
 """Generator pool benchmarks: prints a table and writes JSON.
 
-    python -m benchmarks.pool [--phases long,mixed,server,affinity] [--out FILE]
+    python -m benchmarks.pool [--phases disagg,server,affinity] [--out FILE]
 
 Phases (each deploys what it measures, one at a time, on this machine's cores):
 
-- long:     a ~2.7k-token prompt, disaggregated vs one aggregated engine.
-- mixed:    4 short chats streaming 48 tokens while ~2.7k-token prompts arrive back to
-            back: inter-token latency (ITL) and short-chat time to first token (TTFT).
+- disagg:   (1) a ~2.7k-token prompt, disaggregated vs one aggregated engine; (2) mixed
+            load: 4 short chats streaming 48 tokens while ~2.7k-token prompts arrive
+            back to back: inter-token latency (ITL) and short-chat time to first token
+            (TTFT). Both for two disaggregated core layouts.
 - server:   the pool's DeploymentHandle path vs vLLM's own OpenAI server, same model and
             engine settings, at 1 and 16 concurrent 64-token chats; batching gain.
 - affinity: prefix-cache hit rate of a 10-turn conversation over 2 replicas, with and
@@ -110,43 +111,60 @@ def ask(model: str, text: str, max_tokens: int, session: str | None = None) -> G
 # --------------------------------------------------------------------------- phases
 
 
-async def phase_long(results: dict[str, Any]) -> None:
-    pool = deploy(
-        [
-            {"id": "agg", "source": MODEL, "decode": {"cpu_bind": "0-1"}, "engine": ENGINE},
+# Two disaggregated layouts on a 2-core machine: prefill and decode on a core each, or
+# prefill on both cores (it has them to itself while decode is idle) and decode on one.
+LAYOUTS = {"pd": ("0", "1"), "pd-wide": ("0-1", "1")}
+
+
+def disagg_models(min_remote: int) -> list[dict[str, Any]]:
+    models: list[dict[str, Any]] = [
+        {"id": "agg", "source": MODEL, "decode": {"cpu_bind": "0-1"}, "engine": ENGINE}
+    ]
+    for name, (prefill, decode) in LAYOUTS.items():
+        models.append(
             {
-                "id": "pd",
+                "id": name,
                 "source": MODEL,
                 "mode": "disaggregated",
-                "prefill": {"cpu_bind": "0"},
-                "decode": {"cpu_bind": "1"},
+                "prefill": {"cpu_bind": prefill},
+                "decode": {"cpu_bind": decode},
                 "engine": ENGINE,
-            },
-        ],
-        "bench-long",
-    )
+                "min_remote_prefill_tokens": min_remote,
+            }
+        )
+    return models
+
+
+async def phase_disagg(results: dict[str, Any], seconds: float) -> None:
+    """Long-prompt latency, then mixed load, for one engine and both PD layouts."""
+    pool = deploy(disagg_models(min_remote=512), "bench-disagg")
     try:
-        await pool.complete(ask("agg", "warm up", 4))
-        await pool.complete(ask("pd", document(200, 99), 4))
-        out: dict[str, list[float]] = {"agg": [], "pd": []}
+        for model in ("agg", *LAYOUTS):
+            await pool.complete(ask(model, document(200, 99), 4))
+        runs: dict[str, list[float]] = {m: [] for m in ("agg", *LAYOUTS)}
         tokens = 0
         for run in range(3):
-            for model in ("agg", "pd"):
+            for model in runs:
                 r = await timed_stream(pool, ask(model, document(215, run), 16))
-                out[model].append(r["latency"])
+                runs[model].append(r["latency"])
                 tokens = r["prompt_tokens"]
-                if model == "pd":
-                    assert r["disaggregated"]
-        agg, pd = statistics.median(out["agg"]), statistics.median(out["pd"])
-        results["long"] = {
-            "prompt_tokens": tokens,
-            "aggregated_s": agg,
-            "disaggregated_s": pd,
-            "ratio": pd / agg,
-            "runs": out,
-        }
+                assert r["disaggregated"] == (model != "agg")
+        agg = statistics.median(runs["agg"])
+        results["long"] = {"prompt_tokens": tokens, "aggregated_s": agg, "runs": runs}
+        for name in LAYOUTS:
+            median = statistics.median(runs[name])
+            results["long"][name] = {"disaggregated_s": median, "ratio": median / agg}
+        mixed = {model: await _mixed(pool, model, seconds) for model in ("agg", *LAYOUTS)}
+        results["mixed"] = {"aggregated": mixed["agg"]}
+        for name in LAYOUTS:
+            results["mixed"][name] = {
+                **mixed[name],
+                "itl_p99_ratio": mixed[name]["itl_p99_ms"] / mixed["agg"]["itl_p99_ms"],
+                "short_ttft_p50_ratio": mixed[name]["short_ttft_p50_s"]
+                / mixed["agg"]["short_ttft_p50_s"],
+            }
     finally:
-        undeploy("bench-long")
+        undeploy("bench-disagg")
 
 
 async def _mixed(pool: PoolClient, model: str, seconds: float) -> dict[str, Any]:
@@ -179,37 +197,6 @@ async def _mixed(pool: PoolClient, model: str, seconds: float) -> dict[str, Any]
         "short_chats": len(ttfts),
         "long_prompts": len(longs),
     }
-
-
-async def phase_mixed(results: dict[str, Any], seconds: float) -> None:
-    pool = deploy(
-        [
-            {"id": "agg", "source": MODEL, "decode": {"cpu_bind": "0-1"}, "engine": ENGINE},
-            {
-                "id": "pd",
-                "source": MODEL,
-                "mode": "disaggregated",
-                "prefill": {"cpu_bind": "0"},
-                "decode": {"cpu_bind": "1"},
-                "engine": ENGINE,
-                "min_remote_prefill_tokens": 512,
-            },
-        ],
-        "bench-mixed",
-    )
-    try:
-        await pool.complete(ask("agg", "warm up", 4))
-        await pool.complete(ask("pd", "warm up", 4))
-        agg = await _mixed(pool, "agg", seconds)
-        pd = await _mixed(pool, "pd", seconds)
-        results["mixed"] = {
-            "aggregated": agg,
-            "disaggregated": pd,
-            "itl_p99_ratio": pd["itl_p99_ms"] / agg["itl_p99_ms"],
-            "short_ttft_p50_ratio": pd["short_ttft_p50_s"] / agg["short_ttft_p50_s"],
-        }
-    finally:
-        undeploy("bench-mixed")
 
 
 async def _concurrent(call: Any, n: int) -> dict[str, float]:
@@ -364,32 +351,35 @@ def table(results: dict[str, Any]) -> str:
     rows = [("benchmark", "measured", "goal")]
     if "long" in results:
         r = results["long"]
-        rows.append(
-            (
-                f"{r['prompt_tokens']}-token prompt: disagg / agg latency",
-                f"{r['disaggregated_s']:.2f} s / {r['aggregated_s']:.2f} s = {r['ratio']:.2f}x",
-                "<= 1.1x",
+        for name, (prefill, decode) in LAYOUTS.items():
+            rows.append(
+                (
+                    f"{r['prompt_tokens']}-token prompt: disagg (P {prefill}, D {decode}) / agg",
+                    f"{r[name]['disaggregated_s']:.2f} s / {r['aggregated_s']:.2f} s = "
+                    f"{r[name]['ratio']:.2f}x",
+                    "<= 1.1x",
+                )
             )
-        )
     if "mixed" in results:
         r = results["mixed"]
-        a, d = r["aggregated"], r["disaggregated"]
+        a = r["aggregated"]
         rows.append(
             (
-                "mixed load: ITL p50 / p99 (agg -> disagg)",
-                f"{a['itl_p50_ms']:.0f}/{a['itl_p99_ms']:.0f} ms -> "
-                f"{d['itl_p50_ms']:.0f}/{d['itl_p99_ms']:.0f} ms ({r['itl_p99_ratio']:.2f}x p99)",
-                "p99 <= 0.5x",
+                "mixed load, one engine: ITL p50/p99, short TTFT p50",
+                f"{a['itl_p50_ms']:.0f}/{a['itl_p99_ms']:.0f} ms, {a['short_ttft_p50_s']:.2f} s",
+                "baseline",
             )
         )
-        rows.append(
-            (
-                "mixed load: short-chat TTFT p50 (agg -> disagg)",
-                f"{a['short_ttft_p50_s']:.2f} s -> {d['short_ttft_p50_s']:.2f} s "
-                f"({r['short_ttft_p50_ratio']:.2f}x)",
-                "<= 1.0x",
+        for name, (prefill, decode) in LAYOUTS.items():
+            d = r[name]
+            rows.append(
+                (
+                    f"mixed load, disagg (P {prefill}, D {decode}): ITL p50/p99, TTFT p50",
+                    f"{d['itl_p50_ms']:.0f}/{d['itl_p99_ms']:.0f} ms ({d['itl_p99_ratio']:.2f}x), "
+                    f"{d['short_ttft_p50_s']:.2f} s ({d['short_ttft_p50_ratio']:.2f}x)",
+                    "p99 <= 0.5x, TTFT <= 1.0x",
+                )
             )
-        )
     if "server" in results:
         r = results["server"]
         v, p = r["vllm_server"], r["pool"]
@@ -440,10 +430,8 @@ async def main_async(phases: list[str], mixed_seconds: float) -> dict[str, Any]:
     for phase in phases:
         started = time.perf_counter()
         print(f"== phase {phase}", flush=True)
-        if phase == "long":
-            await phase_long(results)
-        elif phase == "mixed":
-            await phase_mixed(results, mixed_seconds)
+        if phase == "disagg":
+            await phase_disagg(results, mixed_seconds)
         elif phase == "server":
             await phase_server(results)
         elif phase == "affinity":
@@ -458,7 +446,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--phases", default="long,mixed,server,affinity")
+    parser.add_argument("--phases", default="disagg,server,affinity")
     parser.add_argument("--mixed-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pool.json"))
     args = parser.parse_args()

@@ -115,6 +115,10 @@ def llm_configs(
         "enable_prefix_caching": model.engine.enable_prefix_caching,
         # usage.prompt_tokens_details.cached_tokens: prefix-cache hits per request.
         "enable_prompt_tokens_details": True,
+        "structured_outputs_config": {
+            "backend": "xgrammar",
+            "disable_any_whitespace": model.engine.compact_json,
+        },
         **model.engine.extra,
     }
     experimental: dict[str, Any] = {"stream_batching_interval_ms": stream_batching_ms}

@@ -95,6 +95,13 @@ class EngineArgs(BaseModel):
     )
     max_num_seqs: int = Field(64, ge=1, description="Most sequences batched together.")
     enable_prefix_caching: bool = Field(True, description="Reuse KV of shared prefixes.")
+    compact_json: bool = Field(
+        True,
+        description=(
+            "Guided JSON without free whitespace (xgrammar). Small models otherwise pad "
+            "JSON with newlines until max_tokens cuts it off."
+        ),
+    )
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Further vLLM engine kwargs, passed through as is."
     )

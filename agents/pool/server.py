@@ -10,8 +10,8 @@ whose new (not yet cached) tokens are few is prefilled by the decode engine itse
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -30,6 +30,7 @@ from ray.llm._internal.serve.serving_patterns.prefill_decode.pd_server import (
     PDDecodeServer,
     PDPrefillServer,
 )
+from ray.serve._private.constants import SERVE_SESSION_ID
 from ray.serve._private.http_util import session_id_from_headers
 
 from agents.errors import EngineError, GenerationError, InvalidRequestError, UnknownModelError
@@ -37,9 +38,6 @@ from agents.pool._protocol import chat_request_kwargs, check_request, parse_stre
 from agents.pool._sessions import SessionPrefixes
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
 
-logger = logging.getLogger(__name__)
-
-SESSION_HEADER = "x-session-id"
 # Keys of LLMConfig.experimental_configs that the builder sets for these classes.
 MIN_REMOTE_PREFILL_KEY = "ray_agents_min_remote_prefill_tokens"
 CPU_BIND_KEY = "ray_agents_cpu_bind"
@@ -69,7 +67,9 @@ class _Generate:
             chat_request = ChatCompletionRequest(**chat_request_kwargs(request))
         except (ValidationError, ValueError) as exc:
             raise InvalidRequestError(f"invalid generation request: {exc}") from exc
-        headers = {SESSION_HEADER: request.session_id} if request.session_id else {}
+        # The PD servers read the session from this header to pick the prefill replica.
+        session = request.session_id
+        headers = {SERVE_SESSION_ID: session} if session else {}
         try:
             stream = await self.chat(chat_request, RawRequestInfo(headers=headers))
             async for batch in parse_stream(stream, None):
@@ -153,8 +153,12 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
     async def _prompt_ids(self, request: Any) -> list[int]:
         if self._tokenizer is not None:
             messages = [dict(m) for m in request.messages]
-            ids = self._tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True
+            # Off the event loop: this replica is streaming other requests' tokens.
+            ids = await asyncio.to_thread(
+                self._tokenizer.apply_chat_template,
+                messages,
+                add_generation_prompt=True,
+                tokenize=True,
             )
             # transformers 5 returns a BatchEncoding; older versions a plain list.
             return list(ids["input_ids"] if hasattr(ids, "keys") else ids)

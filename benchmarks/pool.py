@@ -140,12 +140,12 @@ async def phase_disagg(results: dict[str, Any], seconds: float) -> None:
     pool = deploy(disagg_models(min_remote=512), "bench-disagg")
     try:
         for model in ("agg", *LAYOUTS):
-            await pool.complete(ask(model, document(200, 99), 4))
+            await pool.complete(ask(model, document(145, 99), 4))
         runs: dict[str, list[float]] = {m: [] for m in ("agg", *LAYOUTS)}
         tokens = 0
         for run in range(3):
             for model in runs:
-                r = await timed_stream(pool, ask(model, document(215, run), 16))
+                r = await timed_stream(pool, ask(model, document(145, run), 16))
                 runs[model].append(r["latency"])
                 tokens = r["prompt_tokens"]
                 assert r["disaggregated"] == (model != "agg")
@@ -185,7 +185,7 @@ async def _mixed(pool: PoolClient, model: str, seconds: float) -> dict[str, Any]
     async def long_prompts() -> None:
         n = 0
         while time.perf_counter() < stop:
-            r = await timed_stream(pool, ask(model, document(210, 1000 + n), 8, f"long-{n}"))
+            r = await timed_stream(pool, ask(model, document(145, 1000 + n), 8, f"long-{n}"))
             longs.append(r["latency"])
             n += 1
 
@@ -222,6 +222,9 @@ async def phase_server(results: dict[str, Any]) -> None:
         "VLLM_CPU_KVCACHE_SPACE": str(ENGINE["kv_cache_gib"]),
         "VLLM_CPU_OMP_THREADS_BIND": "0-1",
     }
+    log_path = Path("benchmarks/results/vllm_server.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("w")
     server = subprocess.Popen(  # noqa: ASYNC220 - a server we leave running
         [
             sys.executable,
@@ -238,16 +241,18 @@ async def phase_server(results: dict[str, Any]) -> None:
             str(ENGINE["max_model_len"]),
             "--port",
             str(port),
-            "--disable-log-requests",
+            "--enable-prompt-tokens-details",
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     vllm_out: dict[str, Any] = {}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
-            for _ in range(180):
+            for _ in range(300):
+                if server.poll() is not None:
+                    raise RuntimeError(f"vLLM's server exited; see {log_path}")
                 try:
                     if (await http.get("/health")).status_code == 200:
                         break
@@ -272,6 +277,7 @@ async def phase_server(results: dict[str, Any]) -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+        log.close()
 
     pool = deploy(
         [{"id": "agg", "source": MODEL, "decode": {"cpu_bind": "0-1"}, "engine": ENGINE}],
@@ -425,8 +431,9 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def main_async(phases: list[str], mixed_seconds: float) -> dict[str, Any]:
+async def main_async(phases: list[str], mixed_seconds: float, out: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
     for phase in phases:
         started = time.perf_counter()
         print(f"== phase {phase}", flush=True)
@@ -439,6 +446,8 @@ async def main_async(phases: list[str], mixed_seconds: float) -> dict[str, Any]:
         else:
             raise SystemExit(f"unknown phase {phase!r}")
         print(f"   done in {time.perf_counter() - started:.0f} s", flush=True)
+        # Keep what is measured even if a later phase fails.
+        out.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
@@ -458,12 +467,10 @@ def main() -> None:
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": 8766})
     try:
-        results = asyncio.run(main_async(args.phases.split(","), args.mixed_seconds))
+        results = asyncio.run(main_async(args.phases.split(","), args.mixed_seconds, args.out))
     finally:
         serve.shutdown()
         ray.shutdown()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(f"wrote {args.out}")
 

@@ -225,7 +225,7 @@ async def phase_server(results: dict[str, Any]) -> None:
     log_path = Path("benchmarks/results/vllm_server.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
-    server = subprocess.Popen(  # noqa: ASYNC220 - a server we leave running
+    server = subprocess.Popen(
         [
             sys.executable,
             "-m",

@@ -18,7 +18,6 @@ from agents.pool.types import (
     Chunk,
     FinishChunk,
     GenerateRequest,
-    RouteInfo,
     TextChunk,
     ToolCallChunk,
     Usage,
@@ -90,9 +89,7 @@ def error_from_response(error: Any) -> GenerationError:
     return EngineError(message or f"engine error (code {code})")
 
 
-async def parse_stream(
-    items: AsyncIterator[Any], route: RouteInfo | None
-) -> AsyncIterator[list[Chunk]]:
+async def parse_stream(items: AsyncIterator[Any]) -> AsyncIterator[list[Chunk]]:
     """Turn the engine's output (lists of SSE strings, or ErrorResponses) into chunks.
 
     Each yielded list is one batch, so the handle stream carries as few items as the
@@ -115,7 +112,7 @@ async def parse_stream(
                     batch.extend(_delta_chunks(choice.get("delta", {})))
         if batch:
             yield batch
-    yield [FinishChunk(finish_reason=finish_reason, usage=usage, route=route)]
+    yield [FinishChunk(finish_reason=finish_reason, usage=usage)]
 
 
 def _sse_events(text: str) -> Iterable[dict[str, Any]]:

@@ -72,7 +72,7 @@ class _Generate:
         headers = {SERVE_SESSION_ID: session} if session else {}
         try:
             stream = await self.chat(chat_request, RawRequestInfo(headers=headers))
-            async for batch in parse_stream(stream, None):
+            async for batch in parse_stream(stream):
                 if isinstance(batch[-1], FinishChunk):
                     batch[-1].route = self._route(request)
                 yield batch

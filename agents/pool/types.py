@@ -97,7 +97,6 @@ class RouteInfo(BaseModel):
 
     disaggregated: bool = Field(description="Whether a prefill replica computed the prompt.")
     decode_replica: str | None = None
-    prefill_replica: str | None = None
     new_tokens_estimate: int | None = Field(
         None, description="Prompt tokens the router expected the decode cache to miss."
     )

@@ -40,7 +40,7 @@ async def items(*values: object):  # type: ignore[no-untyped-def]
 
 
 async def chunks(*values: object) -> list[Chunk]:
-    return [c async for batch in parse_stream(items(*values), None) for c in batch]
+    return [c async for batch in parse_stream(items(*values)) for c in batch]
 
 
 async def test_parse_text_usage_and_finish() -> None:

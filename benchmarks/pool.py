@@ -38,6 +38,7 @@ from agents.pool.spec import PoolSpec
 from agents.pool.types import GenerateRequest, Message, SamplingParams, TextChunk
 
 MODEL = "builtin:smollm2-135m-instruct"
+SETTINGS = {"stream_batching_ms": 10}  # set from the command line
 ENGINE = {"max_model_len": 4096, "kv_cache_gib": 1}
 SHORT_QUESTIONS = [
     "Tell me about the ocean.",
@@ -66,6 +67,8 @@ def deploy(models: list[dict[str, Any]], app: str) -> PoolClient:
 
     from agents.pool.builder import build_pool_app
 
+    for model in models:
+        model.setdefault("stream_batching_ms", SETTINGS["stream_batching_ms"])
     spec = PoolSpec.model_validate({"models": models})
     serve.run(build_pool_app(spec), name=app, route_prefix=f"/{app}")
     return PoolClient.connect([m["id"] for m in models], app_name=app)
@@ -458,7 +461,9 @@ def main() -> None:
     parser.add_argument("--phases", default="disagg,server,affinity")
     parser.add_argument("--mixed-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pool.json"))
+    parser.add_argument("--stream-batching-ms", type=int, default=SETTINGS["stream_batching_ms"])
     args = parser.parse_args()
+    SETTINGS["stream_batching_ms"] = args.stream_batching_ms
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
     from ray import serve

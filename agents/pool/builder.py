@@ -51,14 +51,12 @@ def deployment_name(model_id: str, role: str = "decode") -> str:
     return f"pool-{model_id}" if role == "decode" else f"pool-{model_id}-prefill"
 
 
-def build_pool_app(spec: PoolSpec, *, stream_batching_ms: int = 10) -> Application:
+def build_pool_app(spec: PoolSpec) -> Application:
     """The pool as one Serve application whose ingress speaks OpenAI HTTP."""
     servers: dict[str, Application] = {}
     cards = {}
     for index, model in enumerate(spec.models):
-        decode_cfg, prefill_cfg = llm_configs(
-            model, spec.model_cache_dir, index=index, stream_batching_ms=stream_batching_ms
-        )
+        decode_cfg, prefill_cfg = llm_configs(model, spec.model_cache_dir, index=index)
         bind: dict[str, Any] = {}
         if model.scripted is not None:
             bind["engine_cls"] = ScriptedEngine
@@ -100,7 +98,6 @@ def llm_configs(
     cache_dir: Path | None = None,
     *,
     index: int = 0,
-    stream_batching_ms: int = 10,
 ) -> tuple[LLMConfig, LLMConfig | None]:
     """The Ray Serve LLM configs of a model: (decode or aggregated, prefill or None)."""
     if model.scripted is not None:
@@ -121,7 +118,7 @@ def llm_configs(
         },
         **model.engine.extra,
     }
-    experimental: dict[str, Any] = {"stream_batching_interval_ms": stream_batching_ms}
+    experimental: dict[str, Any] = {"stream_batching_interval_ms": model.stream_batching_ms}
     if model.scripted is not None:
         experimental[ScriptedEngine.SCRIPT_KEY] = [r.model_dump() for r in model.scripted]
 

@@ -201,6 +201,14 @@ class ModelSpec(BaseModel):
             "instead of vLLM: the first rule matching the last message answers."
         ),
     )
+    stream_batching_ms: int = Field(
+        10,
+        ge=0,
+        description=(
+            "Gather a stream's tokens for this long before sending them on: fewer, larger "
+            "messages through Serve (0 sends every token at once)."
+        ),
+    )
     session_affinity: bool = Field(
         True,
         description=(

@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections import OrderedDict
 
 
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    return common
+
+
 class SessionPrefixes:
     """What each session's last request left in the decode engine's prefix cache.
 
@@ -20,11 +30,7 @@ class SessionPrefixes:
     def new_tokens(self, session: str | None, ids: list[int]) -> int:
         """Tokens of ``ids`` the decode engine is expected not to have cached."""
         previous, generated = self._last.get(session, ([], 0)) if session else ([], 0)
-        common = 0
-        for a, b in zip(previous, ids, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = common_prefix_len(previous, ids)
         if previous and common == len(previous):
             common = min(len(ids), common + generated)
         return len(ids) - common

@@ -22,6 +22,16 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+import jsonschema
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionResponse,
+    ErrorInfo,
+    ErrorResponse,
+    TokenizeResponse,
+)
+from ray.llm._internal.serve.core.engine.protocol import LLMEngine
+
+from agents.pool._sessions import common_prefix_len
 from agents.pool.spec import ScriptRule
 
 __all__ = ["ScriptRule", "ScriptedEngine"]
@@ -39,14 +49,12 @@ class _EngineDead(RuntimeError):
     pass
 
 
-def _engine_base() -> type:
-    from ray.llm._internal.serve.core.engine.protocol import LLMEngine
+class ScriptedEngine(LLMEngine):  # type: ignore[misc]
+    """Ray Serve LLM engine protocol, answered from ``ScriptRule``s.
 
-    return LLMEngine
-
-
-class ScriptedEngine(_engine_base()):  # type: ignore[misc]
-    """Ray Serve LLM engine protocol, answered from ``ScriptRule``s."""
+    The request methods are async generators, as in Ray's own VLLMEngine; the protocol
+    annotates them as coroutines, hence the ``override`` ignores.
+    """
 
     SCRIPT_KEY = "ray_agents_script"
 
@@ -81,19 +89,17 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
         if self._dead:
             raise _EngineDead("scripted engine is dead")
 
-    async def tokenize(self, request: Any, raw_request_info: Any = None) -> AsyncIterator[Any]:
+    async def tokenize(  # type: ignore[override]
+        self, request: Any, raw_request_info: Any = None
+    ) -> AsyncIterator[Any]:
         """Word tokens of the chat prompt."""
-        from ray.llm._internal.serve.core.configs.openai_api_models import TokenizeResponse
-
         ids = _token_ids(self._prompt_words(request.messages))
         yield TokenizeResponse(count=len(ids), max_model_len=self.max_model_len, tokens=ids)
 
-    async def chat(self, request: Any, raw_request_info: Any = None) -> AsyncIterator[Any]:
+    async def chat(  # type: ignore[override]
+        self, request: Any, raw_request_info: Any = None
+    ) -> AsyncIterator[Any]:
         """Stream (or return) the reply of the first matching rule."""
-        from ray.llm._internal.serve.core.configs.openai_api_models import (
-            ChatCompletionResponse,
-        )
-
         if self._dead:
             raise _EngineDead("scripted engine is dead")
         words = self._prompt_words(request.messages)
@@ -134,6 +140,10 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
             return
         max_tokens = request.max_tokens or 16
         pieces = self._pieces(rule, last, max_tokens)
+        mismatch = _schema_mismatch(request, "".join(p for p in pieces if isinstance(p, str)))
+        if mismatch is not None:
+            yield self._error(500, f"scripted reply breaks the requested JSON schema: {mismatch}")
+            return
         usage = self._usage(len(ids), len(pieces), cached)
         # Like vLLM, cache the prompt and the reply: the next turn's history shares both.
         reply = "".join(p for p in pieces if isinstance(p, str))
@@ -164,15 +174,19 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
         yield _sse(request, {"choices": [], "usage": usage})
         yield "data: [DONE]\n\n"
 
-    async def completions(self, request: Any, raw_request_info: Any = None) -> AsyncIterator[Any]:
+    async def completions(  # type: ignore[override]
+        self, request: Any, raw_request_info: Any = None
+    ) -> AsyncIterator[Any]:
         """Not scripted."""
         yield self._error(400, "the scripted engine answers chat requests only")
 
-    async def embeddings(self, request: Any, raw_request_info: Any = None) -> AsyncIterator[Any]:
+    async def embeddings(  # type: ignore[override]
+        self, request: Any, raw_request_info: Any = None
+    ) -> AsyncIterator[Any]:
         """Not scripted."""
         yield self._error(400, "the scripted engine answers chat requests only")
 
-    async def transcriptions(
+    async def transcriptions(  # type: ignore[override]
         self, request: Any, raw_request_info: Any = None
     ) -> AsyncIterator[Any]:
         """Not scripted."""
@@ -198,15 +212,7 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
         return None
 
     def _cached(self, ids: list[int]) -> int:
-        best = 0
-        for previous in self._prompts:
-            common = 0
-            for a, b in zip(previous, ids, strict=False):
-                if a != b:
-                    break
-                common += 1
-            best = max(best, common)
-        return best
+        return max((common_prefix_len(previous, ids) for previous in self._prompts), default=0)
 
     def _pieces(self, rule: ScriptRule, last: str, max_tokens: int) -> list[Any]:
         if rule.tool_call is not None:
@@ -234,13 +240,22 @@ class ScriptedEngine(_engine_base()):  # type: ignore[misc]
 
     @staticmethod
     def _error(code: int, message: str) -> Any:
-        from ray.llm._internal.serve.core.configs.openai_api_models import (
-            ErrorInfo,
-            ErrorResponse,
-        )
-
         kind = {400: "BadRequestError", 404: "NotFoundError"}.get(code, "InternalServerError")
         return ErrorResponse(error=ErrorInfo(message=message, type=kind, code=code))
+
+
+def _schema_mismatch(request: Any, text: str) -> str | None:
+    """Why ``text`` does not satisfy the request's JSON schema, or None."""
+    fmt = getattr(request, "response_format", None)
+    spec = getattr(fmt, "json_schema", None) if fmt is not None else None
+    schema = getattr(spec, "json_schema", None)
+    if schema is None:
+        return None
+    try:
+        jsonschema.validate(json.loads(text), schema)
+    except (ValueError, jsonschema.ValidationError) as exc:
+        return str(getattr(exc, "message", exc))
+    return None
 
 
 def _field(message: Any, name: str) -> Any:

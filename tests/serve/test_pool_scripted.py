@@ -146,6 +146,10 @@ async def test_structured_output_request_reaches_the_engine(pool: PoolClient) ->
     schema = {"type": "object", "properties": {"tool": {"type": "string"}}}
     done = await pool.complete(ask("pd", "json please").model_copy(update={"json_schema": schema}))
     assert done.text == '{"tool": "search", "query": "paris"}'
+    # The engine sees the schema: a reply that breaks it is refused.
+    strict = {"type": "object", "required": ["answer"]}
+    with pytest.raises(EngineError, match="breaks the requested JSON schema"):
+        await pool.complete(ask("agg", "json please").model_copy(update={"json_schema": strict}))
 
 
 @pytest.mark.parametrize(

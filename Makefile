@@ -28,8 +28,8 @@ run: install
 	$(BIN)/ray-agents pool up $(CONFIG)
 
 lint: $(STAMP)
-	$(BIN)/ruff check agents tests benchmarks
-	$(BIN)/ruff format --check agents tests benchmarks
+	$(BIN)/ruff check agents tools tests benchmarks
+	$(BIN)/ruff format --check agents tools tests benchmarks
 	$(BIN)/mypy
 
 # Every tier: unit, Serve with the scripted engine, real vLLM on CPU.

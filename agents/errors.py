@@ -4,11 +4,24 @@
     ├── UserError                  a developer mistake: fix the code or the config
     │   ├── ConfigError            a bad config file (names file, line and field)
     │   └── ModelSourceError       a model source that cannot be resolved or prepared
-    └── GenerationError            a generation request failed at run time
-        ├── InvalidRequestError    the request itself is wrong (HTTP 400)
-        │   ├── UnknownModelError  no model with that id in the pool (HTTP 404)
-        │   └── PromptTooLongError the prompt does not fit max_model_len (HTTP 400)
-        └── EngineError            the engine failed or is unavailable (HTTP 503)
+    ├── GenerationError            a generation request failed at run time
+    │   ├── InvalidRequestError    the request itself is wrong (HTTP 400)
+    │   │   ├── UnknownModelError  no model with that id in the pool (HTTP 404)
+    │   │   └── PromptTooLongError the prompt does not fit max_model_len (HTTP 400)
+    │   └── EngineError            the engine failed or is unavailable (HTTP 503)
+    ├── AgentRunError              a turn could not finish; ``code`` names why
+    │   ├── UnknownAgentError      no agent with that name (HTTP 404)
+    │   ├── UnknownToolError       no tool with that name in the registry
+    │   ├── InvalidActionError     the model's output is not a valid action
+    │   ├── MaxStepsExceeded       the agent used its steps without answering
+    │   ├── TurnLimitExceeded      the turn used its token budget
+    │   ├── HopLimitExceeded       too many agent-to-agent hops in one turn
+    │   ├── HandoffCycleError      agents handed the turn back and forth (A->B->A->B)
+    │   ├── DeadlineExceeded       the caller's deadline passed (HTTP 504)
+    │   └── PeerUnavailable        another agent could not be reached (HTTP 503)
+    └── StoreError                 the conversation store failed
+        ├── ConversationNotFound   no conversation with that id (HTTP 404)
+        └── ConversationBusy       another turn of the conversation is running (HTTP 409)
 
 Errors cross DeploymentHandles, so every class pickles with its message alone.
 Lower-layer errors (vLLM, Ray) are translated at the pool's boundary and raised
@@ -18,20 +31,39 @@ Lower-layer errors (vLLM, Ray) are translated at the pool's boundary and raised
 from __future__ import annotations
 
 __all__ = [
+    "AgentRunError",
     "ConfigError",
+    "ConversationBusy",
+    "ConversationNotFound",
+    "DeadlineExceeded",
     "EngineError",
     "GenerationError",
+    "HandoffCycleError",
+    "HopLimitExceeded",
+    "InvalidActionError",
     "InvalidRequestError",
+    "MaxStepsExceeded",
     "ModelSourceError",
+    "PeerUnavailable",
     "PromptTooLongError",
     "RayAgentsError",
+    "StoreError",
+    "TurnLimitExceeded",
+    "UnknownAgentError",
     "UnknownModelError",
+    "UnknownToolError",
     "UserError",
 ]
 
 
 class RayAgentsError(Exception):
-    """Base class of every error raised by ray-agents."""
+    """Base class of every error raised by ray-agents.
+
+    ``code`` is a stable, machine-readable name for the error (used in error events
+    and HTTP error bodies).
+    """
+
+    code = "internal"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -71,3 +103,81 @@ class PromptTooLongError(InvalidRequestError):
 
 class EngineError(GenerationError):
     """The engine failed while generating, or no healthy engine is available."""
+
+
+class AgentRunError(RayAgentsError):
+    """A turn could not finish; it ends with an error event carrying ``code``."""
+
+    code = "agent_error"
+
+
+class UnknownAgentError(AgentRunError):
+    """No agent with that name is deployed, or it is not a peer of the caller."""
+
+    code = "unknown_agent"
+
+
+class UnknownToolError(AgentRunError):
+    """No tool with that name is registered."""
+
+    code = "unknown_tool"
+
+
+class InvalidActionError(AgentRunError):
+    """The model's output could not be read as an action (a bad or unknown action)."""
+
+    code = "invalid_action"
+
+
+class MaxStepsExceeded(AgentRunError):
+    """The agent reached its max steps per turn without a final answer."""
+
+    code = "max_steps"
+
+
+class TurnLimitExceeded(AgentRunError):
+    """The turn generated more tokens than the agent's per-turn limit allows."""
+
+    code = "token_limit"
+
+
+class HopLimitExceeded(AgentRunError):
+    """More agent-to-agent hops (hand-offs and asks) in one turn than the limit."""
+
+    code = "hop_limit"
+
+
+class HandoffCycleError(AgentRunError):
+    """The same hand-off (A->B) happened twice in one turn: agents ping-pong."""
+
+    code = "handoff_cycle"
+
+
+class DeadlineExceeded(AgentRunError):
+    """The caller's deadline passed before the turn finished."""
+
+    code = "deadline_exceeded"
+
+
+class PeerUnavailable(AgentRunError):
+    """An agent's deployment could not be reached or died during the call."""
+
+    code = "agent_unavailable"
+
+
+class StoreError(RayAgentsError):
+    """The conversation store failed or refused an operation."""
+
+    code = "store_error"
+
+
+class ConversationNotFound(StoreError):
+    """No conversation with that id."""
+
+    code = "conversation_not_found"
+
+
+class ConversationBusy(StoreError):
+    """Another turn of this conversation is running; retry after it ends."""
+
+    code = "conversation_busy"

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-import jsonschema
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionResponse,
     ErrorInfo,
@@ -31,6 +29,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.core.engine.protocol import LLMEngine
 
+from agents.pool._script import match_rule, reply_pieces, schema_mismatch
 from agents.pool._sessions import common_prefix_len
 from agents.pool.spec import ScriptRule
 
@@ -108,7 +107,7 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
             yield problem
             return
         last = _content(request.messages[-1])
-        rule = next((r for r in self.rules if re.search(r.match, last)), None)
+        rule = match_rule(self.rules, last)
         if rule is None:
             yield self._error(500, f"scripted engine: no rule matches {last[:80]!r}")
             return
@@ -139,7 +138,7 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
             )
             return
         max_tokens = request.max_tokens or 16
-        pieces = self._pieces(rule, last, max_tokens)
+        pieces = reply_pieces(rule, last, max_tokens)
         mismatch = _schema_mismatch(request, "".join(p for p in pieces if isinstance(p, str)))
         if mismatch is not None:
             yield self._error(500, f"scripted reply breaks the requested JSON schema: {mismatch}")
@@ -214,21 +213,6 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
     def _cached(self, ids: list[int]) -> int:
         return max((common_prefix_len(previous, ids) for previous in self._prompts), default=0)
 
-    def _pieces(self, rule: ScriptRule, last: str, max_tokens: int) -> list[Any]:
-        if rule.tool_call is not None:
-            arguments = json.dumps(rule.tool_call.get("arguments", {}))
-            return [
-                {
-                    "index": 0,
-                    "id": "call_0",
-                    "type": "function",
-                    "function": {"name": rule.tool_call["name"], "arguments": arguments},
-                }
-            ]
-        text = rule.render(last)
-        # Keep whitespace with its word so the pieces join back into the text.
-        return re.findall(r"\s*\S+", text)[:max_tokens] or [""]
-
     @staticmethod
     def _usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
         return {
@@ -248,14 +232,7 @@ def _schema_mismatch(request: Any, text: str) -> str | None:
     """Why ``text`` does not satisfy the request's JSON schema, or None."""
     fmt = getattr(request, "response_format", None)
     spec = getattr(fmt, "json_schema", None) if fmt is not None else None
-    schema = getattr(spec, "json_schema", None)
-    if schema is None:
-        return None
-    try:
-        jsonschema.validate(json.loads(text), schema)
-    except (ValueError, jsonschema.ValidationError) as exc:
-        return str(getattr(exc, "message", exc))
-    return None
+    return schema_mismatch(getattr(spec, "json_schema", None), text)
 
 
 def _field(message: Any, name: str) -> Any:

@@ -1,0 +1,158 @@
+"""``Conversations``: where a user message enters and a turn is driven to its end.
+
+It serializes the turns of each conversation (one at a time, in arrival order),
+stores the user message under its idempotency key before anything else happens,
+runs the turn on the conversation's active agent, and closes it with a stored
+``done`` event. A retried send replays the stored turn instead of running it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+
+from agents.errors import RayAgentsError, UnknownAgentError
+from agents.events import DoneEvent, ErrorEvent, Event, MessageEvent, TurnUsage
+from agents.peers import Peers
+from agents.protocol import DEFAULT_MAX_HOPS, SendRequest, TurnContext, TurnRequest
+from agents.store.base import ConversationStore
+
+__all__ = ["Conversations", "drive_turn"]
+
+DEFAULT_TURN_TIMEOUT_S = 300.0
+RunTurn = Callable[[str, TurnRequest], AsyncIterator[Event]]
+
+
+class Conversations:
+    """The entry to an application's agents (the API ingress wraps one)."""
+
+    def __init__(
+        self,
+        *,
+        store: ConversationStore,
+        peers: Peers,
+        agents: Iterable[str],
+        default_agent: str,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.agents = frozenset(agents)
+        if default_agent not in self.agents:
+            raise UnknownAgentError(f"default agent {default_agent!r} is not an agent of the app")
+        self.default_agent = default_agent
+        self._peers = peers
+        self._max_hops = max_hops
+        self._turn_timeout_s = turn_timeout_s
+        self._clock = clock
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def send(self, request: SendRequest) -> AsyncIterator[Event]:
+        """Store the message, run the turn, stream its events; ``done`` comes last."""
+        conversation_id = request.conversation_id or uuid.uuid4().hex
+        key = request.idempotency_key or uuid.uuid4().hex
+        async with self._turn_lock(conversation_id):
+            info = await self.store.conversation(conversation_id)
+            agent = info.active_agent if info is not None else request.agent or self.default_agent
+            if agent not in self.agents:
+                raise UnknownAgentError(
+                    f"unknown agent {agent!r}; the app's agents: {', '.join(sorted(self.agents))}"
+                )
+            turn, created = await self.store.begin_turn(
+                conversation_id,
+                MessageEvent(content=request.message, agent=agent),
+                idempotency_key=key,
+                agent=agent,
+            )
+            stored = await self.store.events(
+                conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
+            )
+            for event in stored:
+                yield event
+            if not created and turn.status != "running":
+                return  # a retry of a finished turn: the stored events are its result
+            # A new turn, or one whose runner died before closing it: run (on) from here.
+            timeout = request.timeout_s or self._turn_timeout_s
+            context = TurnContext(
+                conversation_id=conversation_id,
+                turn_id=turn.turn_id,
+                deadline=self._clock() + timeout,
+                max_hops=self._max_hops,
+                variables=request.variables,
+            )
+            after = stored[-1].seq if stored else turn.user_seq
+            async for event in drive_turn(
+                self.store,
+                self._peers.run,
+                agent,
+                TurnRequest(context=context, after_seq=after or 0),
+            ):
+                yield event
+
+    async def history(self, conversation_id: str, *, after_seq: int = 0) -> list[Event]:
+        """The stored events of a conversation."""
+        return await self.store.events(conversation_id, after_seq=after_seq)
+
+    @asynccontextmanager
+    async def _turn_lock(self, conversation_id: str) -> AsyncIterator[None]:
+        # One lock per conversation with waiters; dropped when nobody holds or waits.
+        lock, users = self._locks.get(conversation_id, (asyncio.Lock(), 0))
+        self._locks[conversation_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[conversation_id]
+            if users == 1:
+                del self._locks[conversation_id]
+            else:
+                self._locks[conversation_id] = (lock, users - 1)
+
+
+async def drive_turn(
+    store: ConversationStore, run: RunTurn, agent: str, request: TurnRequest
+) -> AsyncIterator[Event]:
+    """Run a turn on ``agent`` and close it with a stored ``done`` event.
+
+    An agent that cannot be reached or dies mid-turn ends the turn with a stored
+    ``error`` event; what was stored before stays.
+    """
+    ctx = request.context
+    done: DoneEvent | None = None
+    closed = False
+    try:
+        try:
+            async for event in run(agent, request):
+                if isinstance(event, DoneEvent):
+                    done = event
+                else:
+                    yield event
+        except RayAgentsError as exc:
+            error = ErrorEvent(code=exc.code, message=exc.message, agent=agent, turn_id=ctx.turn_id)
+            [stored] = await store.append(ctx.conversation_id, [error])
+            yield stored
+        final = DoneEvent(
+            turn_id=ctx.turn_id,
+            agent=done.agent if done is not None else agent,
+            status=done.status if done is not None else "error",
+            usage=done.usage if done is not None else TurnUsage(hops=ctx.hops),
+            active_agent=done.active_agent if done is not None else agent,
+        )
+        [stored_done] = await store.append(ctx.conversation_id, [final])
+        closed = True
+        yield stored_done.model_copy(update={"last_seq": stored_done.seq})
+    finally:
+        if not closed:
+            # The caller went away (or the store failed) mid-turn: do not leave it running.
+            await asyncio.shield(_fail(store, ctx.conversation_id, ctx.turn_id))
+
+
+async def _fail(store: ConversationStore, conversation_id: str, turn_id: str) -> None:
+    try:
+        await store.fail_turn(conversation_id, turn_id)
+    except RayAgentsError:
+        pass  # the store is down; the turn's record says running until it is back

@@ -1,0 +1,179 @@
+"""Conversation history as langchain-core messages.
+
+The store keeps events; the history an agent prompts with is derived from them:
+user messages become ``HumanMessage``, tool calls, hand-offs and asks become
+``AIMessage`` tool calls answered by ``ToolMessage``, answers become ``AIMessage``.
+Messages cross DeploymentHandles as ``messages_to_dict`` dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+    messages_from_dict,
+    messages_to_dict,
+    trim_messages,
+)
+from langchain_core.messages.utils import count_tokens_approximately
+
+from agents.events import (
+    AnswerEvent,
+    AskEvent,
+    Event,
+    HandoffEvent,
+    MessageEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from agents.pool.types import Message, ToolCall
+from agents.spec import MemoryPolicy
+
+__all__ = [
+    "apply_memory",
+    "call_message",
+    "dump_messages",
+    "load_messages",
+    "messages_from_events",
+    "result_message",
+    "to_pool_messages",
+]
+
+HANDOFF = "handoff"
+ASK = "ask"
+
+
+def messages_from_events(events: Iterable[Event]) -> list[BaseMessage]:
+    """The history that stored events describe, in order."""
+    out: list[BaseMessage] = []
+    for event in events:
+        if isinstance(event, MessageEvent):
+            out.append(HumanMessage(event.content))
+        elif isinstance(event, ToolCallEvent):
+            out.append(call_message(event.agent, event.call_id, event.name, event.arguments))
+        elif isinstance(event, ToolResultEvent):
+            out.append(result_message(event))
+        elif isinstance(event, HandoffEvent):
+            call_id = f"handoff-{event.seq}"
+            args = {"agent": event.to_agent, "message": event.message}
+            out.append(call_message(event.agent, call_id, HANDOFF, args))
+            out.append(
+                ToolMessage(f"Handed off to {event.to_agent}.", tool_call_id=call_id, name=HANDOFF)
+            )
+        elif isinstance(event, AskEvent):
+            args = {"agent": event.to_agent, "question": event.question}
+            out.append(call_message(event.agent, event.call_id, ASK, args))
+        elif isinstance(event, AnswerEvent):
+            extra = {} if event.output is None else {"output": event.output}
+            out.append(AIMessage(event.text, name=event.agent, additional_kwargs=extra))
+    return out
+
+
+def call_message(agent: str | None, call_id: str, name: str, args: dict[str, Any]) -> AIMessage:
+    """The AI message of one tool call (hand-offs and asks are calls too)."""
+    return AIMessage("", name=agent, tool_calls=[{"id": call_id, "name": name, "args": args}])
+
+
+def result_message(event: ToolResultEvent) -> ToolMessage:
+    """The tool message of a tool result."""
+    status = "error" if event.is_error else "success"
+    return ToolMessage(event.content, tool_call_id=event.call_id, name=event.name, status=status)
+
+
+def apply_memory(history: Sequence[BaseMessage], policy: MemoryPolicy) -> list[BaseMessage]:
+    """The part of ``history`` the policy puts in the prompt.
+
+    Trimming keeps the newest messages and starts on a user message, so a tool result
+    never appears without the call it answers.
+    """
+    if policy.mode == "all":
+        return list(history)
+    counter: Callable[[list[BaseMessage]], int]
+    if policy.mode == "last_messages":
+        budget, counter = policy.last_messages, len
+    else:
+        budget, counter = policy.token_budget, count_tokens_approximately
+    trimmed = trim_messages(
+        list(history),
+        max_tokens=budget,
+        token_counter=counter,
+        strategy="last",
+        start_on="human",
+        allow_partial=False,
+    )
+    # A single newest message larger than the budget still goes in: the turn needs it.
+    return trimmed or list(history[-1:])
+
+
+def to_pool_messages(history: Sequence[BaseMessage], *, native: bool) -> list[Message]:
+    """Chat messages for the pool.
+
+    ``native``: tool calls and results in OpenAI's tool format. Otherwise (schema mode)
+    the model's own steps appear as the JSON actions it wrote, and tool results as
+    user messages, which every chat template accepts.
+    """
+    out: list[Message] = []
+    for message in history:
+        if isinstance(message, HumanMessage):
+            out.append(Message(role="user", content=_text(message)))
+        elif isinstance(message, AIMessage):
+            if native:
+                calls = [
+                    ToolCall(id=c["id"] or "", name=c["name"], arguments=json.dumps(c["args"]))
+                    for c in message.tool_calls
+                ]
+                out.append(
+                    Message(role="assistant", content=_text(message), tool_calls=calls or None)
+                )
+            else:
+                out.append(Message(role="assistant", content=action_text(message)))
+        elif isinstance(message, ToolMessage):
+            if native:
+                out.append(
+                    Message(role="tool", content=_text(message), tool_call_id=message.tool_call_id)
+                )
+            else:
+                out.append(
+                    Message(role="user", content=f"[{message.name} result] {_text(message)}")
+                )
+        else:
+            out.append(Message(role="system", content=_text(message)))
+    return out
+
+
+def action_text(message: AIMessage) -> str:
+    """An AI message as the JSON action of schema mode."""
+    if not message.tool_calls:
+        output = message.additional_kwargs.get("output")
+        if output is not None:
+            return json.dumps({"action": "answer", "output": output})
+        return json.dumps({"action": "answer", "text": _text(message)})
+    call = message.tool_calls[0]
+    if call["name"] == HANDOFF:
+        return json.dumps({"action": "handoff", **call["args"]})
+    if call["name"] == ASK:
+        return json.dumps({"action": "ask", **call["args"]})
+    return json.dumps({"action": "tool", "tool": call["name"], "arguments": call["args"]})
+
+
+def dump_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """Messages as plain dicts, to cross a DeploymentHandle."""
+    return messages_to_dict(messages)
+
+
+def load_messages(data: Sequence[dict[str, Any]]) -> list[BaseMessage]:
+    """The inverse of ``dump_messages``."""
+    return messages_from_dict(data)
+
+
+def _text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content)

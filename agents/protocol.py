@@ -1,0 +1,111 @@
+"""The values agents send each other through DeploymentHandles.
+
+Every agent-to-agent message carries a ``TurnContext``: the conversation and turn it
+belongs to, a trace id, how many hops the turn has taken (and which), and the
+caller's deadline, so every hop enforces the same limits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.events import ErrorEvent, TurnUsage
+
+__all__ = ["AskRequest", "AskResult", "SendRequest", "TurnContext", "TurnRequest"]
+
+_Strict = ConfigDict(extra="forbid")
+DEFAULT_MAX_HOPS = 8
+
+
+class TurnContext(BaseModel):
+    """What travels with a turn from agent to agent."""
+
+    model_config = _Strict
+
+    conversation_id: str
+    turn_id: str
+    trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    deadline: float | None = Field(None, description="Epoch seconds; every hop stops by then.")
+    hops: int = Field(0, ge=0, description="Hand-offs and asks taken so far in this turn.")
+    max_hops: int = Field(DEFAULT_MAX_HOPS, ge=0, description="Most hops one turn may take.")
+    path: list[str] = Field(
+        default_factory=list, description="The hops taken, as 'from->to' edges, in order."
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Values for the agents' instruction placeholders."
+    )
+
+    def hop(self, edge: str) -> TurnContext:
+        """The context one hop further along ``edge`` ('a->b')."""
+        return self.model_copy(update={"hops": self.hops + 1, "path": [*self.path, edge]})
+
+
+class TurnRequest(BaseModel):
+    """Run (or continue, after a hand-off) a turn on an agent."""
+
+    model_config = _Strict
+
+    context: TurnContext
+    after_seq: int = Field(
+        description="Everything up to this seq is stored; the agent's history must reach it."
+    )
+    history: list[dict[str, Any]] | None = Field(
+        None,
+        description=(
+            "The history so far as langchain message dicts, when the caller has it: "
+            "saves the agent a store read."
+        ),
+    )
+
+
+class AskRequest(BaseModel):
+    """Ask an agent a question in a sub-conversation of ``context.conversation_id``."""
+
+    model_config = _Strict
+
+    context: TurnContext
+    call_id: str = Field(description="The asker's call id; also the sub-conversation's key.")
+    asker: str
+    question: str
+
+
+class AskResult(BaseModel):
+    """The asked agent's final answer (or the error that ended its turn)."""
+
+    model_config = _Strict
+
+    conversation_id: str = Field(description="The sub-conversation that holds the exchange.")
+    text: str = ""
+    output: dict[str, Any] | None = None
+    error: ErrorEvent | None = None
+    usage: TurnUsage = Field(default_factory=TurnUsage)
+
+
+class SendRequest(BaseModel):
+    """A user message into a conversation: what the API and SDK send."""
+
+    model_config = _Strict
+
+    message: str = Field(min_length=1, description="The user's message.")
+    conversation_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
+        description="An existing conversation, or a new id; a fresh one when left out.",
+    )
+    agent: str | None = Field(
+        None, description="The agent that starts a new conversation (default: the app's)."
+    )
+    idempotency_key: str | None = Field(
+        None,
+        max_length=256,
+        description="A retried send with the same key is stored once and gets the same result.",
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="The turn's deadline, in seconds from now."
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Values for instruction placeholders this turn."
+    )

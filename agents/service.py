@@ -1,0 +1,133 @@
+"""``AgentService``: one agent replica's state, behind its Serve deployment.
+
+It runs the agent's turns (``AgentLoop``), stores every event before passing it on,
+and keeps hot conversations' histories in a bounded LRU cache. The store is the
+truth: a cache miss, or a cache that fell behind (another agent took some turns),
+reloads only the events it lacks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from agents.conversations import drive_turn
+from agents.events import AnswerEvent, DoneEvent, ErrorEvent, Event, MessageEvent
+from agents.messages import load_messages, messages_from_events
+from agents.protocol import AskRequest, AskResult, TurnRequest
+from agents.store.base import ConversationStore
+from agents.turn import AgentLoop
+
+__all__ = ["AgentService"]
+
+DEFAULT_CACHE_SIZE = 4096
+
+
+@dataclass
+class _Cached:
+    messages: list[BaseMessage]
+    last_seq: int
+
+
+class AgentService:
+    """Serves one agent: turns, hand-offs in, questions in."""
+
+    def __init__(
+        self,
+        loop: AgentLoop,
+        store: ConversationStore,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        replica_id: str = "local",
+    ) -> None:
+        self.loop = loop
+        self.name = loop.spec.name
+        self.replica_id = replica_id
+        self._store = store
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_size = cache_size
+
+    @property
+    def cached_conversations(self) -> int:
+        """How many conversations the cache holds."""
+        return len(self._cache)
+
+    async def run(self, request: TurnRequest) -> AsyncIterator[Event]:
+        """This agent's part of a turn; ``done`` (not stored) comes last."""
+        ctx = request.context
+        history = await self._history(ctx.conversation_id, request.after_seq, request.history)
+
+        async def record(event: Event) -> Event:
+            [stored] = await self._store.append(ctx.conversation_id, [event])
+            self._remember(ctx.conversation_id, stored)
+            return stored
+
+        async for event in self.loop.run(ctx, history, record):
+            if isinstance(event, DoneEvent):
+                replicas = {**event.replicas, self.name: self.replica_id}
+                event = event.model_copy(update={"replicas": replicas})
+            yield event
+
+    async def ask(self, request: AskRequest) -> AskResult:
+        """Answer a peer's question in a sub-conversation; it is stored like any other."""
+        ctx = request.context
+        sub_id = f"{ctx.conversation_id}:ask:{request.call_id}"
+        turn, _ = await self._store.begin_turn(
+            sub_id,
+            MessageEvent(content=request.question, agent=request.asker),
+            idempotency_key=request.call_id,
+            agent=self.name,
+        )
+        inner = ctx.model_copy(update={"conversation_id": sub_id, "turn_id": turn.turn_id})
+        result = AskResult(conversation_id=sub_id)
+        turn_request = TurnRequest(context=inner, after_seq=turn.user_seq)
+        async for event in drive_turn(self._store, self._run_as, self.name, turn_request):
+            if isinstance(event, AnswerEvent):
+                result.text, result.output = event.text, event.output
+            elif isinstance(event, ErrorEvent):
+                result.error = event
+            elif isinstance(event, DoneEvent):
+                result.usage = event.usage
+        return result
+
+    def _run_as(self, agent: str, request: TurnRequest) -> AsyncIterator[Event]:
+        return self.run(request)
+
+    async def _history(
+        self, conversation_id: str, after_seq: int, given: list[dict[str, Any]] | None
+    ) -> list[BaseMessage]:
+        if given is not None:
+            cached = _Cached(load_messages(given), after_seq)
+        else:
+            cached = self._cache.get(conversation_id) or _Cached([], 0)
+            if cached.last_seq > after_seq:
+                cached = _Cached([], 0)  # cannot happen with one store; reload to be safe
+            if cached.last_seq < after_seq:
+                events = await self._store.events(conversation_id, after_seq=cached.last_seq)
+                events = [e for e in events if e.seq is not None and e.seq <= after_seq]
+                cached = _Cached(
+                    cached.messages + messages_from_events(events),
+                    events[-1].seq if events and events[-1].seq else cached.last_seq,
+                )
+        self._put(conversation_id, cached)
+        return list(cached.messages)
+
+    def _remember(self, conversation_id: str, event: Event) -> None:
+        cached = self._cache.get(conversation_id)
+        if cached is None or event.seq is None:
+            return
+        if event.seq == cached.last_seq + 1:
+            cached.messages += messages_from_events([event])
+            cached.last_seq = event.seq
+        else:
+            del self._cache[conversation_id]  # a gap: reload on the next turn
+
+    def _put(self, conversation_id: str, cached: _Cached) -> None:
+        self._cache[conversation_id] = cached
+        self._cache.move_to_end(conversation_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)

@@ -1,0 +1,157 @@
+"""Agent definitions: who an agent is, what it may do, and how it scales.
+
+``AgentSpec`` is plain pydantic (unknown keys are errors) and loads from YAML with
+``AgentSpec.from_file``; the builder turns each spec into its own Serve deployment.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents._yaml import load_model
+from agents.pool.spec import Autoscaling
+from agents.pool.types import SamplingParams
+
+__all__ = ["AgentLimits", "AgentSpec", "MemoryPolicy", "render_instructions"]
+
+_Strict = ConfigDict(extra="forbid")
+_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+AgentName = Annotated[str, Field(pattern=_NAME)]
+BUILTIN_VARIABLES = frozenset({"agent_name", "date"})
+# Hand-offs and asks reach the model as these two tools (native) or actions (schema).
+RESERVED_TOOL_NAMES = frozenset({"handoff", "ask"})
+
+
+class MemoryPolicy(BaseModel):
+    """How much of the conversation goes into each prompt (the system prompt always does)."""
+
+    model_config = _Strict
+
+    mode: Literal["all", "last_messages", "token_budget"] = Field(
+        "all",
+        description=(
+            "'all': the whole history; 'last_messages': the newest `last_messages`; "
+            "'token_budget': the newest messages that fit `token_budget` (approximate "
+            "count). Trimming never starts the history on a tool result."
+        ),
+    )
+    last_messages: int = Field(20, ge=1, description="Messages kept in 'last_messages' mode.")
+    token_budget: int = Field(2048, ge=16, description="Tokens kept in 'token_budget' mode.")
+
+
+class AgentLimits(BaseModel):
+    """What one turn of this agent may spend."""
+
+    model_config = _Strict
+
+    max_tokens_per_turn: int = Field(
+        4096, ge=1, description="Most tokens the agent generates in one turn, all steps."
+    )
+    turn_timeout_s: float = Field(
+        120.0, gt=0, description="Most seconds the agent spends on one turn."
+    )
+
+
+class AgentSpec(BaseModel):
+    """One agent: a stateful Serve deployment that answers, calls tools and talks to peers."""
+
+    model_config = _Strict
+
+    name: AgentName = Field(description="Unique name; the deployment is `agent-<name>`.")
+    description: str = Field(
+        "", description="What the agent is for; peers read it when choosing whom to call."
+    )
+    instructions: str = Field(
+        "You are a helpful assistant.",
+        description=(
+            "The system prompt. `${var}` placeholders take values from `variables` (or "
+            "per conversation); `${agent_name}` and `${date}` are built in."
+        ),
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Default values of the instructions' placeholders."
+    )
+    model: str = Field(description="The pool model id this agent generates with.")
+    sampling: SamplingParams = Field(
+        default_factory=lambda: SamplingParams(temperature=0.0),
+        description="Sampling for every step (max_tokens bounds each step).",
+    )
+    tools: list[str] = Field(default_factory=list, description="Tool names from the registry.")
+    handoffs: list[AgentName] = Field(
+        default_factory=list, description="Agents this one may hand the conversation to."
+    )
+    asks: list[AgentName] = Field(
+        default_factory=list, description="Agents this one may ask a question and await."
+    )
+    can_answer: bool = Field(
+        True,
+        description=(
+            "False makes a pure router: its only actions are tools, hand-offs and asks, "
+            "so even a small model cannot answer in place of a specialist."
+        ),
+    )
+    tool_calling: Literal["schema", "native"] = Field(
+        "schema",
+        description=(
+            "'schema': every step is a JSON action under guided decoding (any model). "
+            "'native': OpenAI-style `tools` for models with native tool calling."
+        ),
+    )
+    max_steps: int = Field(8, ge=1, description="Most model calls in one turn.")
+    output_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema of a structured final answer (schema mode only)."
+    )
+    memory: MemoryPolicy = Field(default_factory=MemoryPolicy, description="History policy.")
+    scaling: Autoscaling = Field(
+        default_factory=lambda: Autoscaling(target_ongoing_requests=32),
+        description="Replicas of this agent's deployment (min/max, target ongoing requests).",
+    )
+    limits: AgentLimits = Field(default_factory=AgentLimits, description="Per-turn limits.")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AgentSpec:
+        """Load one agent from YAML; errors name the file, line and field."""
+        return load_model(path, cls, section="agent")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        reserved = RESERVED_TOOL_NAMES.intersection(self.tools)
+        if reserved:
+            raise ValueError(f"tool name(s) {', '.join(sorted(reserved))} are reserved")
+        if self.name in self.handoffs or self.name in self.asks:
+            raise ValueError(f"agent {self.name!r} cannot hand off to or ask itself")
+        if not self.can_answer and not (self.tools or self.handoffs or self.asks):
+            raise ValueError("an agent with can_answer: false needs tools, handoffs or asks")
+        if self.output_schema is not None and self.tool_calling == "native":
+            raise ValueError("output_schema needs tool_calling: schema")
+        unknown = placeholders(self.instructions) - set(self.variables) - BUILTIN_VARIABLES
+        if unknown:
+            raise ValueError(
+                f"instructions use undefined variable(s) {', '.join(sorted(unknown))}: "
+                "give them defaults in `variables`"
+            )
+        return self
+
+    @property
+    def peers(self) -> list[str]:
+        """Every agent this one may reach, hand-off or ask."""
+        return sorted(set(self.handoffs) | set(self.asks))
+
+
+def placeholders(template: str) -> set[str]:
+    """The ``${var}`` / ``$var`` names used in a template."""
+    return {
+        m.group("named") or m.group("braced")
+        for m in string.Template.pattern.finditer(template)
+        if m.group("named") or m.group("braced")
+    }
+
+
+def render_instructions(spec: AgentSpec, variables: dict[str, str], today: str) -> str:
+    """The system prompt with its placeholders filled (conversation values win)."""
+    values = {**spec.variables, "agent_name": spec.name, "date": today, **variables}
+    return string.Template(spec.instructions).safe_substitute(values)

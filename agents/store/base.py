@@ -1,0 +1,104 @@
+"""The conversation store: the durable truth behind every agent replica's cache.
+
+A conversation is an append-only log of events with gap-free sequence numbers
+(1, 2, 3, ...). Appends are atomic and totally ordered per conversation even when many
+processes write at once. A turn starts with ``begin_turn``, which stores the user
+message under an idempotency key: a retried send finds the turn it already started
+instead of storing the message twice. A ``done`` event closes its turn.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.events import Event, MessageEvent
+
+__all__ = ["ConversationInfo", "ConversationStore", "TurnRecord"]
+
+TurnStatus = Literal["running", "ok", "error"]
+
+
+class ConversationInfo(BaseModel):
+    """A conversation's header."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    conversation_id: str
+    active_agent: str = Field(description="The agent that answers the next turn.")
+    last_seq: int = Field(description="Seq of the newest event; 0 when empty.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TurnRecord(BaseModel):
+    """One turn: the user message that opened it and how it ended."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    conversation_id: str
+    turn_id: str
+    idempotency_key: str
+    user_seq: int = Field(description="Seq of the user message that opened the turn.")
+    status: TurnStatus = Field(description="'running' until a done event closes it.")
+
+
+class ConversationStore(abc.ABC):
+    """Where conversations live. Implementations: ``SQLiteStore``, ``PostgresStore``.
+
+    Every method is safe to call concurrently, from many tasks and many processes.
+    """
+
+    async def open(self) -> None:  # noqa: B027 - an optional hook
+        """Connect and create the schema if needed; called once before use."""
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook
+        """Release connections."""
+
+    @abc.abstractmethod
+    async def begin_turn(
+        self,
+        conversation_id: str,
+        message: MessageEvent,
+        *,
+        idempotency_key: str,
+        agent: str,
+    ) -> tuple[TurnRecord, bool]:
+        """Store ``message`` and open a turn, creating the conversation if new.
+
+        ``agent`` becomes the active agent of a new conversation. Returns the turn and
+        whether it is new; when ``idempotency_key`` was seen before in this
+        conversation, nothing is stored and the earlier turn is returned with False.
+        The stored message gets the turn's ``turn_id`` and its ``seq``.
+        """
+
+    @abc.abstractmethod
+    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+        """Append events atomically, in order; returns them with their ``seq`` set.
+
+        A ``handoff`` event makes its ``to_agent`` the active agent; a ``done`` event
+        closes its turn with its status. Token events are refused (never stored).
+        Raises ``ConversationNotFound`` for an unknown conversation.
+        """
+
+    @abc.abstractmethod
+    async def events(
+        self, conversation_id: str, *, after_seq: int = 0, turn_id: str | None = None
+    ) -> list[Event]:
+        """Stored events with ``seq > after_seq`` (of one turn if given), in order."""
+
+    @abc.abstractmethod
+    async def conversation(self, conversation_id: str) -> ConversationInfo | None:
+        """The conversation's header, or None if it does not exist."""
+
+    @abc.abstractmethod
+    async def turn(self, conversation_id: str, idempotency_key: str) -> TurnRecord | None:
+        """The turn opened under ``idempotency_key``, or None."""
+
+    @abc.abstractmethod
+    async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
+        """Mark a turn that died without its done event as ended in error."""

@@ -1,0 +1,134 @@
+"""Test doubles for the control plane, shipped in the package (no Ray, no model).
+
+``LocalApp`` wires agents in one process over any ``Generator`` and store.
+
+``ScriptedGenerator`` answers generation requests from ``ScriptRule``s, as the pool's
+``ScriptedEngine`` does inside Serve: the first rule whose regex finds the last
+message's text wins; no rule matching, or a reply that breaks the requested JSON
+schema, is an ``EngineError``, so a test cannot pass on an unplanned reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from agents.conversations import Conversations
+from agents.errors import EngineError
+from agents.events import Event
+from agents.peers import LocalPeers
+from agents.pool._script import match_rule, reply_pieces, schema_mismatch
+from agents.pool.generator import Generator
+from agents.pool.spec import ScriptRule
+from agents.pool.types import Chunk, FinishChunk, GenerateRequest, TextChunk, ToolCallChunk, Usage
+from agents.protocol import DEFAULT_MAX_HOPS, SendRequest
+from agents.service import DEFAULT_CACHE_SIZE, AgentService
+from agents.spec import AgentSpec
+from agents.store.base import ConversationStore
+from agents.store.memory import MemoryStore
+from agents.turn import AgentLoop
+from tools.base import ToolExecutor
+from tools.testing import FunctionTools
+
+__all__ = ["LocalApp", "ScriptedGenerator", "action"]
+
+
+class ScriptedGenerator(Generator):
+    """A ``Generator`` that replies from rules and remembers every request."""
+
+    def __init__(self, rules: Sequence[ScriptRule | dict[str, object]]) -> None:
+        self.rules = [ScriptRule.model_validate(r) for r in rules]
+        self.requests: list[GenerateRequest] = []
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """Stream the first matching rule's reply, word by word."""
+        self.requests.append(request)
+        last = request.messages[-1].content
+        rule = match_rule(self.rules, last)
+        if rule is None:
+            raise EngineError(f"scripted generator: no rule matches {last[:80]!r}")
+        if rule.error is not None:
+            raise EngineError(f"scripted generator failure ({rule.error})")
+        pieces = reply_pieces(rule, last, request.sampling.max_tokens)
+        mismatch = schema_mismatch(
+            request.json_schema, "".join(p for p in pieces if isinstance(p, str))
+        )
+        if mismatch is not None:
+            raise EngineError(f"scripted reply breaks the requested JSON schema: {mismatch}")
+        for piece in pieces:
+            if rule.token_delay_s:
+                await asyncio.sleep(rule.token_delay_s)
+            if isinstance(piece, str):
+                yield TextChunk(text=piece)
+            else:
+                function = piece["function"]
+                yield ToolCallChunk(
+                    index=piece["index"],
+                    id=piece["id"],
+                    name=function["name"],
+                    arguments=function["arguments"],
+                )
+        prompt = sum(len(m.content.split()) + 1 for m in request.messages)
+        yield FinishChunk(
+            finish_reason="tool_calls" if rule.tool_call else "stop",
+            usage=Usage(prompt_tokens=prompt, completion_tokens=len(pieces)),
+        )
+
+
+def action(kind: str, **fields: object) -> dict[str, object]:
+    """A schema-mode action as a rule's ``json_reply``: ``action("answer", text="hi")``."""
+    return {"action": kind, **fields}
+
+
+class LocalApp:
+    """Agents wired in one process, no Ray: for tests and notebooks.
+
+    The same classes a Serve deployment runs (``AgentService``, ``Conversations``),
+    reaching each other through ``LocalPeers`` instead of DeploymentHandles.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[AgentSpec],
+        *,
+        generator: Generator,
+        tools: ToolExecutor | None = None,
+        store: ConversationStore | None = None,
+        default_agent: str | None = None,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store or MemoryStore()
+        self.peers = LocalPeers()
+        descriptions = {s.name: s.description for s in specs}
+        for spec in specs:
+            loop = AgentLoop(
+                spec,
+                generator=generator,
+                tools=tools or FunctionTools(),
+                peers=self.peers,
+                peer_descriptions=descriptions,
+                clock=clock,
+            )
+            self.peers.add(AgentService(loop, self.store, cache_size=cache_size))
+        self.conversations = Conversations(
+            store=self.store,
+            peers=self.peers,
+            agents=descriptions,
+            default_agent=default_agent or specs[0].name,
+            max_hops=max_hops,
+            clock=clock,
+        )
+
+    def service(self, name: str) -> AgentService:
+        """The named agent's service."""
+        service: AgentService = self.peers.services[name]
+        return service
+
+    async def send(self, message: str, **fields: Any) -> list[Event]:
+        """Send one message and gather the turn's events."""
+        request = SendRequest(message=message, **fields)
+        return [event async for event in self.conversations.send(request)]

@@ -1,0 +1,408 @@
+"""The turn loop: one agent's part of a turn, in plain Python (no Ray).
+
+Each step builds the prompt (instructions, history under the memory policy, the
+actions the agent may take), generates through the pool, and acts:
+
+- answer:  the text streams out as ``token`` events, then one ``answer`` event;
+- tool:    the call goes to the tool executor and its result joins the history;
+- ask:     a peer answers a question in a sub-conversation; the answer is a tool result;
+- handoff: the peer continues the same turn; its events stream through.
+
+Every event but tokens goes through ``record`` (which stores it) before it is
+yielded. The loop ends with a ``done`` event that is not stored: it tells the caller
+how this part of the turn went (usage, the active agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from langchain_core.messages import BaseMessage, ToolMessage
+
+from agents.actions import Action, ActionSpace, AnswerStream, action_schema, describe_actions
+from agents.actions import parse_action as parse_schema_action
+from agents.errors import (
+    AgentRunError,
+    DeadlineExceeded,
+    GenerationError,
+    HandoffCycleError,
+    HopLimitExceeded,
+    InvalidActionError,
+    MaxStepsExceeded,
+    TurnLimitExceeded,
+)
+from agents.events import (
+    AnswerEvent,
+    AskEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    HandoffEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnUsage,
+)
+from agents.messages import (
+    ASK,
+    HANDOFF,
+    apply_memory,
+    call_message,
+    dump_messages,
+    result_message,
+    to_pool_messages,
+)
+from agents.peers import Peers
+from agents.pool.generator import Generator
+from agents.pool.types import GenerateRequest, Message, TextChunk, collect
+from agents.protocol import AskRequest, TurnContext, TurnRequest
+from agents.spec import AgentSpec, render_instructions
+from tools.base import ToolCallRequest, ToolExecutor
+
+__all__ = ["AgentLoop", "Recorder"]
+
+Recorder = Callable[[Event], Awaitable[Event]]
+T = TypeVar("T")
+
+
+class AgentLoop:
+    """Runs turns for one agent definition.
+
+    Dependencies come in through the constructor: the pool (``Generator``), the tool
+    executor, the other agents (``Peers``), the peers' descriptions, and a clock.
+    """
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        *,
+        generator: Generator,
+        tools: ToolExecutor,
+        peers: Peers,
+        peer_descriptions: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self._generator = generator
+        self._tools = tools
+        self._peers = peers
+        self._peer_descriptions = peer_descriptions or {}
+        self._clock = clock
+        self._space: ActionSpace | None = None
+
+    async def action_space(self) -> ActionSpace:
+        """What the agent may do (the tool definitions are fetched once)."""
+        if self._space is None:
+            definitions = await self._tools.definitions(self.spec.tools) if self.spec.tools else []
+            self._space = ActionSpace(
+                tools=definitions,
+                handoffs=self.spec.handoffs,
+                asks=self.spec.asks,
+                can_answer=self.spec.can_answer,
+                output_schema=self.spec.output_schema,
+            )
+        return self._space
+
+    async def run(
+        self, ctx: TurnContext, history: list[BaseMessage], record: Recorder
+    ) -> AsyncIterator[Event]:
+        """This agent's part of the turn; ``history`` ends with what it must act on."""
+        usage = TurnUsage(hops=ctx.hops)
+        deadline = self._clock() + self.spec.limits.turn_timeout_s
+        if ctx.deadline is not None:
+            deadline = min(deadline, ctx.deadline)
+        history = list(history)
+        try:
+            space = await self.action_space()
+            for _ in range(self.spec.max_steps):
+                request = self._request(ctx, history, space, usage)
+                step: list[Any] = []
+                async for token in self._generate(request, deadline, step):
+                    yield self._event(TokenEvent(text=token), ctx)
+                completion = collect(step)
+                usage.steps += 1
+                usage.prompt_tokens += completion.usage.prompt_tokens
+                usage.completion_tokens += completion.usage.completion_tokens
+                usage.cached_tokens += completion.usage.cached_tokens
+                for action in self._actions(completion.text, completion.tool_calls, space):
+                    if action.kind == "answer":
+                        answer = AnswerEvent(text=action.text, output=action.output)
+                        yield await record(self._event(answer, ctx))
+                        yield self._done(usage, ok=True)
+                        return
+                    if action.kind == "tool":
+                        async for event in self._tool(ctx, action, history, deadline, record):
+                            yield event
+                    elif action.kind == "ask":
+                        async for event in self._ask(ctx, action, history, usage, record):
+                            yield event
+                    else:
+                        async for event in self._handoff(ctx, action, history, usage, record):
+                            yield event
+                        return
+            raise MaxStepsExceeded(
+                f"agent {self.spec.name!r} used its {self.spec.max_steps} steps without answering"
+            )
+        except (AgentRunError, GenerationError) as exc:
+            error = ErrorEvent(code=exc.code, message=exc.message)
+            yield await record(self._event(error, ctx))
+            yield self._done(usage, ok=False)
+
+    # -- one step -------------------------------------------------------------------
+
+    def _request(
+        self, ctx: TurnContext, history: list[BaseMessage], space: ActionSpace, usage: TurnUsage
+    ) -> GenerateRequest:
+        left = self.spec.limits.max_tokens_per_turn - usage.completion_tokens
+        if left <= 0:
+            raise TurnLimitExceeded(
+                f"agent {self.spec.name!r} used its {self.spec.limits.max_tokens_per_turn} "
+                "tokens for this turn"
+            )
+        native = self.spec.tool_calling == "native"
+        today = datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
+        system = render_instructions(self.spec, ctx.variables, today)
+        if not native:
+            system += "\n\n" + describe_actions(space, self._peer_descriptions)
+        messages = [
+            Message(role="system", content=system),
+            *to_pool_messages(apply_memory(history, self.spec.memory), native=native),
+        ]
+        sampling = self.spec.sampling.model_copy(
+            update={"max_tokens": min(self.spec.sampling.max_tokens, left)}
+        )
+        return GenerateRequest(
+            model=self.spec.model,
+            messages=messages,
+            sampling=sampling,
+            json_schema=None if native else action_schema(space),
+            tools=_native_tools(space) if native else None,
+            tool_choice=("auto" if space.can_answer else "required") if native else None,
+            session_id=ctx.conversation_id,
+        )
+
+    async def _generate(
+        self, request: GenerateRequest, deadline: float, out: list[Any]
+    ) -> AsyncIterator[str]:
+        """Stream the step's visible answer text; gather every chunk into ``out``."""
+        answer = AnswerStream() if request.json_schema is not None else None
+        stream = self._generator.generate(request)
+        try:
+            while True:
+                chunk = await self._before(deadline, anext(stream, None))
+                if chunk is None:
+                    return
+                out.append(chunk)
+                if isinstance(chunk, TextChunk):
+                    text = answer.feed(chunk.text) if answer is not None else chunk.text
+                    if text:
+                        yield text
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def _actions(self, text: str, calls: list[Any], space: ActionSpace) -> list[Action]:
+        if self.spec.tool_calling == "schema":
+            return [parse_schema_action(text, space)]
+        if not calls:
+            if not space.can_answer:
+                raise InvalidActionError(f"agent {self.spec.name!r} must act, not answer")
+            return [Action("answer", text=text)]
+        actions = []
+        for call in calls:
+            try:
+                args = json.loads(call.arguments or "{}")
+            except ValueError as exc:
+                raise InvalidActionError(
+                    f"tool call {call.name!r}: arguments are not JSON"
+                ) from exc
+            if call.name == HANDOFF:
+                step = json.dumps({"action": "handoff", **args})
+            elif call.name == ASK:
+                step = json.dumps({"action": "ask", **args})
+            else:
+                step = json.dumps({"action": "tool", "tool": call.name, "arguments": args})
+            actions.append(parse_schema_action(step, space))
+        # A hand-off ends the agent's part: do it after everything else it asked for.
+        return sorted(actions, key=lambda a: a.kind == "handoff")
+
+    # -- actions --------------------------------------------------------------------
+
+    async def _tool(
+        self,
+        ctx: TurnContext,
+        action: Action,
+        history: list[BaseMessage],
+        deadline: float,
+        record: Recorder,
+    ) -> AsyncIterator[Event]:
+        call_id = f"call_{uuid.uuid4().hex[:12]}"
+        yield await record(
+            self._event(
+                ToolCallEvent(call_id=call_id, name=action.tool, arguments=action.arguments), ctx
+            )
+        )
+        result = await self._before(
+            deadline,
+            self._tools.execute(
+                ToolCallRequest(
+                    call_id=call_id,
+                    name=action.tool,
+                    arguments=action.arguments,
+                    conversation_id=ctx.conversation_id,
+                    agent=self.spec.name,
+                    trace_id=ctx.trace_id,
+                    deadline=deadline,
+                )
+            ),
+        )
+        event = ToolResultEvent(
+            call_id=call_id, name=action.tool, content=result.content, is_error=result.is_error
+        )
+        yield await record(self._event(event, ctx))
+        history += [
+            call_message(self.spec.name, call_id, action.tool, action.arguments),
+            result_message(event),
+        ]
+
+    async def _ask(
+        self,
+        ctx: TurnContext,
+        action: Action,
+        history: list[BaseMessage],
+        usage: TurnUsage,
+        record: Recorder,
+    ) -> AsyncIterator[Event]:
+        inner = self._hop(ctx, action.agent)
+        call_id = f"ask_{uuid.uuid4().hex[:12]}"
+        ask = AskEvent(call_id=call_id, to_agent=action.agent, question=action.text)
+        yield await record(self._event(ask, ctx))
+        result = await self._peers.ask(
+            action.agent,
+            AskRequest(context=inner, call_id=call_id, asker=self.spec.name, question=action.text),
+        )
+        _add(usage, result.usage)
+        if result.error is not None:
+            content, is_error = f"{result.error.code}: {result.error.message}", True
+        else:
+            content, is_error = result.text, False
+        event = ToolResultEvent(call_id=call_id, name=ASK, content=content, is_error=is_error)
+        yield await record(self._event(event, ctx))
+        args = {"agent": action.agent, "question": action.text}
+        history += [call_message(self.spec.name, call_id, ASK, args), result_message(event)]
+
+    async def _handoff(
+        self,
+        ctx: TurnContext,
+        action: Action,
+        history: list[BaseMessage],
+        usage: TurnUsage,
+        record: Recorder,
+    ) -> AsyncIterator[Event]:
+        inner = self._hop(ctx, action.agent)
+        handoff = await record(
+            self._event(HandoffEvent(to_agent=action.agent, message=action.text), ctx)
+        )
+        yield handoff
+        call_id = f"handoff-{handoff.seq}"
+        args = {"agent": action.agent, "message": action.text}
+        history.append(call_message(self.spec.name, call_id, HANDOFF, args))
+        history.append(
+            ToolMessage(f"Handed off to {action.agent}.", tool_call_id=call_id, name=HANDOFF)
+        )
+        request = TurnRequest(
+            context=inner, after_seq=handoff.seq or 0, history=dump_messages(history)
+        )
+        async for event in self._peers.run(action.agent, request):
+            if isinstance(event, DoneEvent):
+                _add(usage, event.usage)
+                yield event.model_copy(update={"usage": usage})
+            else:
+                yield event
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _hop(self, ctx: TurnContext, peer: str) -> TurnContext:
+        edge = f"{self.spec.name}->{peer}"
+        if ctx.hops + 1 > ctx.max_hops:
+            raise HopLimitExceeded(
+                f"the turn reached its limit of {ctx.max_hops} hops "
+                f"({', '.join([*ctx.path, edge])})"
+            )
+        if edge in ctx.path:
+            raise HandoffCycleError(
+                f"agents are going round in circles: {edge} again after {', '.join(ctx.path)}"
+            )
+        return ctx.hop(edge)
+
+    async def _before(self, deadline: float, work: Awaitable[T]) -> T:
+        """Await ``work`` unless the deadline passes first."""
+        left = deadline - self._clock()
+        if left <= 0:
+            _close(work)
+            raise DeadlineExceeded(f"agent {self.spec.name!r}: the turn's deadline passed")
+        try:
+            async with asyncio.timeout(left):
+                return await work
+        except TimeoutError as exc:
+            raise DeadlineExceeded(f"agent {self.spec.name!r}: the turn's deadline passed") from exc
+
+    def _event(self, event: Event, ctx: TurnContext) -> Event:
+        return event.model_copy(update={"agent": self.spec.name, "turn_id": ctx.turn_id})
+
+    def _done(self, usage: TurnUsage, *, ok: bool) -> DoneEvent:
+        return DoneEvent(
+            agent=self.spec.name,
+            status="ok" if ok else "error",
+            usage=usage,
+            active_agent=self.spec.name,
+        )
+
+
+def _native_tools(space: ActionSpace) -> list[dict[str, Any]]:
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in space.tools
+    ]
+    for name, peers, field in ((HANDOFF, space.handoffs, "message"), (ASK, space.asks, "question")):
+        if peers:
+            tools.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "description": f"{name} to one of: {', '.join(peers)}",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "agent": {"enum": list(peers)},
+                                field: {"type": "string"},
+                            },
+                            "required": ["agent", field],
+                        },
+                    },
+                }
+            )
+    return tools
+
+
+def _add(total: TurnUsage, part: TurnUsage) -> None:
+    total.prompt_tokens += part.prompt_tokens
+    total.completion_tokens += part.completion_tokens
+    total.cached_tokens += part.cached_tokens
+    total.steps += part.steps
+    total.hops = max(total.hops, part.hops)
+
+
+def _close(work: Awaitable[Any]) -> None:
+    close = getattr(work, "close", None)
+    if close is not None:
+        close()

@@ -1,0 +1,383 @@
+"""The turn loop, driven through LocalApp with the scripted generator (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agents.events import (
+    AnswerEvent,
+    AskEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    HandoffEvent,
+    MessageEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from agents.spec import AgentSpec, MemoryPolicy
+from agents.testing import LocalApp, ScriptedGenerator, action
+from tools.testing import FunctionTools
+
+ADD_SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+}
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def divide(a: int, b: int) -> float:
+    """Divide a by b."""
+    return a / b
+
+
+def agent(name: str, **fields: Any) -> AgentSpec:
+    return AgentSpec(name=name, model="m", **fields)
+
+
+def rule(match: str, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"match": match, "json_reply": action(kind, **fields)}
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [e.type for e in events if not isinstance(e, TokenEvent)]
+
+
+def of(events: list[Event], cls: type[Any]) -> list[Any]:
+    return [e for e in events if isinstance(e, cls)]
+
+
+async def test_answer_streams_tokens_then_stores_the_answer() -> None:
+    gen = ScriptedGenerator([rule("hello", "answer", text='Hi "there", friend \\o/')])
+    app = LocalApp([agent("solo")], generator=gen)
+    events = await app.send("hello", conversation_id="c1")
+    assert kinds(events) == ["message", "answer", "done"]
+    tokens = of(events, TokenEvent)
+    assert len(tokens) > 1
+    assert "".join(t.text for t in tokens) == 'Hi "there", friend \\o/'
+    assert of(events, AnswerEvent)[0].text == 'Hi "there", friend \\o/'
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.status == "ok" and done.active_agent == "solo"
+    stored = await app.store.events("c1")
+    assert [e.type for e in stored] == ["message", "answer", "done"]
+    assert [e.seq for e in stored] == [1, 2, 3] and done.last_seq == 3
+    # The pool saw the instructions, the action menu and the action schema.
+    request = gen.requests[0]
+    assert request.messages[0].role == "system"
+    assert '"action": "answer"' in request.messages[0].content
+    assert request.json_schema is not None and request.session_id == "c1"
+
+
+async def test_tool_call_then_answer() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule(r"2 \+ 3", "tool", tool="add", arguments={"a": 2, "b": 3}),
+            rule(r"\[add result\] 5", "answer", text="It is 5."),
+        ]
+    )
+    tools = FunctionTools({"add": (add, ADD_SCHEMA)})
+    app = LocalApp([agent("calc", tools=["add"])], generator=gen, tools=tools)
+    events = await app.send("what is 2 + 3?")
+    assert kinds(events) == ["message", "tool_call", "tool_result", "answer", "done"]
+    call, result = of(events, ToolCallEvent)[0], of(events, ToolResultEvent)[0]
+    assert call.name == "add" and call.arguments == {"a": 2, "b": 3}
+    assert result.call_id == call.call_id and result.content == "5" and not result.is_error
+    assert of(events, AnswerEvent)[0].text == "It is 5."
+    assert events[-1].usage.steps == 2  # type: ignore[union-attr]
+    # The tool's definition reached the prompt and the schema.
+    assert "Add two integers" in gen.requests[0].messages[0].content
+
+
+async def test_a_failing_tool_returns_an_error_the_agent_reads() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule(r"1 / 0", "tool", tool="divide", arguments={"a": 1, "b": 0}),
+            rule(r"\[divide result\] ZeroDivisionError", "answer", text="Cannot divide by zero."),
+        ]
+    )
+    tools = FunctionTools({"divide": (divide, ADD_SCHEMA)})
+    app = LocalApp([agent("calc", tools=["divide"])], generator=gen, tools=tools)
+    events = await app.send("1 / 0")
+    result = of(events, ToolResultEvent)[0]
+    assert result.is_error and "division by zero" in result.content
+    assert of(events, AnswerEvent)[0].text == "Cannot divide by zero."
+
+
+def triage_app(gen: ScriptedGenerator, **kw: Any) -> LocalApp:
+    return LocalApp(
+        [
+            agent("triage", handoffs=["billing"], can_answer=False, description="routes"),
+            agent("billing", description="refunds and invoices"),
+        ],
+        generator=gen,
+        **kw,
+    )
+
+
+async def test_handoff_a_to_b_continues_the_turn_and_b_keeps_the_conversation() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("refund", "handoff", agent="billing", message="wants a refund"),
+            rule("Handed off to billing", "answer", text="Refund issued."),
+            rule("thanks", "answer", text="You are welcome."),
+        ]
+    )
+    app = triage_app(gen)
+    events = await app.send("I want a refund", conversation_id="c2")
+    assert kinds(events) == ["message", "handoff", "answer", "done"]
+    handoff = of(events, HandoffEvent)[0]
+    assert handoff.agent == "triage" and handoff.to_agent == "billing"
+    answer = of(events, AnswerEvent)[0]
+    assert answer.agent == "billing" and answer.text == "Refund issued."
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.active_agent == "billing"
+    assert done.usage.hops == 1 and done.usage.steps == 2
+    info = await app.store.conversation("c2")
+    assert info is not None and info.active_agent == "billing"
+    # The triage agent could only route: its schema has no answer action.
+    assert "answer" not in str(gen.requests[0].json_schema)
+    # The next turn goes straight to billing, with the whole history.
+    events = await app.send("thanks", conversation_id="c2")
+    assert of(events, AnswerEvent)[0].agent == "billing"
+    contents = [m.content for m in gen.requests[-1].messages]
+    assert "I want a refund" in contents and "thanks" == contents[-1]
+
+
+async def test_ask_a_to_b_returns_the_answer_as_a_tool_result() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("trip", "ask", agent="research", question="Weather in Paris?"),
+            rule("Weather in Paris", "answer", text="Sunny."),
+            rule(r"\[ask result\] Sunny", "answer", text="Pack sunglasses."),
+        ]
+    )
+    app = LocalApp([agent("planner", asks=["research"]), agent("research")], generator=gen)
+    events = await app.send("Plan a trip to Paris", conversation_id="c3")
+    assert kinds(events) == ["message", "ask", "tool_result", "answer", "done"]
+    ask = of(events, AskEvent)[0]
+    result = of(events, ToolResultEvent)[0]
+    assert ask.to_agent == "research" and result.call_id == ask.call_id
+    assert result.content == "Sunny." and not result.is_error
+    assert of(events, AnswerEvent)[0].agent == "planner"
+    info = await app.store.conversation("c3")
+    assert info is not None and info.active_agent == "planner"
+    # The question and its answer are stored as their own sub-conversation.
+    sub = await app.store.events(f"c3:ask:{ask.call_id}")
+    assert [e.type for e in sub] == ["message", "answer", "done"]
+
+
+async def test_max_steps_ends_the_turn_with_an_error() -> None:
+    gen = ScriptedGenerator([rule(".", "tool", tool="add", arguments={"a": 1, "b": 1})])
+    tools = FunctionTools({"add": (add, ADD_SCHEMA)})
+    app = LocalApp([agent("loopy", tools=["add"], max_steps=3)], generator=gen, tools=tools)
+    events = await app.send("go")
+    assert len(of(events, ToolCallEvent)) == 3
+    error = of(events, ErrorEvent)[0]
+    assert error.code == "max_steps" and "3 steps" in error.message
+    assert isinstance(events[-1], DoneEvent) and events[-1].status == "error"
+
+
+async def test_hop_limit() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("start", "handoff", agent="b", message=""),
+            rule("Handed off to b", "handoff", agent="c", message=""),
+            rule("Handed off to c", "handoff", agent="d", message=""),
+            rule("Handed off to d", "answer", text="never"),
+        ]
+    )
+    specs = [
+        agent("a", handoffs=["b"]),
+        agent("b", handoffs=["c"]),
+        agent("c", handoffs=["d"]),
+        agent("d"),
+    ]
+    app = LocalApp(specs, generator=gen, max_hops=2)
+    events = await app.send("start", conversation_id="c4")
+    error = of(events, ErrorEvent)[0]
+    assert error.code == "hop_limit" and error.agent == "c"
+    assert "a->b, b->c, c->d" in error.message
+    assert not of(events, AnswerEvent)
+    assert isinstance(events[-1], DoneEvent) and events[-1].status == "error"
+    stored = await app.store.events("c4")
+    assert [e.type for e in stored] == ["message", "handoff", "handoff", "error", "done"]
+
+
+async def test_cycle_detection_stops_ping_pong() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("start", "handoff", agent="b", message=""),
+            rule("Handed off to b", "handoff", agent="a", message=""),
+            rule("Handed off to a", "handoff", agent="b", message=""),
+        ]
+    )
+    app = LocalApp([agent("a", handoffs=["b"]), agent("b", handoffs=["a"])], generator=gen)
+    events = await app.send("start")
+    error = of(events, ErrorEvent)[0]
+    assert error.code == "handoff_cycle"
+    assert "a->b again after a->b, b->a" in error.message
+    assert len(of(events, HandoffEvent)) == 2
+
+
+async def test_deadline_expiry() -> None:
+    gen = ScriptedGenerator(
+        [{"match": "slow", "json_reply": action("answer", text="a " * 50), "token_delay_s": 0.05}]
+    )
+    app = LocalApp([agent("slowpoke")], generator=gen)
+    events = await app.send("slow please", conversation_id="c5", timeout_s=0.3)
+    error = of(events, ErrorEvent)[0]
+    assert error.code == "deadline_exceeded"
+    assert isinstance(events[-1], DoneEvent) and events[-1].status == "error"
+    # The message and the error are stored; the next turn runs normally.
+    stored = await app.store.events("c5")
+    assert [e.type for e in stored] == ["message", "error", "done"]
+
+
+async def test_deadline_propagates_to_peers() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("go", "handoff", agent="b", message=""),
+            {
+                "match": "Handed off",
+                "json_reply": action("answer", text="x " * 50),
+                "token_delay_s": 0.05,
+            },
+        ]
+    )
+    app = LocalApp([agent("a", handoffs=["b"]), agent("b")], generator=gen)
+    events = await app.send("go", timeout_s=0.3)
+    error = of(events, ErrorEvent)[0]
+    assert error.code == "deadline_exceeded" and error.agent == "b"
+
+
+async def test_retried_send_is_stored_once_and_returns_the_same_result() -> None:
+    gen = ScriptedGenerator([rule("hi", "answer", text="hello")])
+    app = LocalApp([agent("solo")], generator=gen)
+    first = await app.send("hi", conversation_id="c6", idempotency_key="k1")
+    again = await app.send("hi", conversation_id="c6", idempotency_key="k1")
+    strip = [e for e in first if not isinstance(e, TokenEvent)]
+    assert [e.model_dump() for e in again] == [
+        e.model_copy(update={"last_seq": None}).model_dump()
+        if isinstance(e, DoneEvent)
+        else e.model_dump()
+        for e in strip
+    ]
+    assert len(gen.requests) == 1
+    stored = await app.store.events("c6")
+    assert sum(isinstance(e, MessageEvent) for e in stored) == 1
+
+
+async def test_concurrent_sends_to_one_conversation_are_serialized() -> None:
+    gen = ScriptedGenerator(
+        [{"match": f"msg {i}$", "json_reply": action("answer", text=f"ack {i}")} for i in range(50)]
+    )
+    app = LocalApp([agent("solo")], generator=gen)
+    await asyncio.gather(*(app.send(f"msg {i}", conversation_id="c7") for i in range(50)))
+    stored = await app.store.events("c7")
+    assert [e.seq for e in stored] == list(range(1, 151))
+    # Each turn's message, answer and done sit together: turns never interleave.
+    for i in range(0, 150, 3):
+        message, answer, done = stored[i : i + 3]
+        assert isinstance(message, MessageEvent) and isinstance(answer, AnswerEvent)
+        assert isinstance(done, DoneEvent)
+        assert answer.text == "ack " + message.content.split()[1]
+        assert message.turn_id == answer.turn_id == done.turn_id
+    assert sorted(e.content for e in of(stored, MessageEvent)) == sorted(
+        f"msg {i}" for i in range(50)
+    )
+
+
+async def test_memory_policy_bounds_the_prompt() -> None:
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    app = LocalApp(
+        [agent("short", memory=MemoryPolicy(mode="last_messages", last_messages=3))],
+        generator=gen,
+    )
+    for i in range(4):
+        await app.send(f"turn {i}", conversation_id="c8")
+    messages = gen.requests[-1].messages
+    assert messages[0].role == "system"
+    # Three newest, trimmed to start on a user message: user, assistant, user.
+    assert [m.role for m in messages[1:]] == ["user", "assistant", "user"]
+    assert messages[-1].content == "turn 3" and messages[1].content == "turn 2"
+
+
+async def test_output_schema_gives_a_structured_answer() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"sentiment": {"enum": ["positive", "negative"]}},
+        "required": ["sentiment"],
+    }
+    gen = ScriptedGenerator([rule(".", "answer", output={"sentiment": "positive"})])
+    app = LocalApp([agent("judge", output_schema=schema)], generator=gen)
+    events = await app.send("I love it")
+    answer = of(events, AnswerEvent)[0]
+    assert answer.output == {"sentiment": "positive"}
+    assert gen.requests[0].json_schema is not None
+    assert gen.requests[0].json_schema["properties"]["output"] == schema
+
+
+async def test_native_tool_calling() -> None:
+    gen = ScriptedGenerator(
+        [
+            {"match": "add", "tool_call": {"name": "add", "arguments": {"a": 1, "b": 2}}},
+            {"match": "^3$", "reply": "The sum is 3."},
+        ]
+    )
+    tools = FunctionTools({"add": (add, ADD_SCHEMA)})
+    app = LocalApp(
+        [agent("native", tools=["add"], tool_calling="native")], generator=gen, tools=tools
+    )
+    events = await app.send("add 1 and 2")
+    assert kinds(events) == ["message", "tool_call", "tool_result", "answer", "done"]
+    assert "".join(t.text for t in of(events, TokenEvent)) == "The sum is 3."
+    first, second = gen.requests
+    assert first.json_schema is None and first.tools is not None
+    assert [m.role for m in second.messages[-2:]] == ["assistant", "tool"]
+
+
+async def test_a_stale_cache_reloads_what_other_agents_stored() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("first", "handoff", agent="b", message=""),
+            rule("Handed off to b", "answer", text="b here"),
+            rule("second", "handoff", agent="a", message=""),
+            rule("Handed off to a", "answer", text="a again"),
+        ]
+    )
+    app = LocalApp([agent("a", handoffs=["b"]), agent("b", handoffs=["a"])], generator=gen)
+    await app.send("first", conversation_id="c9")
+    await app.send("second", conversation_id="c9")
+    # a's cached history stopped at its hand-off; its prompt now has b's answer too.
+    contents = [m.content for m in gen.requests[-1].messages]
+    assert any("b here" in c for c in contents) and "second" in contents
+    assert app.service("a").cached_conversations == 1
+
+
+async def test_history_survives_a_fresh_replica() -> None:
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    first = LocalApp([agent("solo")], generator=gen)
+    await first.send("remember me", conversation_id="c10")
+    # A new process with the same store: an empty cache reloads the history.
+    second = LocalApp([agent("solo")], generator=gen, store=first.store)
+    await second.send("and now?", conversation_id="c10")
+    contents = [m.content for m in gen.requests[-1].messages]
+    assert "remember me" in contents
+
+
+@pytest.mark.parametrize("mode", ["schema", "native"])
+async def test_unknown_agent_is_refused(mode: str) -> None:
+    from agents.errors import UnknownAgentError
+
+    app = LocalApp([agent("solo", tool_calling=mode)], generator=ScriptedGenerator([]))
+    with pytest.raises(UnknownAgentError, match="nobody"):
+        await app.send("hi", agent="nobody")

@@ -1,0 +1,63 @@
+"""The tool interface: a named call with JSON arguments in, a result or a readable error out."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ToolCallRequest", "ToolDefinition", "ToolExecutor", "ToolResult"]
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolDefinition(BaseModel):
+    """What a model sees of a tool."""
+
+    model_config = _Strict
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the arguments object.",
+    )
+
+
+class ToolCallRequest(BaseModel):
+    """One call of a tool, with who made it (for limits, approvals and traces)."""
+
+    model_config = _Strict
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    conversation_id: str | None = None
+    agent: str | None = None
+    trace_id: str | None = None
+    deadline: float | None = Field(None, description="Epoch seconds the caller waits until.")
+
+
+class ToolResult(BaseModel):
+    """A tool's output. Failures are results too (``is_error``), so the agent can react."""
+
+    model_config = _Strict
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+class ToolExecutor(abc.ABC):
+    """Runs tool calls. Implementations never raise for a failing tool: they return an
+    error result the agent reads."""
+
+    @abc.abstractmethod
+    async def definitions(self, names: list[str]) -> list[ToolDefinition]:
+        """The definitions of ``names``; raises ``UnknownToolError`` naming a missing one."""
+
+    @abc.abstractmethod
+    async def execute(self, request: ToolCallRequest) -> ToolResult:
+        """Run one call and return its result (or an error result)."""

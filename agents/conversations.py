@@ -135,13 +135,11 @@ async def drive_turn(
             error = ErrorEvent(code=exc.code, message=exc.message, agent=agent, turn_id=ctx.turn_id)
             [stored] = await store.append(ctx.conversation_id, [error])
             yield stored
-        final = DoneEvent(
-            turn_id=ctx.turn_id,
-            agent=done.agent if done is not None else agent,
-            status=done.status if done is not None else "error",
-            usage=done.usage if done is not None else TurnUsage(hops=ctx.hops),
-            active_agent=done.active_agent if done is not None else agent,
-        )
+        if done is None:
+            final = DoneEvent(status="error", usage=TurnUsage(hops=ctx.hops), active_agent=agent)
+        else:
+            final = done.model_copy(update={"seq": None})
+        final = final.model_copy(update={"turn_id": ctx.turn_id, "agent": final.agent or agent})
         [stored_done] = await store.append(ctx.conversation_id, [final])
         closed = True
         yield stored_done.model_copy(update={"last_seq": stored_done.seq})

@@ -56,6 +56,11 @@ class AgentService:
         """How many conversations the cache holds."""
         return len(self._cache)
 
+    def cached_history(self, conversation_id: str) -> list[BaseMessage]:
+        """The cached history of a conversation ([] when not cached)."""
+        cached = self._cache.get(conversation_id)
+        return list(cached.messages) if cached is not None else []
+
     async def run(self, request: TurnRequest) -> AsyncIterator[Event]:
         """This agent's part of a turn; ``done`` (not stored) comes last."""
         ctx = request.context

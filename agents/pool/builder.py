@@ -38,11 +38,18 @@ from agents.pool.server import (
 from agents.pool.spec import ModelSpec, PoolSpec, Replicas
 from agents.pool.testing import ScriptedEngine
 
-__all__ = ["INGRESS_NAME", "build_pool_app", "deployment_name", "llm_configs"]
+__all__ = [
+    "CONSISTENT_HASH_ROUTER",
+    "INGRESS_NAME",
+    "build_pool_app",
+    "deployment_name",
+    "llm_configs",
+    "pool_servers",
+]
 
 INGRESS_NAME = "pool-ingress"
 NIXL_CPU_MODULE = "agents.pool.nixl_cpu"
-_CONSISTENT_HASH = "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter"
+CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter"
 _NIXL_PORT_BASE = 20000
 
 
@@ -51,10 +58,14 @@ def deployment_name(model_id: str, role: str = "decode") -> str:
     return f"pool-{model_id}" if role == "decode" else f"pool-{model_id}-prefill"
 
 
-def build_pool_app(spec: PoolSpec) -> Application:
-    """The pool as one Serve application whose ingress speaks OpenAI HTTP."""
+def pool_servers(spec: PoolSpec) -> tuple[dict[str, Application], dict[str, Any]]:
+    """Each model's bound server deployment (``pool-<id>``) and its OpenAI model card.
+
+    Other applications' builders bind these into their deployments to reach the
+    pool through DeploymentHandles within one Serve application.
+    """
     servers: dict[str, Application] = {}
-    cards = {}
+    cards: dict[str, Any] = {}
     for index, model in enumerate(spec.models):
         decode_cfg, prefill_cfg = llm_configs(model, spec.model_cache_dir, index=index)
         bind: dict[str, Any] = {}
@@ -85,6 +96,12 @@ def build_pool_app(spec: PoolSpec) -> Application:
             )
         servers[model.id] = server
         cards[model.id] = to_model_metadata(model.id, decode_cfg)
+    return servers, cards
+
+
+def build_pool_app(spec: PoolSpec) -> Application:
+    """The pool as one Serve application whose ingress speaks OpenAI HTTP."""
+    servers, cards = pool_servers(spec)
     options = copy.deepcopy(DEFAULT_INGRESS_OPTIONS)
     options["name"] = INGRESS_NAME
     options["ray_actor_options"] = {"num_cpus": 0}
@@ -190,7 +207,7 @@ def _deployment_config(model: ModelSpec, replicas: Replicas) -> dict[str, Any]:
         config["num_replicas"] = replicas.replicas
     if model.session_affinity:
         config["request_router_config"] = {
-            "request_router_class": _CONSISTENT_HASH,
+            "request_router_class": CONSISTENT_HASH_ROUTER,
             "request_router_kwargs": {"num_fallback_replicas": 0},
         }
     return config

@@ -1,0 +1,116 @@
+"""Build the agents' Serve application: the only place agent deployments are wired.
+
+    agents-ingress (ConversationsDeployment)
+      ├── agent-<name> (AgentDeployment), one deployment per agent, own scaling
+      │     └── pool-<model> (the generator pool's model servers)
+      └── ...
+
+Agents reach each other by name at run time (hand-offs may form cycles); the
+ingress binds every agent so that all of them deploy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ray import serve
+from ray.serve.deployment import Application
+
+from agents.conversations import DEFAULT_TURN_TIMEOUT_S
+from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
+from agents.errors import ConfigError
+from agents.pool.builder import CONSISTENT_HASH_ROUTER, pool_servers
+from agents.pool.spec import PoolSpec
+from agents.protocol import DEFAULT_MAX_HOPS
+from agents.service import DEFAULT_CACHE_SIZE
+from agents.spec import AgentSpec
+from agents.store.spec import StoreSpec
+from tools.base import ToolExecutor
+
+__all__ = ["INGRESS_NAME", "build_agents_app", "check_agents"]
+
+INGRESS_NAME = "agents-ingress"
+# Every call carries the conversation id as its session id: one replica per conversation.
+_STICKY = {
+    "request_router_class": CONSISTENT_HASH_ROUTER,
+    "request_router_kwargs": {"num_fallback_replicas": 0},
+}
+
+
+def check_agents(agents: Sequence[AgentSpec], pool: PoolSpec) -> None:
+    """Raise ConfigError if names repeat, a peer is missing or a model is not pooled."""
+    names = [a.name for a in agents]
+    if not names:
+        raise ConfigError("an app needs at least one agent")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"agent names must be unique: {', '.join(repeated)}")
+    models = {m.id for m in pool.models}
+    for spec in agents:
+        missing = [p for p in spec.peers if p not in names]
+        if missing:
+            raise ConfigError(f"agent {spec.name!r} names unknown peer(s): {', '.join(missing)}")
+        if spec.model not in models:
+            raise ConfigError(
+                f"agent {spec.name!r} uses model {spec.model!r}, which the pool does not "
+                f"serve ({', '.join(sorted(models))})"
+            )
+
+
+def build_agents_app(
+    agents: Sequence[AgentSpec],
+    pool: PoolSpec,
+    *,
+    store: StoreSpec,
+    default_agent: str | None = None,
+    max_hops: int = DEFAULT_MAX_HOPS,
+    turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
+    tools: ToolExecutor | None = None,
+    cache_size: int = DEFAULT_CACHE_SIZE,
+) -> Application:
+    """One Serve application: the entry, one deployment per agent, and the pool."""
+    check_agents(agents, pool)
+    servers, _ = pool_servers(pool)
+    descriptions = {a.name: a.description for a in agents}
+    bound: dict[str, Application] = {}
+    for spec in agents:
+        options: dict[str, Any] = {
+            "name": agent_deployment_name(spec.name),
+            "autoscaling_config": spec.scaling.model_dump(),
+            "request_router_config": _STICKY,
+            # Agents wait on the pool and the store; they need no core of their own.
+            "ray_actor_options": {"num_cpus": 0},
+            "max_ongoing_requests": max(64, int(spec.scaling.target_ongoing_requests * 2)),
+        }
+        bound[spec.name] = (
+            _deployment(AgentDeployment)
+            .options(**options)
+            .bind(
+                spec,
+                store,
+                {spec.model: servers[spec.model]},
+                tools=tools,
+                peer_descriptions=descriptions,
+                cache_size=cache_size,
+            )
+        )
+    ingress = _deployment(ConversationsDeployment).options(
+        name=INGRESS_NAME,
+        request_router_config=_STICKY,
+        ray_actor_options={"num_cpus": 0},
+        max_ongoing_requests=1024,
+    )
+    app: Application = ingress.bind(
+        bound,
+        store,
+        default_agent=default_agent or agents[0].name,
+        max_hops=max_hops,
+        turn_timeout_s=turn_timeout_s,
+    )
+    return app
+
+
+def _deployment(cls: type) -> Any:
+    # serve.deployment's overloads type a bare class as a decorator factory.
+    return serve.deployment(cls)

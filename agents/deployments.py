@@ -1,0 +1,182 @@
+"""Serve shells over the plain classes: one deployment per agent, plus the entry.
+
+``AgentDeployment`` wraps an ``AgentService``; ``ConversationsDeployment`` wraps
+``Conversations``. Neither holds logic of its own: they build their dependencies
+(store, pool client, peers) from plain config values and forward calls. Agents reach
+each other through ``HandlePeers``, routed by conversation id so a conversation keeps
+to one replica of each agent while that replica lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from agents.conversations import Conversations
+from agents.errors import PeerUnavailable, RayAgentsError, UnknownAgentError
+from agents.events import Event
+from agents.messages import dump_messages
+from agents.peers import Peers
+from agents.pool.client import PoolClient
+from agents.protocol import AskRequest, AskResult, SendRequest, TurnRequest
+from agents.service import AgentService
+from agents.spec import AgentSpec
+from agents.store.spec import StoreSpec, create_store
+from agents.turn import AgentLoop
+from tools.base import ToolExecutor
+from tools.testing import FunctionTools
+
+__all__ = ["AgentDeployment", "ConversationsDeployment", "HandlePeers", "agent_deployment_name"]
+
+# A replica that died before it answered: the call never ran, so it is safe to retry,
+# after a pause that lets the router learn of the death.
+_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+
+
+def agent_deployment_name(agent: str) -> str:
+    """The Serve deployment name of an agent."""
+    return f"agent-{agent}"
+
+
+class HandlePeers(Peers):
+    """The application's agents through DeploymentHandles.
+
+    Handles are looked up by deployment name in this replica's own application
+    (agents may call each other in cycles, which Serve's ``bind`` cannot express).
+    """
+
+    def __init__(self, handles: Mapping[str, DeploymentHandle[Any]] | None = None) -> None:
+        self._handles: dict[str, DeploymentHandle[Any]] = dict(handles or {})
+
+    def _handle(self, agent: str) -> DeploymentHandle[Any]:
+        handle = self._handles.get(agent)
+        if handle is None:
+            app = serve.get_replica_context().app_name
+            try:
+                handle = serve.get_deployment_handle(agent_deployment_name(agent), app)
+            except Exception as exc:
+                raise UnknownAgentError(f"no agent named {agent!r} in app {app!r}") from exc
+            self._handles[agent] = handle
+        return handle
+
+    async def run(self, agent: str, request: TurnRequest) -> AsyncIterator[Event]:
+        """Stream the turn from the agent's replica for this conversation."""
+        handle = self._handle(agent).options(
+            stream=True, session_id=request.context.conversation_id
+        )
+        for delay in (*_RETRY_DELAYS_S, None):
+            started = False
+            try:
+                stream: Any = handle.run.remote(request)
+                async for event in stream:
+                    started = True
+                    yield event
+                return
+            except (ActorDiedError, ActorUnavailableError) as exc:
+                if started or delay is None:
+                    raise PeerUnavailable(f"agent {agent!r} died during the turn") from exc
+                await asyncio.sleep(delay)
+            except RayAgentsError:
+                raise
+            except Exception as exc:
+                raise PeerUnavailable(f"agent {agent!r} failed: {_cause(exc)}") from exc
+
+    async def ask(self, agent: str, request: AskRequest) -> AskResult:
+        """Ask the agent; the sub-conversation is routed like any conversation."""
+        sub_id = f"{request.context.conversation_id}:ask:{request.call_id}"
+        handle = self._handle(agent).options(session_id=sub_id)
+        try:
+            result: AskResult = await handle.ask.remote(request)
+        except RayAgentsError:
+            raise
+        except Exception as exc:
+            raise PeerUnavailable(f"agent {agent!r} failed: {_cause(exc)}") from exc
+        return result
+
+
+def _cause(exc: Exception) -> str:
+    cause: Any = getattr(exc, "cause", None) or exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+class AgentDeployment:
+    """One agent's replica: an ``AgentService`` with its store, pool and peers."""
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self,
+        spec: AgentSpec,
+        store: StoreSpec,
+        pool: Mapping[str, DeploymentHandle[Any]],
+        *,
+        tools: ToolExecutor | None = None,
+        peer_descriptions: dict[str, str] | None = None,
+        cache_size: int = 4096,
+    ) -> None:
+        self._store = create_store(store)
+        await self._store.open()
+        loop = AgentLoop(
+            spec,
+            generator=PoolClient(pool),
+            tools=tools or FunctionTools(),
+            peers=HandlePeers(),
+            peer_descriptions=peer_descriptions,
+        )
+        replica = serve.get_replica_context().replica_id.unique_id
+        self.service = AgentService(loop, self._store, cache_size=cache_size, replica_id=replica)
+
+    async def run(self, request: TurnRequest) -> AsyncIterator[Event]:
+        """Stream this agent's part of a turn."""
+        async for event in self.service.run(request):
+            yield event
+
+    async def ask(self, request: AskRequest) -> AskResult:
+        """Answer a peer's question."""
+        return await self.service.ask(request)
+
+    async def peek(self, conversation_id: str) -> dict[str, Any]:
+        """This replica and its cached history of a conversation (for tests and debugging)."""
+        return {
+            "replica": self.service.replica_id,
+            "messages": dump_messages(self.service.cached_history(conversation_id)),
+        }
+
+    async def __del__(self) -> None:
+        await self._store.close()
+
+
+class ConversationsDeployment:
+    """The entry deployment: user messages in, turn events out."""
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self,
+        agents: Mapping[str, DeploymentHandle[Any]],
+        store: StoreSpec,
+        *,
+        default_agent: str,
+        max_hops: int,
+        turn_timeout_s: float,
+    ) -> None:
+        self._store = create_store(store)
+        await self._store.open()
+        self.conversations = Conversations(
+            store=self._store,
+            peers=HandlePeers(agents),
+            agents=agents,
+            default_agent=default_agent,
+            max_hops=max_hops,
+            turn_timeout_s=turn_timeout_s,
+        )
+
+    async def send(self, request: SendRequest) -> AsyncIterator[Event]:
+        """Run one turn and stream its events."""
+        async for event in self.conversations.send(request):
+            yield event
+
+    async def history(self, conversation_id: str, after_seq: int = 0) -> list[Event]:
+        """The conversation's stored events."""
+        return await self.conversations.history(conversation_id, after_seq=after_seq)

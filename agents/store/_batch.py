@@ -1,0 +1,65 @@
+"""What every backend does alike before and after it touches storage.
+
+Numbering a batch of events, and working out what the batch changes in the
+conversation's header (the active agent) and in its turns (done events close them),
+happens here once, so the backends differ only in how they lock and write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agents.errors import ConversationNotFound
+from agents.events import DoneEvent, Event, HandoffEvent, TokenEvent
+from agents.store.base import TurnStatus
+
+__all__ = ["Batch", "new_turn_id", "not_found", "now", "number"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Events numbered for appending, and their effects on the conversation."""
+
+    events: list[Event]
+    last_seq: int
+    active_agent: str | None
+    """The last hand-off's ``to_agent``; None when the batch hands nothing off."""
+    closed: dict[str, TurnStatus]
+    """turn_id -> status, for every turn a done event in the batch closes."""
+
+
+def number(events: Sequence[Event], last_seq: int) -> Batch:
+    """Give ``events`` the seqs after ``last_seq``; refuses token events."""
+    for event in events:
+        if isinstance(event, TokenEvent):
+            raise ValueError("token events are streamed, never stored")
+    numbered = [
+        event.model_copy(update={"seq": seq})
+        for seq, event in enumerate(events, start=last_seq + 1)
+    ]
+    active_agent = None
+    closed: dict[str, TurnStatus] = {}
+    for event in numbered:
+        if isinstance(event, HandoffEvent):
+            active_agent = event.to_agent
+        elif isinstance(event, DoneEvent) and event.turn_id is not None:
+            closed[event.turn_id] = event.status
+    return Batch(numbered, last_seq + len(numbered), active_agent, closed)
+
+
+def now() -> datetime:
+    """The timestamp written to ``created_at`` / ``updated_at`` (aware, UTC)."""
+    return datetime.now(UTC)
+
+
+def new_turn_id() -> str:
+    """A fresh turn id."""
+    return uuid.uuid4().hex
+
+
+def not_found(conversation_id: str) -> ConversationNotFound:
+    """The error for an unknown conversation, worded alike by every backend."""
+    return ConversationNotFound(f"no conversation with id {conversation_id!r}")

@@ -1,0 +1,260 @@
+"""The SQL stores' operations, written once for every driver.
+
+Each operation is a *flow*: a generator that yields the ``Query`` it needs next and is
+sent back that query's rows. A backend runs a flow on one connection, inside one
+transaction when it writes (``SQLStore._run``); SQLite drives it synchronously on its
+own thread, PostgreSQL with awaits. So the order of the steps, which is what makes
+appends atomic and idempotent, exists once, and the backends differ only in DDL,
+locking statement and connection handling.
+
+Statements and the schema are templates, rendered once per backend:
+``{conversations}``, ``{events}``, ``{turns}`` name the tables, ``{for_update}`` locks
+the conversation row where the database locks rows, ``{timestamp}`` is the type of a
+timestamp column, ``{clustered}`` ends a table kept in primary-key order, ``%s`` is a
+parameter.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+from agents.events import Event, MessageEvent, event_adapter
+from agents.store._batch import Batch, new_turn_id, not_found, now, number
+from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
+
+__all__ = ["SCHEMA", "Flow", "Query", "Row", "SQLStore", "Statements"]
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS {conversations} (
+        conversation_id TEXT PRIMARY KEY,
+        active_agent TEXT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        created_at {timestamp} NOT NULL,
+        updated_at {timestamp} NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS {events} (
+        conversation_id TEXT NOT NULL REFERENCES {conversations},
+        seq BIGINT NOT NULL,
+        turn_id TEXT,
+        type TEXT NOT NULL,
+        agent TEXT,
+        data TEXT NOT NULL,
+        created_at {timestamp} NOT NULL,
+        PRIMARY KEY (conversation_id, seq)
+    ){clustered}""",
+    """CREATE TABLE IF NOT EXISTS {turns} (
+        conversation_id TEXT NOT NULL REFERENCES {conversations},
+        idempotency_key TEXT NOT NULL,
+        turn_id TEXT NOT NULL,
+        user_seq BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        created_at {timestamp} NOT NULL,
+        PRIMARY KEY (conversation_id, idempotency_key),
+        UNIQUE (conversation_id, turn_id)
+    )""",
+)
+"""The tables, as templates (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One statement to run; with ``many``, ``params`` is a list of parameter tuples."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    many: bool = False
+
+
+Flow = Generator[Query, list[Row], T]
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every statement the flows run, as templates (see the module docstring)."""
+
+    insert_conversation: str = (
+        "INSERT INTO {conversations}"
+        " (conversation_id, active_agent, last_seq, created_at, updated_at)"
+        " VALUES (%s, %s, 0, %s, %s) ON CONFLICT (conversation_id) DO NOTHING"
+    )
+    lock_conversation: str = (
+        "SELECT last_seq FROM {conversations} WHERE conversation_id = %s{for_update}"
+    )
+    update_conversation: str = (
+        "UPDATE {conversations} SET last_seq = %s, updated_at = %s,"
+        " active_agent = COALESCE(%s, active_agent) WHERE conversation_id = %s"
+    )
+    select_conversation: str = (
+        "SELECT active_agent, last_seq, created_at, updated_at FROM {conversations}"
+        " WHERE conversation_id = %s"
+    )
+    insert_event: str = (
+        "INSERT INTO {events}"
+        " (conversation_id, seq, turn_id, type, agent, data, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    )
+    select_events: str = (
+        "SELECT data FROM {events} WHERE conversation_id = %s AND seq > %s ORDER BY seq"
+    )
+    select_turn_events: str = (
+        "SELECT data FROM {events} WHERE conversation_id = %s AND seq > %s"
+        " AND turn_id = %s ORDER BY seq"
+    )
+    insert_turn: str = (
+        "INSERT INTO {turns}"
+        " (conversation_id, idempotency_key, turn_id, user_seq, status, created_at)"
+        " VALUES (%s, %s, %s, %s, 'running', %s)"
+    )
+    select_turn: str = (
+        "SELECT turn_id, user_seq, status FROM {turns}"
+        " WHERE conversation_id = %s AND idempotency_key = %s"
+    )
+    close_turn: str = "UPDATE {turns} SET status = %s WHERE conversation_id = %s AND turn_id = %s"
+    fail_turn: str = (
+        "UPDATE {turns} SET status = 'error'"
+        " WHERE conversation_id = %s AND turn_id = %s AND status = 'running'"
+    )
+
+    def rendered(self, render: Callable[[str], str]) -> Statements:
+        """The statements with ``render`` applied to each template."""
+        return Statements(**{f.name: render(getattr(self, f.name)) for f in fields(self)})
+
+
+class SQLStore(ConversationStore):
+    """The store's operations as flows; a backend supplies ``_run`` and its statements."""
+
+    def __init__(self, statements: Statements) -> None:
+        self._sql = statements
+
+    @abc.abstractmethod
+    async def _run(self, flow: Flow[T], *, write: bool) -> T:
+        """Run ``flow`` on one connection, in one serialized transaction if it writes."""
+
+    async def begin_turn(
+        self,
+        conversation_id: str,
+        message: MessageEvent,
+        *,
+        idempotency_key: str,
+        agent: str,
+    ) -> tuple[TurnRecord, bool]:
+        """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
+        flow = _begin_turn(self._sql, conversation_id, message, idempotency_key, agent)
+        return await self._run(flow, write=True)
+
+    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+        """Append events atomically (see ``ConversationStore.append``)."""
+        return await self._run(_append(self._sql, conversation_id, events), write=True)
+
+    async def events(
+        self, conversation_id: str, *, after_seq: int = 0, turn_id: str | None = None
+    ) -> list[Event]:
+        """Stored events after ``after_seq`` (of one turn if given), in order."""
+        if turn_id is None:
+            query = Query(self._sql.select_events, (conversation_id, after_seq))
+        else:
+            query = Query(self._sql.select_turn_events, (conversation_id, after_seq, turn_id))
+        rows = await self._run(_fetch(query), write=False)
+        return [event_adapter.validate_json(data) for (data,) in rows]
+
+    async def conversation(self, conversation_id: str) -> ConversationInfo | None:
+        """The conversation's header, or None."""
+        query = Query(self._sql.select_conversation, (conversation_id,))
+        rows = await self._run(_fetch(query), write=False)
+        if not rows:
+            return None
+        active_agent, last_seq, created_at, updated_at = rows[0]
+        return ConversationInfo(
+            conversation_id=conversation_id,
+            active_agent=active_agent,
+            last_seq=last_seq,
+            created_at=created_at,
+            updated_at=updated_at,
+        )
+
+    async def turn(self, conversation_id: str, idempotency_key: str) -> TurnRecord | None:
+        """The turn opened under ``idempotency_key``, or None."""
+        query = Query(self._sql.select_turn, (conversation_id, idempotency_key))
+        rows = await self._run(_fetch(query), write=False)
+        return _turn(conversation_id, idempotency_key, rows[0]) if rows else None
+
+    async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
+        """Mark a still-running turn as ended in error."""
+        query = Query(self._sql.fail_turn, (conversation_id, turn_id))
+        await self._run(_fetch(query), write=True)
+
+
+def _begin_turn(
+    sql: Statements, conversation_id: str, message: MessageEvent, key: str, agent: str
+) -> Flow[tuple[TurnRecord, bool]]:
+    stamp = now()
+    yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp))
+    # The key is looked up only once the conversation is locked: a retry racing its
+    # first send then waits for it and finds its turn, instead of storing twice.
+    last_seq = yield from _lock(sql, conversation_id)
+    rows = yield Query(sql.select_turn, (conversation_id, key))
+    if rows:
+        return _turn(conversation_id, key, rows[0]), False
+    turn_id = new_turn_id()
+    batch = number([message.model_copy(update={"turn_id": turn_id})], last_seq)
+    yield from _write(sql, conversation_id, batch, stamp)
+    yield Query(sql.insert_turn, (conversation_id, key, turn_id, batch.last_seq, stamp))
+    turn = TurnRecord(
+        conversation_id=conversation_id,
+        turn_id=turn_id,
+        idempotency_key=key,
+        user_seq=batch.last_seq,
+        status="running",
+    )
+    return turn, True
+
+
+def _append(sql: Statements, conversation_id: str, events: Sequence[Event]) -> Flow[list[Event]]:
+    last_seq = yield from _lock(sql, conversation_id)
+    batch = number(events, last_seq)
+    if batch.events:
+        yield from _write(sql, conversation_id, batch, now())
+    return batch.events
+
+
+def _lock(sql: Statements, conversation_id: str) -> Flow[int]:
+    rows = yield Query(sql.lock_conversation, (conversation_id,))
+    if not rows:
+        raise not_found(conversation_id)
+    return int(rows[0][0])
+
+
+def _write(sql: Statements, conversation_id: str, batch: Batch, stamp: datetime) -> Flow[None]:
+    events = [
+        (conversation_id, e.seq, e.turn_id, e.type, e.agent, e.model_dump_json(), stamp)
+        for e in batch.events
+    ]
+    yield Query(sql.insert_event, events, many=True)
+    update = (batch.last_seq, stamp, batch.active_agent, conversation_id)
+    yield Query(sql.update_conversation, update)
+    if batch.closed:
+        closes = [(status, conversation_id, turn_id) for turn_id, status in batch.closed.items()]
+        yield Query(sql.close_turn, closes, many=True)
+
+
+def _fetch(query: Query) -> Flow[list[Row]]:
+    return (yield query)
+
+
+def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
+    turn_id, user_seq, status = row
+    return TurnRecord(
+        conversation_id=conversation_id,
+        turn_id=turn_id,
+        idempotency_key=key,
+        user_seq=user_seq,
+        status=status,
+    )

@@ -1,0 +1,127 @@
+"""An in-process conversation store: the test double for everything above the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agents.events import Event, MessageEvent
+from agents.store._batch import new_turn_id, not_found, now, number
+from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, TurnStatus
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass
+class _Conversation:
+    active_agent: str
+    created_at: datetime
+    updated_at: datetime
+    events: list[Event] = field(default_factory=list)
+    turns: dict[str, TurnRecord] = field(default_factory=dict)  # by idempotency key
+
+
+class MemoryStore(ConversationStore):
+    """Conversations in a dict, with the semantics of the durable stores.
+
+    No method awaits while it reads or writes, so each one runs atomically on the
+    event loop: that alone gives the per-conversation total order, without a lock.
+    Data lives as long as the instance (``close`` keeps it, so a reopen finds it).
+    """
+
+    def __init__(self) -> None:
+        self._conversations: dict[str, _Conversation] = {}
+
+    async def begin_turn(
+        self,
+        conversation_id: str,
+        message: MessageEvent,
+        *,
+        idempotency_key: str,
+        agent: str,
+    ) -> tuple[TurnRecord, bool]:
+        """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            created = now()
+            conv = self._conversations[conversation_id] = _Conversation(agent, created, created)
+        if (turn := conv.turns.get(idempotency_key)) is not None:
+            return turn, False
+        turn_id = new_turn_id()
+        self._append(conv, [message.model_copy(update={"turn_id": turn_id})])
+        turn = TurnRecord(
+            conversation_id=conversation_id,
+            turn_id=turn_id,
+            idempotency_key=idempotency_key,
+            user_seq=len(conv.events),
+            status="running",
+        )
+        conv.turns[idempotency_key] = turn
+        return turn, True
+
+    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+        """Append events atomically (see ``ConversationStore.append``)."""
+        return self._append(self._get(conversation_id), events)
+
+    async def events(
+        self, conversation_id: str, *, after_seq: int = 0, turn_id: str | None = None
+    ) -> list[Event]:
+        """Stored events after ``after_seq`` (of one turn if given), in order."""
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return []
+        return [
+            event
+            for event in conv.events[max(after_seq, 0) :]
+            if turn_id is None or event.turn_id == turn_id
+        ]
+
+    async def conversation(self, conversation_id: str) -> ConversationInfo | None:
+        """The conversation's header, or None."""
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return None
+        return ConversationInfo(
+            conversation_id=conversation_id,
+            active_agent=conv.active_agent,
+            last_seq=len(conv.events),
+            created_at=conv.created_at,
+            updated_at=conv.updated_at,
+        )
+
+    async def turn(self, conversation_id: str, idempotency_key: str) -> TurnRecord | None:
+        """The turn opened under ``idempotency_key``, or None."""
+        conv = self._conversations.get(conversation_id)
+        return None if conv is None else conv.turns.get(idempotency_key)
+
+    async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
+        """Mark a still-running turn as ended in error."""
+        conv = self._conversations.get(conversation_id)
+        if conv is not None:
+            self._close_turns(conv, {turn_id: "error"}, only_running=True)
+
+    def _get(self, conversation_id: str) -> _Conversation:
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            raise not_found(conversation_id)
+        return conv
+
+    def _append(self, conv: _Conversation, events: Sequence[Event]) -> list[Event]:
+        # seq n sits at index n - 1: the log is gap-free, so the list is the index.
+        batch = number(events, len(conv.events))
+        conv.events.extend(batch.events)
+        if batch.active_agent is not None:
+            conv.active_agent = batch.active_agent
+        self._close_turns(conv, batch.closed, only_running=False)
+        conv.updated_at = now()
+        return batch.events
+
+    @staticmethod
+    def _close_turns(
+        conv: _Conversation, statuses: dict[str, TurnStatus], *, only_running: bool
+    ) -> None:
+        for key, turn in conv.turns.items():
+            status = statuses.get(turn.turn_id)
+            if status is not None and (turn.status == "running" or not only_running):
+                conv.turns[key] = turn.model_copy(update={"status": status})

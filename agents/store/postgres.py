@@ -1,0 +1,154 @@
+"""The shared conversation store: PostgreSQL, for stores on many hosts.
+
+Every write is one transaction that first locks the conversation's row
+(``SELECT ... FOR UPDATE``), which holds ``last_seq``; so appends from any number of
+connections and processes are atomic, gap-free and in one total order per
+conversation, while different conversations never wait for each other.
+
+psycopg's own pool package is not a dependency, so the store keeps a small fixed
+pool: ``pool_size`` connections in an ``asyncio.Queue``, in autocommit mode (reads
+are single statements; writes open their own transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+
+from agents.errors import StoreError
+from agents.store._sql import SCHEMA, Flow, Row, SQLStore, Statements
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+_Connection = psycopg.AsyncConnection[TupleRow]
+
+
+def _renderer(schema: str) -> Callable[[str], str]:
+    names = {
+        "conversations": sql.Identifier(schema, "conversations"),
+        "events": sql.Identifier(schema, "events"),
+        "turns": sql.Identifier(schema, "turns"),
+        "for_update": sql.SQL(" FOR UPDATE"),
+        "timestamp": sql.SQL("TIMESTAMPTZ"),
+        "clustered": sql.SQL(""),
+    }
+    return lambda template: sql.SQL(template).format(**names).as_string()
+
+
+class PostgresStore(SQLStore):
+    """Conversations in PostgreSQL at ``dsn``, in the tables of ``schema``.
+
+    ``open`` creates the schema and its tables if they are missing; several processes
+    may open the same schema at once.
+    """
+
+    def __init__(self, dsn: str, *, schema: str = "public", pool_size: int = 4) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        render = _renderer(schema)
+        super().__init__(Statements().rendered(render))
+        self.schema = schema
+        self._ddl = tuple(render(template) for template in SCHEMA)
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncio.Queue[_Connection] | None = None
+
+    async def open(self) -> None:
+        """Connect ``pool_size`` connections and create the schema if needed."""
+        if self._pool is not None:
+            return
+        pool: asyncio.Queue[_Connection] = asyncio.Queue()
+        try:
+            for _ in range(self._pool_size):
+                conn = await self._connect()
+                pool.put_nowait(conn)
+            # Any one connection will do: the pool is not in use yet.
+            await self._create_schema(conn)
+        except psycopg.Error as exc:
+            await _close_all(pool)
+            raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the idle connections; busy ones close as their operation ends."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await _close_all(pool)
+
+    async def _connect(self) -> _Connection:
+        return await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+
+    async def _create_schema(self, conn: _Connection) -> None:
+        async with conn.transaction():
+            # CREATE ... IF NOT EXISTS is not safe against itself: two processes opening
+            # at once can both try, and one fails on the catalog's unique index. The
+            # lock lasts until this transaction ends.
+            lock = f"ray-agents:{self.schema}"
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+            cur = await conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+            )
+            # Looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on
+            # the database even when the schema exists.
+            if await cur.fetchone() is None:
+                create = sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema))
+                await conn.execute(create)
+            for statement in self._ddl:
+                await conn.execute(statement)
+
+    async def _run(self, flow: Flow[T], *, write: bool) -> T:
+        async with self._connection() as conn:
+            if not write:
+                return await _steps(conn, flow)
+            async with conn.transaction():
+                return await _steps(conn, flow)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_Connection]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the PostgreSQL store is not open; call open() first")
+        conn = await pool.get()
+        try:
+            if conn.closed:  # dropped after an error below: replace it
+                conn = await self._connect()
+            yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL store: {exc}") from exc
+        finally:
+            # A connection left mid-transaction (its task was cancelled) or broken is
+            # not reused; the next user of its slot connects afresh.
+            if conn.info.transaction_status != TransactionStatus.IDLE or self._pool is not pool:
+                await conn.close()
+            pool.put_nowait(conn)
+
+
+async def _steps(conn: _Connection, flow: Flow[T]) -> T:
+    async with conn.cursor() as cur:
+        try:
+            query = next(flow)
+            while True:
+                rows: list[Row] = []
+                if query.many:
+                    await cur.executemany(query.sql, query.params)
+                else:
+                    await cur.execute(query.sql, query.params)
+                    if cur.description is not None:
+                        rows = await cur.fetchall()
+                query = flow.send(rows)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+
+async def _close_all(pool: asyncio.Queue[_Connection]) -> None:
+    while not pool.empty():
+        await pool.get_nowait().close()

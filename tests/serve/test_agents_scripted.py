@@ -1,0 +1,165 @@
+"""Agents as real Serve deployments over the scripted pool: routing, hand-offs, a crash."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agents.builder import INGRESS_NAME, build_agents_app
+from agents.events import AnswerEvent, DoneEvent, ErrorEvent, Event, HandoffEvent, TokenEvent
+from agents.messages import load_messages
+from agents.pool.spec import PoolSpec
+from agents.protocol import SendRequest
+from agents.spec import AgentSpec
+from agents.store import SQLiteStore, StoreSpec
+from agents.testing import action
+
+pytestmark = [pytest.mark.serve, pytest.mark.timeout(900)]
+
+APP = "agents-scripted"
+
+
+def answer(match: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"match": match, "json_reply": action("answer", text=text), **extra}
+
+
+SCRIPT = [
+    {"match": "refund", "json_reply": action("handoff", agent="billing", message="refund")},
+    {"match": "broken", "json_reply": action("handoff", agent="tech", message="bug report")},
+    answer("Handed off to billing", "Billing here: refund issued."),
+    answer("Handed off to tech", "Tech here."),
+    answer("^slow", " ".join(["word"] * 40), token_delay_s=0.25),
+    answer(".", "ok"),
+]
+POOL = {
+    "models": [
+        {"id": "m", "source": "builtin:smollm2-135m-instruct", "scripted": SCRIPT},
+    ]
+}
+AGENTS = [
+    {"name": "triage", "model": "m", "handoffs": ["billing", "tech"], "can_answer": False},
+    {
+        "name": "billing",
+        "model": "m",
+        "description": "refunds",
+        "scaling": {"min_replicas": 2, "max_replicas": 2},
+    },
+    {"name": "tech", "model": "m", "description": "bugs"},
+]
+
+
+@pytest.fixture(scope="module")
+def app(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from ray import serve
+
+    db = tmp_path_factory.mktemp("agents") / "conversations.db"
+    store = StoreSpec(backend="sqlite", path=str(db))
+    built = build_agents_app(
+        [AgentSpec.model_validate(a) for a in AGENTS],
+        PoolSpec.model_validate(POOL),
+        store=store,
+    )
+    serve.run(built, name=APP, route_prefix=None)
+    yield serve.get_app_handle(APP), db
+    serve.delete(APP)
+
+
+async def send(app: Any, message: str, conversation_id: str, **fields: Any) -> list[Event]:
+    handle = app[0].options(stream=True)
+    request = SendRequest(message=message, conversation_id=conversation_id, **fields)
+    return [event async for event in handle.send.remote(request)]
+
+
+def done_of(events: list[Event]) -> DoneEvent:
+    done = events[-1]
+    assert isinstance(done, DoneEvent), events
+    return done
+
+
+def test_each_agent_is_its_own_deployment(app: Any) -> None:
+    from ray import serve
+
+    deployments = serve.status().applications[APP].deployments
+    assert {"agent-triage", "agent-billing", "agent-tech", INGRESS_NAME, "pool-m"} <= set(
+        deployments
+    )
+    assert all(d.status == "HEALTHY" for d in deployments.values())
+
+
+async def test_handoff_through_deployment_handles(app: Any) -> None:
+    events = await send(app, "my screen is broken", conversation_id=uuid.uuid4().hex)
+    handoff = next(e for e in events if isinstance(e, HandoffEvent))
+    assert (handoff.agent, handoff.to_agent) == ("triage", "tech")
+    answers = [e for e in events if isinstance(e, AnswerEvent)]
+    assert [(a.agent, a.text) for a in answers] == [("tech", "Tech here.")]
+    done = done_of(events)
+    assert done.status == "ok" and done.active_agent == "tech"
+    assert set(done.replicas) == {"triage", "tech"}
+
+
+async def test_a_conversation_stays_on_one_replica(app: Any) -> None:
+    seen: dict[str, set[str]] = {}
+    for n in range(8):
+        conversation = f"sticky-{n}-{uuid.uuid4().hex[:6]}"
+        await send(app, "I want a refund", conversation_id=conversation)
+        for turn in range(3):
+            events = await send(app, f"turn {turn}", conversation_id=conversation)
+            seen.setdefault(conversation, set()).add(done_of(events).replicas["billing"])
+    assert all(len(replicas) == 1 for replicas in seen.values()), seen
+    # Both replicas serve conversations (8 conversations on one of 2: p = 1/128).
+    assert len(set().union(*seen.values())) == 2
+
+
+async def test_killing_the_replica_mid_conversation_loses_nothing(app: Any) -> None:
+    import ray
+
+    conversation = f"chaos-{uuid.uuid4().hex[:8]}"
+    await send(app, "I want a refund", conversation_id=conversation)
+    first = await send(app, "turn 1", conversation_id=conversation)
+    victim = done_of(first).replicas["billing"]
+
+    # A slow answer streams from the victim; kill it after its first token.
+    handle = app[0].options(stream=True)
+    stream = handle.send.remote(
+        SendRequest(message="slow answer please", conversation_id=conversation)
+    )
+    events: list[Event] = []
+    async for event in stream:
+        events.append(event)
+        if isinstance(event, TokenEvent) and len(events) > 2:
+            actor = ray.get_actor(f"SERVE_REPLICA::{APP}#agent-billing#{victim}", namespace="serve")
+            ray.kill(actor, no_restart=True)
+    error = next(e for e in events if isinstance(e, ErrorEvent))
+    assert error.code == "agent_unavailable"
+    assert done_of(events).status == "error"
+
+    # Everything stored before the crash is there: 3 user messages, 2 answers so far.
+    _, db = app
+    store = SQLiteStore(db)
+    await store.open()
+    stored = await store.events(conversation)
+    await store.close()
+    messages = [e.content for e in stored if e.type == "message"]
+    assert messages == ["I want a refund", "turn 1", "slow answer please"]
+
+    # The next turn runs on the surviving replica, which reloads the whole history.
+    after = await send(app, "are you there?", conversation_id=conversation)
+    done = done_of(after)
+    assert done.status == "ok" and done.replicas["billing"] != victim
+    from ray import serve
+
+    billing = serve.get_deployment_handle("agent-billing", APP)
+    peek = await billing.options(session_id=conversation).peek.remote(conversation)
+    assert peek["replica"] == done.replicas["billing"]
+    history = [(m.type, m.content) for m in load_messages(peek["messages"])]
+    assert [c for t, c in history if t == "human"] == [
+        "I want a refund",
+        "turn 1",
+        "slow answer please",
+        "are you there?",
+    ]
+    assert ("ai", "Billing here: refund issued.") in history
+    assert history[-1] == ("ai", "ok")

@@ -1,0 +1,265 @@
+"""The contract every ConversationStore keeps, written once for every backend.
+
+A backend's test class inherits ``StoreContract`` (or ``DurableStoreContract`` when
+several instances share one database) and provides the fixture ``new_store``: an
+async factory of opened stores on one database, usually built with ``open_stores``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from agents.errors import ConversationNotFound
+from agents.events import (
+    AnswerEvent,
+    DoneEvent,
+    Event,
+    HandoffEvent,
+    MessageEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnUsage,
+)
+from agents.store import ConversationStore
+
+StoreFactory = Callable[[], Awaitable[ConversationStore]]
+
+
+@asynccontextmanager
+async def open_stores(build: Callable[[], ConversationStore]) -> AsyncIterator[StoreFactory]:
+    """A ``new_store`` factory: opens what ``build`` returns, closes them all at exit."""
+    stores: list[ConversationStore] = []
+
+    async def new_store() -> ConversationStore:
+        store = build()
+        await store.open()
+        stores.append(store)
+        return store
+
+    try:
+        yield new_store
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def new_id() -> str:
+    return f"conv-{uuid.uuid4().hex}"
+
+
+def user(content: str) -> MessageEvent:
+    return MessageEvent(content=content)
+
+
+async def send(store: ConversationStore, conversation_id: str, content: str) -> int:
+    """Begin a turn with ``content`` as its message (and key); returns its seq."""
+    turn, new = await store.begin_turn(
+        conversation_id, user(content), idempotency_key=content, agent="triage"
+    )
+    assert new
+    return turn.user_seq
+
+
+async def assert_one_total_order(
+    store: ConversationStore, conversation_id: str, contents: list[str]
+) -> None:
+    """The conversation holds exactly one message per content, at seqs 1..n."""
+    events = await store.events(conversation_id)
+    assert [e.seq for e in events] == list(range(1, len(contents) + 1))
+    stored = [e.content for e in events if isinstance(e, MessageEvent)]
+    assert sorted(stored) == sorted(contents)
+    info = await store.conversation(conversation_id)
+    assert info is not None and info.last_seq == len(contents)
+
+
+async def assert_appends_atomic(stores: list[ConversationStore]) -> None:
+    """Batches appended at once, spread over ``stores``, each land contiguously."""
+    cid = new_id()
+    await stores[0].begin_turn(cid, user("hi"), idempotency_key="k", agent="a")
+    batches = [[AnswerEvent(text=f"{i}.{j}") for j in range(3)] for i in range(20)]
+    results = await asyncio.gather(
+        *(stores[i % len(stores)].append(cid, batch) for i, batch in enumerate(batches))
+    )
+    for stored in results:
+        first = stored[0].seq or 0
+        assert [e.seq for e in stored] == [first, first + 1, first + 2]
+    events = await stores[0].events(cid)
+    assert [e.seq for e in events] == list(range(1, 62))
+    # Each batch sits contiguously in the log, in its own order.
+    texts = [e.text for e in events if isinstance(e, AnswerEvent)]
+    chunks = [texts[k : k + 3] for k in range(0, 60, 3)]
+    assert sorted(chunks) == sorted([e.text for e in batch] for batch in batches)
+
+
+class StoreContract:
+    """Behaviour every backend shares; one store instance per test."""
+
+    @pytest.fixture
+    async def store(self, new_store: StoreFactory) -> ConversationStore:
+        return await new_store()
+
+    async def test_round_trip(self, store: ConversationStore) -> None:
+        cid = new_id()
+        turn, new = await store.begin_turn(cid, user("hi"), idempotency_key="k1", agent="triage")
+        assert new
+        assert (turn.conversation_id, turn.idempotency_key) == (cid, "k1")
+        assert (turn.user_seq, turn.status) == (1, "running")
+        tid = turn.turn_id
+        batch: list[Event] = [
+            ToolCallEvent(turn_id=tid, agent="triage", call_id="c1", name="f", arguments={"x": 1}),
+            ToolResultEvent(turn_id=tid, agent="triage", call_id="c1", name="f", content="2"),
+            AnswerEvent(turn_id=tid, agent="triage", text="two", output={"n": 2}),
+            DoneEvent(turn_id=tid, usage=TurnUsage(prompt_tokens=7, steps=2), last_seq=5),
+        ]
+        stored = await store.append(cid, batch)
+        assert stored == [e.model_copy(update={"seq": n}) for n, e in enumerate(batch, 2)]
+
+        message = MessageEvent(content="hi", seq=1, turn_id=tid)
+        assert await store.events(cid) == [message, *stored]
+        assert await store.events(cid, after_seq=3) == stored[2:]
+        assert await store.turn(cid, "k1") == turn.model_copy(update={"status": "ok"})
+        info = await store.conversation(cid)
+        assert info is not None
+        assert (info.conversation_id, info.active_agent, info.last_seq) == (cid, "triage", 5)
+        assert info.created_at.tzinfo is not None and info.created_at <= info.updated_at
+
+    async def test_events_of_one_turn(self, store: ConversationStore) -> None:
+        cid = new_id()
+        first, _ = await store.begin_turn(cid, user("a"), idempotency_key="a", agent="triage")
+        await store.append(cid, [DoneEvent(turn_id=first.turn_id)])
+        second, _ = await store.begin_turn(cid, user("b"), idempotency_key="b", agent="triage")
+        answer = AnswerEvent(turn_id=second.turn_id, text="B")
+        await store.append(cid, [answer])
+        events = await store.events(cid, turn_id=second.turn_id)
+        assert [(e.type, e.seq) for e in events] == [("message", 3), ("answer", 4)]
+        assert await store.events(cid, after_seq=3, turn_id=second.turn_id) == events[1:]
+
+    async def test_handoff_changes_active_agent(self, store: ConversationStore) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="triage")
+        handoffs = [
+            HandoffEvent(turn_id=turn.turn_id, agent="triage", to_agent="billing"),
+            HandoffEvent(turn_id=turn.turn_id, agent="billing", to_agent="refunds"),
+        ]
+        await store.append(cid, handoffs)
+        info = await store.conversation(cid)
+        assert info is not None and info.active_agent == "refunds"
+        # A later turn keeps the active agent: `agent` only names a new conversation's.
+        await store.begin_turn(cid, user("again"), idempotency_key="k2", agent="triage")
+        info = await store.conversation(cid)
+        assert info is not None and info.active_agent == "refunds"
+
+    @pytest.mark.parametrize("status", ["ok", "error"])
+    async def test_done_closes_its_turn(self, store: ConversationStore, status: str) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="triage")
+        other, _ = await store.begin_turn(cid, user("yo"), idempotency_key="o", agent="triage")
+        done = DoneEvent.model_validate({"turn_id": turn.turn_id, "status": status})
+        await store.append(cid, [done])
+        closed = await store.turn(cid, "k")
+        assert closed is not None and closed.status == status
+        still = await store.turn(cid, "o")
+        assert still is not None and still.status == "running" and still == other
+
+    async def test_fail_turn_ends_only_a_running_turn(self, store: ConversationStore) -> None:
+        cid = new_id()
+        done, _ = await store.begin_turn(cid, user("a"), idempotency_key="a", agent="triage")
+        await store.append(cid, [DoneEvent(turn_id=done.turn_id)])
+        dead, _ = await store.begin_turn(cid, user("b"), idempotency_key="b", agent="triage")
+        await store.fail_turn(cid, done.turn_id)
+        await store.fail_turn(cid, dead.turn_id)
+        assert (await store.turn(cid, "a")) == done.model_copy(update={"status": "ok"})
+        assert (await store.turn(cid, "b")) == dead.model_copy(update={"status": "error"})
+
+    async def test_begin_turn_is_idempotent(self, store: ConversationStore) -> None:
+        cid = new_id()
+        first, new = await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="a")
+        assert new
+        again, new = await store.begin_turn(cid, user("changed"), idempotency_key="k", agent="b")
+        assert not new and again == first
+        events = await store.events(cid)
+        assert [(e.type, getattr(e, "content", None)) for e in events] == [("message", "hi")]
+        info = await store.conversation(cid)
+        assert info is not None and (info.last_seq, info.active_agent) == (1, "a")
+
+    async def test_concurrent_retries_store_one_turn(self, store: ConversationStore) -> None:
+        cid = new_id()
+        # The conversation exists already, so creating it does not serialize the retries.
+        await store.begin_turn(cid, user("first"), idempotency_key="first", agent="a")
+        results = await asyncio.gather(
+            *(store.begin_turn(cid, user("hi"), idempotency_key="k", agent="a") for _ in range(10))
+        )
+        assert sorted(new for _, new in results) == [False] * 9 + [True]
+        assert len({turn for turn, _ in results}) == 1
+        assert len(await store.events(cid)) == 2
+
+    async def test_token_events_are_refused(self, store: ConversationStore) -> None:
+        cid = new_id()
+        await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="a")
+        batch: list[Event] = [AnswerEvent(text="x"), TokenEvent(text="x")]
+        with pytest.raises(ValueError, match="token"):
+            await store.append(cid, batch)
+        # The batch is atomic: the answer before the token was not stored either.
+        assert [e.type for e in await store.events(cid)] == ["message"]
+
+    async def test_unknown_conversation(self, store: ConversationStore) -> None:
+        cid = new_id()
+        with pytest.raises(ConversationNotFound, match=cid):
+            await store.append(cid, [AnswerEvent(text="x")])
+        with pytest.raises(ConversationNotFound, match=cid):
+            await store.append(cid, [])
+        assert await store.conversation(cid) is None
+        assert await store.events(cid) == []
+        assert await store.turn(cid, "k") is None
+
+    async def test_empty_append_stores_nothing(self, store: ConversationStore) -> None:
+        cid = new_id()
+        await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="a")
+        assert await store.append(cid, []) == []
+        assert len(await store.events(cid)) == 1
+
+    async def test_concurrent_sends_are_totally_ordered(self, store: ConversationStore) -> None:
+        cid = new_id()
+        contents = [f"message {i}" for i in range(50)]
+        seqs = await asyncio.gather(*(send(store, cid, c) for c in contents))
+        assert sorted(seqs) == list(range(1, 51))
+        await assert_one_total_order(store, cid, contents)
+
+    async def test_concurrent_appends_are_atomic(self, store: ConversationStore) -> None:
+        await assert_appends_atomic([store])
+
+
+class DurableStoreContract(StoreContract):
+    """Behaviour of stores whose instances share one database that outlives them."""
+
+    async def test_instances_share_one_total_order(self, new_store: StoreFactory) -> None:
+        stores = [await new_store() for _ in range(5)]
+        cid = new_id()
+        contents = [[f"store {s} message {i}" for i in range(10)] for s in range(5)]
+        sends = zip(stores, contents, strict=True)
+        seqs = await asyncio.gather(*(send(s, cid, c) for s, mine in sends for c in mine))
+        assert sorted(seqs) == list(range(1, 51))
+        flat = [c for mine in contents for c in mine]
+        for store in stores:
+            await assert_one_total_order(store, cid, flat)
+
+    async def test_instances_append_atomically(self, new_store: StoreFactory) -> None:
+        await assert_appends_atomic([await new_store() for _ in range(5)])
+
+    async def test_data_survives_close_and_reopen(self, new_store: StoreFactory) -> None:
+        store = await new_store()
+        cid = new_id()
+        turn, _ = await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="a")
+        await store.append(cid, [HandoffEvent(turn_id=turn.turn_id, agent="a", to_agent="b")])
+        events, info = await store.events(cid), await store.conversation(cid)
+        await store.close()
+        reopened = await new_store()
+        assert await reopened.events(cid) == events
+        assert await reopened.conversation(cid) == info
+        assert await reopened.turn(cid, "k") == turn

@@ -30,6 +30,9 @@ __all__ = [
     "parse_action",
 ]
 
+# Bounds what one agent tells another, so a small model cannot ramble to max_tokens.
+PEER_TEXT_MAX_CHARS = 400
+
 
 @dataclass(frozen=True)
 class Action:
@@ -41,6 +44,7 @@ class Action:
     tool: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
     agent: str = ""
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class ActionSpace:
     asks: list[str]
     can_answer: bool = True
     output_schema: dict[str, Any] | None = None
+    answer_max_chars: int | None = None
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +75,7 @@ def action_schema(space: ActionSpace) -> dict[str, Any]:
         body = (
             {"output": space.output_schema}
             if space.output_schema is not None
-            else {"text": {"type": "string"}}
+            else {"text": _text_schema(space.answer_max_chars)}
         )
         variants.append(_object({"action": {"enum": ["answer"]}, **body}))
     for tool in space.tools:
@@ -89,7 +94,7 @@ def action_schema(space: ActionSpace) -> dict[str, Any]:
                 {
                     "action": {"enum": ["handoff"]},
                     "agent": {"enum": list(space.handoffs)},
-                    "message": {"type": "string"},
+                    "message": {"type": "string", "maxLength": PEER_TEXT_MAX_CHARS},
                 }
             )
         )
@@ -99,11 +104,15 @@ def action_schema(space: ActionSpace) -> dict[str, Any]:
                 {
                     "action": {"enum": ["ask"]},
                     "agent": {"enum": list(space.asks)},
-                    "question": {"type": "string"},
+                    "question": {"type": "string", "maxLength": PEER_TEXT_MAX_CHARS},
                 }
             )
         )
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def _text_schema(max_chars: int | None) -> dict[str, Any]:
+    return {"type": "string"} if max_chars is None else {"type": "string", "maxLength": max_chars}
 
 
 def describe_actions(space: ActionSpace, peers: dict[str, str]) -> str:
@@ -179,6 +188,7 @@ def _str(data: dict[str, Any], key: str) -> str:
 _ANSWER_START = re.compile(r'\s*\{\s*"action"\s*:\s*"answer"\s*,\s*"text"\s*:\s*"')
 # An escape that may still be cut off at the end of the buffer.
 _PARTIAL_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{0,3})?$")
+_HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}$")
 
 
 class AnswerStream:
@@ -193,6 +203,12 @@ class AnswerStream:
         self._start: int | None = None
         self._emitted = 0  # characters of the JSON string body already decoded
         self._closed = False
+        self.text = ""
+
+    @property
+    def started(self) -> bool:
+        """Whether the output is an answer whose text has begun."""
+        return self._start is not None
 
     def feed(self, piece: str) -> str:
         """Add raw output; return newly decodable answer text."""
@@ -214,7 +230,9 @@ class AnswerStream:
         if not body:
             return ""
         self._emitted += len(body)
-        return str(json.loads(f'"{body}"'))
+        text = str(json.loads(f'"{body}"'))
+        self.text += text
+        return text
 
 
 def _string_end(body: str) -> int | None:
@@ -232,13 +250,14 @@ def _string_end(body: str) -> int | None:
 
 def _held_back(body: str) -> int:
     """Characters at the end to keep until they can be decoded."""
+    cut = len(body)
     match = _PARTIAL_ESCAPE.search(body)
     if match is not None and _backslashes_before(body, match.start()) % 2 == 0:
-        return len(body) - match.start()
+        cut = match.start()
     # A high surrogate waits for its low half.
-    if re.search(r"\\u[dD][89abAB][0-9a-fA-F]{2}$", body):
-        return 6
-    return 0
+    if _HIGH_SURROGATE.search(body[:cut]):
+        cut -= 6
+    return len(body) - cut
 
 
 def _backslashes_before(body: str, index: int) -> int:

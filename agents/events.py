@@ -105,6 +105,9 @@ class AnswerEvent(_Base):
     output: dict[str, Any] | None = Field(
         None, description="The structured answer, for agents with an output schema."
     )
+    truncated: bool = Field(
+        False, description="The model ran out of tokens mid-answer; the text is what it wrote."
+    )
 
 
 class ErrorEvent(_Base):

@@ -51,10 +51,8 @@ class ScriptedGenerator(Generator):
             raise EngineError(f"scripted generator: no rule matches {last[:80]!r}")
         if rule.error is not None:
             raise EngineError(f"scripted generator failure ({rule.error})")
-        pieces = reply_pieces(rule, last, request.sampling.max_tokens)
-        mismatch = schema_mismatch(
-            request.json_schema, "".join(p for p in pieces if isinstance(p, str))
-        )
+        pieces, reason = reply_pieces(rule, last, request.sampling.max_tokens)
+        mismatch = None if rule.tool_call else schema_mismatch(request.json_schema, rule.render(last))
         if mismatch is not None:
             raise EngineError(f"scripted reply breaks the requested JSON schema: {mismatch}")
         for piece in pieces:
@@ -72,7 +70,7 @@ class ScriptedGenerator(Generator):
                 )
         prompt = sum(len(m.content.split()) + 1 for m in request.messages)
         yield FinishChunk(
-            finish_reason="tool_calls" if rule.tool_call else "stop",
+            finish_reason=reason,
             usage=Usage(prompt_tokens=prompt, completion_tokens=len(pieces)),
         )
 

@@ -68,6 +68,7 @@ from tools.base import ToolCallRequest, ToolExecutor
 __all__ = ["AgentLoop", "Recorder"]
 
 Recorder = Callable[[Event], Awaitable[Event]]
+CHARS_PER_TOKEN = 3
 T = TypeVar("T")
 
 
@@ -105,6 +106,8 @@ class AgentLoop:
                 handoffs=self.spec.handoffs,
                 asks=self.spec.asks,
                 can_answer=self.spec.can_answer,
+                # ~3 characters a token: an answer that fits its step's max_tokens.
+                answer_max_chars=CHARS_PER_TOKEN * self.spec.sampling.max_tokens,
                 output_schema=self.spec.output_schema,
             )
         return self._space
@@ -123,16 +126,26 @@ class AgentLoop:
             for _ in range(self.spec.max_steps):
                 request = self._request(ctx, history, space, usage)
                 step: list[Any] = []
-                async for token in self._generate(request, deadline, step):
+                answer_stream = AnswerStream()
+                async for token in self._generate(request, deadline, step, answer_stream):
                     yield self._event(TokenEvent(text=token), ctx)
                 completion = collect(step)
                 usage.steps += 1
                 usage.prompt_tokens += completion.usage.prompt_tokens
                 usage.completion_tokens += completion.usage.completion_tokens
                 usage.cached_tokens += completion.usage.cached_tokens
-                for action in self._actions(completion.text, completion.tool_calls, space):
+                try:
+                    actions = self._actions(completion.text, completion.tool_calls, space)
+                except InvalidActionError:
+                    if not (completion.finish_reason == "length" and answer_stream.started):
+                        raise
+                    # Out of tokens mid-answer: what it wrote (and streamed) is the answer.
+                    actions = [Action("answer", text=answer_stream.text, truncated=True)]
+                for action in actions:
                     if action.kind == "answer":
-                        answer = AnswerEvent(text=action.text, output=action.output)
+                        answer = AnswerEvent(
+                            text=action.text, output=action.output, truncated=action.truncated
+                        )
                         yield await record(self._event(answer, ctx))
                         yield self._done(usage, ok=True)
                         return
@@ -188,10 +201,13 @@ class AgentLoop:
         )
 
     async def _generate(
-        self, request: GenerateRequest, deadline: float, out: list[Any]
+        self, request: GenerateRequest, deadline: float, out: list[Any], answer: AnswerStream
     ) -> AsyncIterator[str]:
-        """Stream the step's visible answer text; gather every chunk into ``out``."""
-        answer = AnswerStream() if request.json_schema is not None else None
+        """Stream the step's visible answer text; gather every chunk into ``out``.
+
+        In schema mode the text comes out of the JSON action through ``answer``.
+        """
+        schema_mode = request.json_schema is not None
         stream = self._generator.generate(request)
         try:
             while True:
@@ -200,7 +216,7 @@ class AgentLoop:
                     return
                 out.append(chunk)
                 if isinstance(chunk, TextChunk):
-                    text = answer.feed(chunk.text) if answer is not None else chunk.text
+                    text = answer.feed(chunk.text) if schema_mode else chunk.text
                     if text:
                         yield text
         finally:

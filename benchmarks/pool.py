@@ -36,6 +36,7 @@ from agents.pool import weights
 from agents.pool.client import PoolClient
 from agents.pool.spec import PoolSpec
 from agents.pool.types import GenerateRequest, Message, SamplingParams, TextChunk
+from benchmarks._stats import pct
 
 MODEL = "builtin:smollm2-135m-instruct"
 SETTINGS = {"stream_batching_ms": 10}  # set from the command line
@@ -53,13 +54,6 @@ def document(n_facts: int, seed: int) -> str:
         f"Fact {seed}-{i}: item {i} weighs {(i * 7 + seed) % 97} grams." for i in range(n_facts)
     ]
     return " ".join(facts) + "\nWhich item is mentioned first? Answer briefly."
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def deploy(models: list[dict[str, Any]], app: str) -> PoolClient:

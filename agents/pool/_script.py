@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -17,8 +18,13 @@ def match_rule(rules: Sequence[ScriptRule], last: str) -> ScriptRule | None:
     return next((r for r in rules if re.search(r.match, last)), None)
 
 
-def reply_pieces(rule: ScriptRule, last: str, max_tokens: int) -> list[Any]:
-    """The reply as streamed pieces: words (with their leading space) or one tool call."""
+def reply_pieces(rule: ScriptRule, last: str, max_tokens: int) -> tuple[list[Any], str]:
+    """The reply as streamed pieces (words with their leading space, or one tool call)
+    and its finish reason.
+
+    Like guided decoding, the whole reply satisfies the request's schema (checked by
+    the caller on ``rule.render``) and a ``max_tokens`` cut may still break it off.
+    """
     if rule.tool_call is not None:
         arguments = json.dumps(rule.tool_call.get("arguments", {}))
         return [
@@ -28,10 +34,11 @@ def reply_pieces(rule: ScriptRule, last: str, max_tokens: int) -> list[Any]:
                 "type": "function",
                 "function": {"name": rule.tool_call["name"], "arguments": arguments},
             }
-        ]
+        ], "tool_calls"
     text = rule.render(last)
     # Keep whitespace with its word so the pieces join back into the text.
-    return re.findall(r"\s*\S+", text)[:max_tokens] or [""]
+    words = re.findall(r"\s*\S+", text) or [""]
+    return words[:max_tokens], "length" if len(words) > max_tokens else "stop"
 
 
 def schema_mismatch(schema: dict[str, Any] | None, text: str) -> str | None:
@@ -39,7 +46,17 @@ def schema_mismatch(schema: dict[str, Any] | None, text: str) -> str | None:
     if schema is None:
         return None
     try:
-        jsonschema.validate(json.loads(text), schema)
-    except (ValueError, jsonschema.ValidationError) as exc:
-        return str(getattr(exc, "message", exc))
-    return None
+        value = json.loads(text)
+    except ValueError as exc:
+        return str(exc)
+    error = jsonschema.exceptions.best_match(_validator(json.dumps(schema)).iter_errors(value))
+    return None if error is None else error.message
+
+
+@functools.lru_cache(maxsize=64)
+def _validator(schema: str) -> Any:
+    # Checking a schema costs far more than validating against it: do it once per schema.
+    parsed = json.loads(schema)
+    cls = jsonschema.validators.validator_for(parsed)
+    cls.check_schema(parsed)
+    return cls(parsed)

@@ -138,8 +138,8 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
             )
             return
         max_tokens = request.max_tokens or 16
-        pieces = reply_pieces(rule, last, max_tokens)
-        mismatch = _schema_mismatch(request, "".join(p for p in pieces if isinstance(p, str)))
+        pieces, reason = reply_pieces(rule, last, max_tokens)
+        mismatch = None if rule.tool_call else _schema_mismatch(request, rule.render(last))
         if mismatch is not None:
             yield self._error(500, f"scripted reply breaks the requested JSON schema: {mismatch}")
             return
@@ -157,7 +157,7 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
+                        "finish_reason": reason,
                     }
                 ],
                 usage=usage,  # type: ignore[arg-type]
@@ -168,7 +168,6 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
                 await asyncio.sleep(rule.token_delay_s)
             delta = {"content": piece} if isinstance(piece, str) else {"tool_calls": [piece]}
             yield _sse(request, {"choices": [{"index": 0, "delta": delta}]})
-        reason = "tool_calls" if rule.tool_call else "stop"
         yield _sse(request, {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
         yield _sse(request, {"choices": [], "usage": usage})
         yield "data: [DONE]\n\n"

@@ -1,0 +1,321 @@
+"""Control-plane benchmarks: prints a table and writes JSON.
+
+    python -m benchmarks.agents [--phases hop,memory,scripted,real] [--out FILE]
+
+- hop:      agent-to-agent overhead through DeploymentHandles on one node: a bare
+            handle round trip to an agent replica, and a turn with a hand-off (A -> B,
+            two model steps) next to a turn A answers alone (one model step).
+- memory:   RSS of one agent process holding 10,000 idle conversations in its cache
+            (two turns each), measured in a fresh process.
+- scripted: turns per second for 32 concurrent conversations through the whole Serve
+            path (entry -> agent -> pool) with the scripted engine: the control plane's
+            own ceiling.
+- real:     the same with the real default model on vLLM (CPU), 48-token answers.
+
+Ratios and differences measured side by side are what to read: absolute numbers move
+with the machine's other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from agents.protocol import SendRequest
+from benchmarks._stats import pct
+
+MODEL = "builtin:smollm2-135m-instruct"
+CONCURRENCY = 32
+
+
+def answer_rule(match: str, text: str) -> dict[str, Any]:
+    return {"match": match, "json_reply": {"action": "answer", "text": text}}
+
+
+SCRIPT = [
+    {"match": "^hop", "json_reply": {"action": "handoff", "agent": "b", "message": "go"}},
+    answer_rule("Handed off to b", "b answers"),
+    answer_rule(".", "a short answer of a few words"),
+]
+
+
+def deploy(app: str, agents: list[dict[str, Any]], model: dict[str, Any], db: Path) -> Any:
+    from ray import serve
+
+    from agents.builder import build_agents_app
+    from agents.pool.spec import PoolSpec
+    from agents.spec import AgentSpec
+    from agents.store import StoreSpec
+
+    built = build_agents_app(
+        [AgentSpec.model_validate(a) for a in agents],
+        PoolSpec.model_validate({"models": [model]}),
+        store=StoreSpec(backend="sqlite", path=str(db)),
+    )
+    serve.run(built, name=app, route_prefix=None)
+    return serve.get_app_handle(app)
+
+
+async def turn(handle: Any, message: str, conversation: str) -> tuple[float, list[Any]]:
+    start = time.perf_counter()
+    request = SendRequest(message=message, conversation_id=conversation)
+    events = [e async for e in handle.options(stream=True).send.remote(request)]
+    elapsed = time.perf_counter() - start
+    if events[-1].status != "ok":
+        raise RuntimeError(f"turn failed: {events}")
+    return elapsed, events
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "n": len(ms)}
+
+
+# --------------------------------------------------------------------------- phases
+
+
+async def phase_hop(results: dict[str, Any], db: Path) -> None:
+    from ray import serve
+
+    model = {"id": "m", "source": MODEL, "scripted": SCRIPT}
+    agents = [{"name": "a", "model": "m", "handoffs": ["b"]}, {"name": "b", "model": "m"}]
+    handle = deploy("bench-hop", agents, model, db)
+    agent_b = serve.get_deployment_handle("agent-b", "bench-hop")
+    conversation = uuid.uuid4().hex
+    for _ in range(50):  # warm up both paths
+        await agent_b.options(session_id=conversation).peek.remote(conversation)
+    bare = []
+    for _ in range(2000):
+        start = time.perf_counter()
+        await agent_b.options(session_id=conversation).peek.remote(conversation)
+        bare.append(time.perf_counter() - start)
+    direct, handoff = [], []
+    for i in range(200):
+        # Fresh conversations: every turn starts at agent a.
+        elapsed, _ = await turn(handle, "plain question", f"d-{i}-{conversation}")
+        direct.append(elapsed)
+        elapsed, events = await turn(handle, "hop to b", f"h-{i}-{conversation}")
+        assert events[-1].active_agent == "b"
+        handoff.append(elapsed)
+    results["hop"] = {
+        "bare_handle_call": summary(bare),
+        "turn_direct": summary(direct),
+        "turn_with_handoff": summary(handoff),
+        "handoff_extra_p50_ms": pct([h * 1000 for h in handoff], 50)
+        - pct([d * 1000 for d in direct], 50),
+    }
+    serve.delete("bench-hop")
+
+
+async def phase_throughput(results: dict[str, Any], db: Path, *, real: bool, turns: int) -> None:
+    from ray import serve
+
+    if real:
+        model = {"id": "m", "source": MODEL, "engine": {"max_model_len": 4096, "kv_cache_gib": 1}}
+        sampling = {"temperature": 0, "max_tokens": 48}
+    else:
+        model = {"id": "m", "source": MODEL, "scripted": SCRIPT}
+        sampling = {"temperature": 0, "max_tokens": 256}
+    agents = [{"name": "a", "model": "m", "sampling": sampling}]
+    app = "bench-real" if real else "bench-scripted"
+    handle = deploy(app, agents, model, db)
+    await turn(handle, "warm up", uuid.uuid4().hex)
+    latencies: list[float] = []
+    tokens = 0
+
+    async def conversation() -> None:
+        nonlocal tokens
+        cid = uuid.uuid4().hex
+        for n in range(turns):
+            elapsed, events = await turn(handle, f"Tell me one fact about the number {n}.", cid)
+            latencies.append(elapsed)
+            tokens += events[-1].usage.completion_tokens
+
+    start = time.perf_counter()
+    await asyncio.gather(*(conversation() for _ in range(CONCURRENCY)))
+    wall = time.perf_counter() - start
+    results["real" if real else "scripted"] = {
+        "conversations": CONCURRENCY,
+        "turns": len(latencies),
+        "turns_per_s": len(latencies) / wall,
+        "completion_tokens_per_s": tokens / wall,
+        "turn_latency": summary(latencies),
+    }
+    serve.delete(app)
+
+
+def phase_memory(results: dict[str, Any], conversations: int) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.agents", "--memory-probe", str(conversations)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    results["memory"] = json.loads(out.stdout.strip().splitlines()[-1])
+
+
+async def memory_probe(conversations: int) -> dict[str, Any]:
+    """In a fresh process: fill one agent's cache with idle conversations, report RSS."""
+    import psutil
+
+    from agents.spec import AgentSpec
+    from agents.store import SQLiteStore
+    from agents.testing import LocalApp, ScriptedGenerator
+
+    gen = ScriptedGenerator([answer_rule(".", "a short answer of a few words")])
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "c.db")
+        await store.open()
+        app = LocalApp(
+            [AgentSpec(name="a", model="m")],
+            generator=gen,
+            store=store,
+            cache_size=conversations + 1000,
+        )
+        gate = asyncio.Semaphore(64)
+
+        async def chat(cid: str) -> None:
+            async with gate:
+                await app.send("Hello, how are you today?", conversation_id=cid)
+                await app.send("Tell me something about the sea.", conversation_id=cid)
+
+        await asyncio.gather(*(chat(f"warm-{i}") for i in range(200)))
+        gen.requests.clear()
+        gc.collect()
+        before = psutil.Process().memory_info().rss
+        await asyncio.gather(*(chat(f"c-{i}") for i in range(conversations)))
+        gen.requests.clear()  # the double keeps requests; a replica does not
+        gc.collect()
+        after = psutil.Process().memory_info().rss
+        cached = app.service("a").cached_conversations
+        await store.close()
+    return {
+        "conversations": conversations,
+        "cached": cached,
+        "rss_before_mib": before / 2**20,
+        "rss_after_mib": after / 2**20,
+        "delta_mib": (after - before) / 2**20,
+        "kib_per_conversation": (after - before) / 1024 / conversations,
+        "messages_per_conversation": 4,
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("benchmark", "measured", "goal")]
+    if "hop" in results:
+        h = results["hop"]
+        b = h["bare_handle_call"]
+        rows.append(
+            (
+                "agent hop: bare DeploymentHandle call",
+                f"p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms",
+                "p50 <= 3 ms",
+            )
+        )
+        rows.append(
+            (
+                "turn: A answers / A hands off to B",
+                f"p50 {h['turn_direct']['p50_ms']:.1f} / {h['turn_with_handoff']['p50_ms']:.1f} ms"
+                f" (+{h['handoff_extra_p50_ms']:.1f} ms: hop + 1 model step + 1 store write)",
+                "",
+            )
+        )
+    if "memory" in results:
+        m = results["memory"]
+        rows.append(
+            (
+                f"RSS of {m['conversations']:,} idle cached conversations",
+                f"+{m['delta_mib']:.0f} MiB ({m['kib_per_conversation']:.1f} KiB each, "
+                f"{m['messages_per_conversation']} messages)",
+                "report",
+            )
+        )
+    for key, label in (("scripted", "scripted engine"), ("real", "real model, 48 tokens")):
+        if key in results:
+            r = results[key]
+            lat = r["turn_latency"]
+            rows.append(
+                (
+                    f"{r['conversations']} concurrent conversations, {label}",
+                    f"{r['turns_per_s']:.1f} turns/s, turn p50 {lat['p50_ms']:.0f} ms, "
+                    f"p99 {lat['p99_ms']:.0f} ms",
+                    "report",
+                )
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+async def main_async(phases: list[str], out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for phase in phases:
+            started = time.perf_counter()
+            print(f"== phase {phase}", flush=True)
+            db = Path(tmp) / f"{phase}.db"
+            if phase == "hop":
+                await phase_hop(results, db)
+            elif phase == "memory":
+                phase_memory(results, args.conversations)
+            elif phase == "scripted":
+                await phase_throughput(results, db, real=False, turns=args.turns)
+            elif phase == "real":
+                await phase_throughput(results, db, real=True, turns=2)
+            else:
+                raise SystemExit(f"unknown phase {phase!r}")
+            print(f"   done in {time.perf_counter() - started:.0f} s", flush=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--phases", default="hop,memory,scripted,real")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/agents.json"))
+    parser.add_argument("--conversations", type=int, default=10_000)
+    parser.add_argument("--turns", type=int, default=10, help="Turns per conversation (scripted).")
+    parser.add_argument("--memory-probe", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe is not None:
+        print(json.dumps(asyncio.run(memory_probe(args.memory_probe))))
+        return
+    phases = args.phases.split(",")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray import serve
+
+    if "real" in phases:
+        from agents.pool import weights
+
+        weights.prepare(MODEL)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": 8767})
+    try:
+        results = asyncio.run(main_async(phases, args.out, args))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    print(table(results))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

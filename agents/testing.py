@@ -52,7 +52,8 @@ class ScriptedGenerator(Generator):
         if rule.error is not None:
             raise EngineError(f"scripted generator failure ({rule.error})")
         pieces, reason = reply_pieces(rule, last, request.sampling.max_tokens)
-        mismatch = None if rule.tool_call else schema_mismatch(request.json_schema, rule.render(last))
+        schema = None if rule.tool_call else request.json_schema
+        mismatch = schema_mismatch(schema, rule.render(last))
         if mismatch is not None:
             raise EngineError(f"scripted reply breaks the requested JSON schema: {mismatch}")
         for piece in pieces:

@@ -1,32 +1,116 @@
 """ray-agents: multi-agent LLM applications served as Ray Serve deployments.
 
 The top-level package is light (no Ray, vLLM or torch): the SDK imports it on client
-machines. The server side lives in subpackages: ``agents.pool`` (the generator pool).
+machines. Agent definitions, events and errors load eagerly; the runtime (turn loop,
+builders, in-process doubles) loads on first use. Subpackages: ``agents.pool`` (the
+generator pool, the data plane) and ``agents.store`` (durable conversation state).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from agents.errors import (
+    AgentRunError,
     ConfigError,
+    ConversationBusy,
+    ConversationNotFound,
+    DeadlineExceeded,
     EngineError,
     GenerationError,
+    HandoffCycleError,
+    HopLimitExceeded,
+    InvalidActionError,
     InvalidRequestError,
+    MaxStepsExceeded,
     ModelSourceError,
+    PeerUnavailable,
     PromptTooLongError,
     RayAgentsError,
+    StoreError,
+    TurnLimitExceeded,
+    UnknownAgentError,
     UnknownModelError,
+    UnknownToolError,
     UserError,
 )
+from agents.events import (
+    AnswerEvent,
+    AskEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    HandoffEvent,
+    MessageEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnUsage,
+)
+from agents.protocol import SendRequest
+from agents.spec import AgentLimits, AgentSpec, MemoryPolicy
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "AgentLoop": "agents.turn",
+    "AgentService": "agents.service",
+    "Conversations": "agents.conversations",
+    "LocalApp": "agents.testing",
+    "ScriptedGenerator": "agents.testing",
+    "build_agents_app": "agents.builder",
+}
+
 __all__ = [
+    "AgentLimits",
+    "AgentLoop",
+    "AgentRunError",
+    "AgentService",
+    "AgentSpec",
+    "AnswerEvent",
+    "AskEvent",
     "ConfigError",
+    "ConversationBusy",
+    "ConversationNotFound",
+    "Conversations",
+    "DeadlineExceeded",
+    "DoneEvent",
     "EngineError",
+    "ErrorEvent",
+    "Event",
     "GenerationError",
+    "HandoffCycleError",
+    "HandoffEvent",
+    "HopLimitExceeded",
+    "InvalidActionError",
     "InvalidRequestError",
+    "LocalApp",
+    "MaxStepsExceeded",
+    "MemoryPolicy",
+    "MessageEvent",
     "ModelSourceError",
+    "PeerUnavailable",
     "PromptTooLongError",
     "RayAgentsError",
+    "ScriptedGenerator",
+    "SendRequest",
+    "StoreError",
+    "TokenEvent",
+    "ToolCallEvent",
+    "ToolResultEvent",
+    "TurnLimitExceeded",
+    "TurnUsage",
+    "UnknownAgentError",
     "UnknownModelError",
+    "UnknownToolError",
     "UserError",
     "__version__",
+    "build_agents_app",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

@@ -17,6 +17,7 @@ from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from agents._streams import batched
 from agents.conversations import Conversations
 from agents.errors import PeerUnavailable, RayAgentsError, UnknownAgentError
 from agents.events import Event
@@ -73,9 +74,10 @@ class HandlePeers(Peers):
             started = False
             try:
                 stream: Any = handle.run.remote(request)
-                async for event in stream:
+                async for batch in stream:
                     started = True
-                    yield event
+                    for event in batch:
+                        yield event
                 return
             except (ActorDiedError, ActorUnavailableError) as exc:
                 if started or delay is None:
@@ -129,10 +131,10 @@ class AgentDeployment:
         replica = serve.get_replica_context().replica_id.unique_id
         self.service = AgentService(loop, self._store, cache_size=cache_size, replica_id=replica)
 
-    async def run(self, request: TurnRequest) -> AsyncIterator[Event]:
-        """Stream this agent's part of a turn."""
-        async for event in self.service.run(request):
-            yield event
+    async def run(self, request: TurnRequest) -> AsyncIterator[list[Event]]:
+        """Stream this agent's part of a turn, in lists of the events that are ready."""
+        async for batch in batched(self.service.run(request)):
+            yield batch
 
     async def ask(self, request: AskRequest) -> AskResult:
         """Answer a peer's question."""
@@ -172,10 +174,10 @@ class ConversationsDeployment:
             turn_timeout_s=turn_timeout_s,
         )
 
-    async def send(self, request: SendRequest) -> AsyncIterator[Event]:
-        """Run one turn and stream its events."""
-        async for event in self.conversations.send(request):
-            yield event
+    async def send(self, request: SendRequest) -> AsyncIterator[list[Event]]:
+        """Run one turn and stream its events, in lists of the events that are ready."""
+        async for batch in batched(self.conversations.send(request)):
+            yield batch
 
     async def history(self, conversation_id: str, after_seq: int = 0) -> list[Event]:
         """The conversation's stored events."""

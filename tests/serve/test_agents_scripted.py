@@ -70,7 +70,7 @@ def app(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -
 async def send(app: Any, message: str, conversation_id: str, **fields: Any) -> list[Event]:
     handle = app[0].options(stream=True)
     request = SendRequest(message=message, conversation_id=conversation_id, **fields)
-    return [event async for event in handle.send.remote(request)]
+    return [event async for batch in handle.send.remote(request) for event in batch]
 
 
 def done_of(events: list[Event]) -> DoneEvent:
@@ -127,11 +127,14 @@ async def test_killing_the_replica_mid_conversation_loses_nothing(app: Any) -> N
         SendRequest(message="slow answer please", conversation_id=conversation)
     )
     events: list[Event] = []
-    async for event in stream:
-        events.append(event)
-        if isinstance(event, TokenEvent) and len(events) > 2:
+    killed = False
+    async for batch in stream:
+        events += batch
+        if not killed and any(isinstance(e, TokenEvent) for e in events):
             actor = ray.get_actor(f"SERVE_REPLICA::{APP}#agent-billing#{victim}", namespace="serve")
             ray.kill(actor, no_restart=True)
+            killed = True
+    assert killed
     error = next(e for e in events if isinstance(e, ErrorEvent))
     assert error.code == "agent_unavailable"
     assert done_of(events).status == "error"

@@ -68,7 +68,9 @@ async def test_triage_hands_off_to_a_specialist_who_answers(app: Any) -> None:
         message="I was charged twice for my order. Can I get a refund?",
         conversation_id=conversation,
     )
-    events: list[Event] = [e async for e in handle.options(stream=True).send.remote(request)]
+    events: list[Event] = [
+        e async for batch in handle.options(stream=True).send.remote(request) for e in batch
+    ]
     assert not [e for e in events if isinstance(e, ErrorEvent)], events
     [handoff] = [e for e in events if isinstance(e, HandoffEvent)]
     assert (handoff.agent, handoff.to_agent) == ("triage", "billing")
@@ -84,7 +86,7 @@ async def test_triage_hands_off_to_a_specialist_who_answers(app: Any) -> None:
 
     # A follow-up goes straight to the specialist, who sees the whole history.
     follow = SendRequest(message="Thanks! How long will it take?", conversation_id=conversation)
-    events = [e async for e in handle.options(stream=True).send.remote(follow)]
+    events = [e async for batch in handle.options(stream=True).send.remote(follow) for e in batch]
     answers = [e for e in events if isinstance(e, AnswerEvent)]
     assert [a.agent for a in answers] == ["billing"] and answers[0].text.strip()
 

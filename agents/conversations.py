@@ -1,7 +1,9 @@
 """``Conversations``: where a user message enters and a turn is driven to its end.
 
-It serializes the turns of each conversation (one at a time, in arrival order),
-stores the user message under its idempotency key before anything else happens,
+It serializes the turns of each conversation (one at a time, in arrival order; across
+entry replicas the store's turn lease refuses a second replica's send with
+``ConversationBusy``), stores the user message under its idempotency key before
+anything else happens,
 runs the turn on the conversation's active agent, and closes it with a stored
 ``done`` event. A retried send replays the stored turn instead of running it again.
 """
@@ -18,11 +20,13 @@ from agents.errors import RayAgentsError, UnknownAgentError
 from agents.events import DoneEvent, ErrorEvent, Event, MessageEvent, TurnUsage
 from agents.peers import Peers
 from agents.protocol import DEFAULT_MAX_HOPS, SendRequest, TurnContext, TurnRequest
+from agents.store._batch import busy
 from agents.store.base import ConversationStore
 
 __all__ = ["Conversations", "drive_turn"]
 
 DEFAULT_TURN_TIMEOUT_S = 300.0
+LEASE_GRACE_S = 10.0
 RunTurn = Callable[[str, TurnRequest], AsyncIterator[Event]]
 
 
@@ -62,12 +66,18 @@ class Conversations:
                 raise UnknownAgentError(
                     f"unknown agent {agent!r}; the app's agents: {', '.join(sorted(self.agents))}"
                 )
+            deadline = self._clock() + (request.timeout_s or self._turn_timeout_s)
+            # The lease keeps other entry replicas off the conversation while this turn
+            # runs; a runner that dies frees it once the deadline (and grace) passed.
             turn, created = await self.store.begin_turn(
                 conversation_id,
                 MessageEvent(content=request.message, agent=agent),
                 idempotency_key=key,
                 agent=agent,
+                lease_until=deadline + LEASE_GRACE_S,
             )
+            if not created and turn.leased(self._clock()):
+                raise busy(conversation_id, turn.turn_id)  # the retried turn runs elsewhere
             stored = await self.store.events(
                 conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
             )
@@ -76,11 +86,10 @@ class Conversations:
             if not created and turn.status != "running":
                 return  # a retry of a finished turn: the stored events are its result
             # A new turn, or one whose runner died before closing it: run (on) from here.
-            timeout = request.timeout_s or self._turn_timeout_s
             context = TurnContext(
                 conversation_id=conversation_id,
                 turn_id=turn.turn_id,
-                deadline=self._clock() + timeout,
+                deadline=deadline,
                 max_hops=self._max_hops,
                 variables=request.variables,
             )

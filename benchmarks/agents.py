@@ -2,9 +2,10 @@
 
     python -m benchmarks.agents [--phases hop,memory,scripted,real] [--out FILE]
 
-- hop:      agent-to-agent overhead through DeploymentHandles on one node: a bare
-            handle round trip to an agent replica, and a turn with a hand-off (A -> B,
-            two model steps) next to a turn A answers alone (one model step).
+- hop:      agent-to-agent overhead through DeploymentHandles on one node, measured
+            replica to replica: a handle call to an agent replica next to the floors
+            (a bare Ray actor call, a handle call to a no-op deployment); and a turn
+            with a hand-off (A -> B, two model steps) next to one A answers alone.
 - memory:   RSS of one agent process holding 10,000 idle conversations in its cache
             (two turns each), measured in a fresh process.
 - scripted: turns per second for 32 concurrent conversations through the whole Serve
@@ -85,21 +86,43 @@ def summary(seconds: list[float]) -> dict[str, float]:
 # --------------------------------------------------------------------------- phases
 
 
-class HopProbe:
-    """Times DeploymentHandle calls to an agent from inside a replica, as a peer does."""
+class Echo:
+    """The floor: a deployment (and an actor) that does nothing but answer."""
 
-    async def measure(self, app: str, agent: str, calls: int) -> list[float]:
+    async def ping(self, conversation: str) -> str:
+        return conversation
+
+
+class HopProbe:
+    """Times calls from inside a replica, as one agent calls another."""
+
+    def __init__(self, echo: Any) -> None:
+        import ray
+
+        self._echo = echo
+        self._actor = ray.remote(num_cpus=0)(Echo).remote()
+
+    async def measure(self, app: str, agent: str, calls: int) -> dict[str, list[float]]:
         from ray import serve
 
-        handle = serve.get_deployment_handle(f"agent-{agent}", app)
+        agent_handle = serve.get_deployment_handle(f"agent-{agent}", app)
         conversation = uuid.uuid4().hex
-        for _ in range(50):  # warm up the router and the connection
-            await handle.options(session_id=conversation).peek.remote(conversation)
-        seconds = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            await handle.options(session_id=conversation).peek.remote(conversation)
-            seconds.append(time.perf_counter() - start)
+        targets = {
+            "ray_actor_call": lambda: self._actor.ping.remote(conversation),
+            "serve_handle_call": lambda: self._echo.ping.remote(conversation),
+            "agent_handle_call": lambda: agent_handle.options(session_id=conversation).peek.remote(
+                conversation
+            ),
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in targets}
+        for _ in range(50):  # warm up routers and connections
+            for call in targets.values():
+                await call()
+        for _ in range(calls):  # interleaved, so load swings hit all three alike
+            for name, call in targets.items():
+                start = time.perf_counter()
+                await call()
+                seconds[name].append(time.perf_counter() - start)
         return seconds
 
 
@@ -110,9 +133,11 @@ async def phase_hop(results: dict[str, Any], db: Path) -> None:
     agents = [{"name": "a", "model": "m", "handoffs": ["b"]}, {"name": "b", "model": "m"}]
     handle = deploy("bench-hop", agents, model, db)
     # The probe runs in a replica of its own, so the call crosses processes like a hop.
-    probe: Any = serve.deployment(HopProbe).options(ray_actor_options={"num_cpus": 0})
-    prober = serve.run(probe.bind(), name="bench-probe", route_prefix=None)
-    bare = await prober.measure.remote("bench-hop", "b", 2000)
+    free = {"ray_actor_options": {"num_cpus": 0}}
+    echo: Any = serve.deployment(Echo).options(**free)
+    probe: Any = serve.deployment(HopProbe).options(**free)
+    prober = serve.run(probe.bind(echo.bind()), name="bench-probe", route_prefix=None)
+    calls = await prober.measure.remote("bench-hop", "b", 2000)
     serve.delete("bench-probe")
     direct, handoff = [], []
     run = uuid.uuid4().hex[:8]
@@ -124,7 +149,7 @@ async def phase_hop(results: dict[str, Any], db: Path) -> None:
         assert events[-1].active_agent == "b"
         handoff.append(elapsed)
     results["hop"] = {
-        "bare_handle_call": summary(bare),
+        **{name: summary(seconds) for name, seconds in calls.items()},
         "turn_direct": summary(direct),
         "turn_with_handoff": summary(handoff),
         "handoff_extra_p50_ms": pct([h * 1000 for h in handoff], 50)
@@ -233,14 +258,15 @@ def table(results: dict[str, Any]) -> str:
     rows = [("benchmark", "measured", "goal")]
     if "hop" in results:
         h = results["hop"]
-        b = h["bare_handle_call"]
-        rows.append(
-            (
-                "agent hop: DeploymentHandle call, replica to replica",
-                f"p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms",
-                "p50 <= 3 ms",
-            )
-        )
+        labels = {
+            "ray_actor_call": "floor: bare Ray actor call",
+            "serve_handle_call": "floor: bare Serve handle call (no-op deployment)",
+            "agent_handle_call": "agent hop: handle call to an agent replica",
+        }
+        for key, label in labels.items():
+            c = h[key]
+            goal = "p50 <= 3 ms" if key == "agent_handle_call" else ""
+            rows.append((label, f"p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms", goal))
         rows.append(
             (
                 "turn: A answers / A hands off to B",

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agents.errors import ConversationNotFound
+from agents.errors import ConversationBusy, ConversationNotFound
 from agents.events import DoneEvent, Event, HandoffEvent, TokenEvent
 from agents.store.base import TurnStatus
 
-__all__ = ["Batch", "new_turn_id", "not_found", "now", "number"]
+__all__ = ["Batch", "busy", "new_turn_id", "not_found", "now", "number"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,11 @@ def new_turn_id() -> str:
 def not_found(conversation_id: str) -> ConversationNotFound:
     """The error for an unknown conversation, worded alike by every backend."""
     return ConversationNotFound(f"no conversation with id {conversation_id!r}")
+
+
+def busy(conversation_id: str, turn_id: str) -> ConversationBusy:
+    """The error for a conversation whose other turn still runs under its lease."""
+    return ConversationBusy(
+        f"conversation {conversation_id!r} is busy: turn {turn_id} is still running; "
+        "retry when it ends"
+    )

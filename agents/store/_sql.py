@@ -17,13 +17,14 @@ parameter.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
 from agents.events import Event, MessageEvent, event_adapter
-from agents.store._batch import Batch, new_turn_id, not_found, now, number
+from agents.store._batch import Batch, busy, new_turn_id, not_found, now, number
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 
 __all__ = ["SCHEMA", "Flow", "Query", "Row", "SQLStore", "Statements"]
@@ -56,6 +57,7 @@ SCHEMA = (
         turn_id TEXT NOT NULL,
         user_seq BIGINT NOT NULL,
         status TEXT NOT NULL,
+        lease_until DOUBLE PRECISION,
         created_at {timestamp} NOT NULL,
         PRIMARY KEY (conversation_id, idempotency_key),
         UNIQUE (conversation_id, turn_id)
@@ -110,12 +112,15 @@ class Statements:
     )
     insert_turn: str = (
         "INSERT INTO {turns}"
-        " (conversation_id, idempotency_key, turn_id, user_seq, status, created_at)"
-        " VALUES (%s, %s, %s, %s, 'running', %s)"
+        " (conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, created_at)"
+        " VALUES (%s, %s, %s, %s, 'running', %s, %s)"
     )
     select_turn: str = (
-        "SELECT turn_id, user_seq, status FROM {turns}"
+        "SELECT turn_id, user_seq, status, lease_until FROM {turns}"
         " WHERE conversation_id = %s AND idempotency_key = %s"
+    )
+    select_running: str = (
+        "SELECT turn_id, lease_until FROM {turns} WHERE conversation_id = %s AND status = 'running'"
     )
     close_turn: str = "UPDATE {turns} SET status = %s WHERE conversation_id = %s AND turn_id = %s"
     fail_turn: str = (
@@ -145,9 +150,10 @@ class SQLStore(ConversationStore):
         *,
         idempotency_key: str,
         agent: str,
+        lease_until: float | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
-        flow = _begin_turn(self._sql, conversation_id, message, idempotency_key, agent)
+        flow = _begin_turn(self._sql, conversation_id, message, idempotency_key, agent, lease_until)
         return await self._run(flow, write=True)
 
     async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
@@ -193,7 +199,12 @@ class SQLStore(ConversationStore):
 
 
 def _begin_turn(
-    sql: Statements, conversation_id: str, message: MessageEvent, key: str, agent: str
+    sql: Statements,
+    conversation_id: str,
+    message: MessageEvent,
+    key: str,
+    agent: str,
+    lease_until: float | None,
 ) -> Flow[tuple[TurnRecord, bool]]:
     stamp = now()
     yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp))
@@ -203,16 +214,25 @@ def _begin_turn(
     rows = yield Query(sql.select_turn, (conversation_id, key))
     if rows:
         return _turn(conversation_id, key, rows[0]), False
+    if lease_until is not None:
+        clock = time.time()
+        for other, until in (yield Query(sql.select_running, (conversation_id,))):
+            if until is not None and until > clock:
+                raise busy(conversation_id, other)
+            yield Query(sql.fail_turn, (conversation_id, other))  # its runner is gone
     turn_id = new_turn_id()
     batch = number([message.model_copy(update={"turn_id": turn_id})], last_seq)
     yield from _write(sql, conversation_id, batch, stamp)
-    yield Query(sql.insert_turn, (conversation_id, key, turn_id, batch.last_seq, stamp))
+    yield Query(
+        sql.insert_turn, (conversation_id, key, turn_id, batch.last_seq, lease_until, stamp)
+    )
     turn = TurnRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
         idempotency_key=key,
         user_seq=batch.last_seq,
         status="running",
+        lease_until=lease_until,
     )
     return turn, True
 
@@ -250,11 +270,12 @@ def _fetch(query: Query) -> Flow[list[Row]]:
 
 
 def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
-    turn_id, user_seq, status = row
+    turn_id, user_seq, status, lease_until = row
     return TurnRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
         idempotency_key=key,
         user_seq=user_seq,
         status=status,
+        lease_until=lease_until,
     )

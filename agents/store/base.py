@@ -45,6 +45,13 @@ class TurnRecord(BaseModel):
     idempotency_key: str
     user_seq: int = Field(description="Seq of the user message that opened the turn.")
     status: TurnStatus = Field(description="'running' until a done event closes it.")
+    lease_until: float | None = Field(
+        None, description="Epoch seconds the turn's runner holds the conversation until."
+    )
+
+    def leased(self, now: float) -> bool:
+        """Whether the turn still runs under a live lease."""
+        return self.status == "running" and self.lease_until is not None and self.lease_until > now
 
 
 class ConversationStore(abc.ABC):
@@ -67,6 +74,7 @@ class ConversationStore(abc.ABC):
         *,
         idempotency_key: str,
         agent: str,
+        lease_until: float | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn, creating the conversation if new.
 
@@ -74,6 +82,11 @@ class ConversationStore(abc.ABC):
         whether it is new; when ``idempotency_key`` was seen before in this
         conversation, nothing is stored and the earlier turn is returned with False.
         The stored message gets the turn's ``turn_id`` and its ``seq``.
+
+        With ``lease_until`` (epoch seconds, the turn's deadline) the turn is exclusive:
+        while another turn of the conversation runs under a live lease, nothing is
+        stored and ``ConversationBusy`` is raised; a running turn whose lease ran out
+        (its runner died) is closed as 'error' first. Without it, turns never conflict.
         """
 
     @abc.abstractmethod

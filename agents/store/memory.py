@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from agents.events import Event, MessageEvent
-from agents.store._batch import new_turn_id, not_found, now, number
+from agents.store._batch import busy, new_turn_id, not_found, now, number
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, TurnStatus
 
 __all__ = ["MemoryStore"]
@@ -40,6 +41,7 @@ class MemoryStore(ConversationStore):
         *,
         idempotency_key: str,
         agent: str,
+        lease_until: float | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         conv = self._conversations.get(conversation_id)
@@ -48,6 +50,12 @@ class MemoryStore(ConversationStore):
             conv = self._conversations[conversation_id] = _Conversation(agent, created, created)
         if (turn := conv.turns.get(idempotency_key)) is not None:
             return turn, False
+        if lease_until is not None:
+            clock = time.time()
+            for running in [t for t in conv.turns.values() if t.status == "running"]:
+                if running.leased(clock):
+                    raise busy(conversation_id, running.turn_id)
+                self._close_turns(conv, {running.turn_id: "error"}, only_running=True)
         turn_id = new_turn_id()
         self._append(conv, [message.model_copy(update={"turn_id": turn_id})])
         turn = TurnRecord(
@@ -56,6 +64,7 @@ class MemoryStore(ConversationStore):
             idempotency_key=idempotency_key,
             user_seq=len(conv.events),
             status="running",
+            lease_until=lease_until,
         )
         conv.turns[idempotency_key] = turn
         return turn, True

@@ -8,13 +8,14 @@ async factory of opened stores on one database, usually built with ``open_stores
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 
-from agents.errors import ConversationNotFound
+from agents.errors import ConversationBusy, ConversationNotFound
 from agents.events import (
     AnswerEvent,
     DoneEvent,
@@ -198,6 +199,44 @@ class StoreContract:
         assert sorted(new for _, new in results) == [False] * 9 + [True]
         assert len({turn for turn, _ in results}) == 1
         assert len(await store.events(cid)) == 2
+
+    async def test_a_leased_turn_holds_the_conversation(self, store: ConversationStore) -> None:
+        cid = new_id()
+        later = time.time() + 60
+        first, _ = await store.begin_turn(
+            cid, user("one"), idempotency_key="k1", agent="a", lease_until=later
+        )
+        assert first.lease_until == later and first.leased(time.time())
+        # Exclusive sends are refused while it runs, storing nothing; plain ones are not.
+        with pytest.raises(ConversationBusy, match=first.turn_id):
+            await store.begin_turn(
+                cid, user("two"), idempotency_key="k2", agent="a", lease_until=later
+            )
+        assert [e.type for e in await store.events(cid)] == ["message"]
+        # A retry of the running turn itself finds it (the caller decides to wait).
+        again, new = await store.begin_turn(
+            cid, user("one"), idempotency_key="k1", agent="a", lease_until=later
+        )
+        assert not new and again == first
+        await store.append(cid, [DoneEvent(turn_id=first.turn_id)])
+        second, new = await store.begin_turn(
+            cid, user("two"), idempotency_key="k2", agent="a", lease_until=later
+        )
+        assert new and second.user_seq == 3
+
+    async def test_an_expired_lease_is_closed_by_the_next_turn(
+        self, store: ConversationStore
+    ) -> None:
+        cid = new_id()
+        dead, _ = await store.begin_turn(
+            cid, user("one"), idempotency_key="k1", agent="a", lease_until=time.time() - 1
+        )
+        turn, new = await store.begin_turn(
+            cid, user("two"), idempotency_key="k2", agent="a", lease_until=time.time() + 60
+        )
+        assert new and turn.status == "running"
+        closed = await store.turn(cid, "k1")
+        assert closed is not None and closed.turn_id == dead.turn_id and closed.status == "error"
 
     async def test_token_events_are_refused(self, store: ConversationStore) -> None:
         cid = new_id()

@@ -381,3 +381,26 @@ async def test_unknown_agent_is_refused(mode: str) -> None:
     app = LocalApp([agent("solo", tool_calling=mode)], generator=ScriptedGenerator([]))
     with pytest.raises(UnknownAgentError, match="nobody"):
         await app.send("hi", agent="nobody")
+
+
+async def test_a_second_entry_is_refused_while_a_turn_runs() -> None:
+    from agents.errors import ConversationBusy
+    from agents.protocol import SendRequest
+
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    one = LocalApp([agent("solo")], generator=gen)
+    two = LocalApp([agent("solo")], generator=gen, store=one.store)  # another entry replica
+    running = one.conversations.send(
+        SendRequest(message="first", conversation_id="c11", idempotency_key="k1")
+    )
+    assert isinstance(await anext(running), MessageEvent)  # stored; the turn holds its lease
+    with pytest.raises(ConversationBusy, match="busy"):
+        await two.send("meanwhile", conversation_id="c11")
+    with pytest.raises(ConversationBusy):  # a retry of the running turn, elsewhere
+        await two.send("first", conversation_id="c11", idempotency_key="k1")
+    rest = [event async for event in running]
+    assert isinstance(rest[-1], DoneEvent) and rest[-1].status == "ok"
+    events = await two.send("after", conversation_id="c11")
+    assert of(events, AnswerEvent)[0].text == "ok"
+    messages = [e.content for e in await one.store.events("c11") if isinstance(e, MessageEvent)]
+    assert messages == ["first", "after"]

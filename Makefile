@@ -7,7 +7,7 @@ MODEL ?= builtin:smollm2-135m-instruct
 CONFIG ?= configs/pool.yaml
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint bench bench-pool bench-agents clean
 
 install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
@@ -40,8 +40,13 @@ test: install lint
 test-fast: $(STAMP)
 	$(PYTEST) -p no:cacheprovider -m "not serve and not vllm" -q
 
-bench: install
+bench: bench-pool bench-agents
+
+bench-pool: install
 	$(BIN)/python -m benchmarks.pool --out benchmarks/results/pool.json
+
+bench-agents: install
+	$(BIN)/python -m benchmarks.agents --out benchmarks/results/agents.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

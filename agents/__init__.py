@@ -8,9 +8,7 @@ generator pool, the data plane) and ``agents.store`` (durable conversation state
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from agents._lazy import lazy_exports
 from agents.errors import (
     AgentRunError,
     ConfigError,
@@ -110,7 +108,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

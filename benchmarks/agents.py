@@ -23,8 +23,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.protocol import SendRequest
-from benchmarks._stats import pct
+from benchmarks._common import local_serve, pct, run_phases, table
 
 MODEL = "builtin:smollm2-135m-instruct"
 CONCURRENCY = 32
@@ -195,14 +193,19 @@ async def phase_throughput(results: dict[str, Any], db: Path, *, real: bool, tur
     serve.delete(app)
 
 
-def phase_memory(results: dict[str, Any], conversations: int) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.agents", "--memory-probe", str(conversations)],
-        check=True,
-        capture_output=True,
-        text=True,
+async def phase_memory(results: dict[str, Any], conversations: int) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.agents",
+        "--memory-probe",
+        str(conversations),
+        stdout=asyncio.subprocess.PIPE,
     )
-    results["memory"] = json.loads(out.stdout.strip().splitlines()[-1])
+    stdout, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the memory probe failed with exit code {process.returncode}")
+    results["memory"] = json.loads(stdout.decode().strip().splitlines()[-1])
 
 
 async def memory_probe(conversations: int) -> dict[str, Any]:
@@ -254,8 +257,9 @@ async def memory_probe(conversations: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def table(results: dict[str, Any]) -> str:
-    rows = [("benchmark", "measured", "goal")]
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The table rows of what was measured."""
+    rows: list[tuple[str, str, str]] = []
     if "hop" in results:
         h = results["hop"]
         labels = {
@@ -297,33 +301,7 @@ def table(results: dict[str, Any]) -> str:
                     "report",
                 )
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-async def main_async(phases: list[str], out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for phase in phases:
-            started = time.perf_counter()
-            print(f"== phase {phase}", flush=True)
-            db = Path(tmp) / f"{phase}.db"
-            if phase == "hop":
-                await phase_hop(results, db)
-            elif phase == "memory":
-                phase_memory(results, args.conversations)
-            elif phase == "scripted":
-                await phase_throughput(results, db, real=False, turns=args.turns)
-            elif phase == "real":
-                await phase_throughput(results, db, real=True, turns=2)
-            else:
-                raise SystemExit(f"unknown phase {phase!r}")
-            print(f"   done in {time.perf_counter() - started:.0f} s", flush=True)
-            out.write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    return rows
 
 
 def main() -> None:
@@ -339,23 +317,24 @@ def main() -> None:
     if args.memory_probe is not None:
         print(json.dumps(asyncio.run(memory_probe(args.memory_probe))))
         return
-    phases = args.phases.split(",")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-    from ray import serve
-
-    if "real" in phases:
+    selected = args.phases.split(",")
+    if "real" in selected:
         from agents.pool import weights
 
         weights.prepare(MODEL)
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": 8767})
-    try:
-        results = asyncio.run(main_async(phases, args.out, args))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-    print(table(results))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp)
+        phases = {
+            "hop": lambda results: phase_hop(results, db / "hop.db"),
+            "memory": lambda results: phase_memory(results, args.conversations),
+            "scripted": lambda results: phase_throughput(
+                results, db / "scripted.db", real=False, turns=args.turns
+            ),
+            "real": lambda results: phase_throughput(results, db / "real.db", real=True, turns=2),
+        }
+        with local_serve(port=8767):
+            results = asyncio.run(run_phases(selected, phases, args.out))
+    print(table(rows(results)))
     print(f"wrote {args.out}")
 
 

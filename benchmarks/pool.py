@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ from agents.pool import weights
 from agents.pool.client import PoolClient
 from agents.pool.spec import PoolSpec
 from agents.pool.types import GenerateRequest, Message, SamplingParams, TextChunk
-from benchmarks._stats import pct
+from benchmarks._common import local_serve, pct, run_phases, table
 
 MODEL = "builtin:smollm2-135m-instruct"
 SETTINGS = {"stream_batching_ms": 10}  # set from the command line
@@ -350,8 +349,9 @@ async def phase_affinity(results: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def table(results: dict[str, Any]) -> str:
-    rows = [("benchmark", "measured", "goal")]
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The table rows of what was measured."""
+    rows: list[tuple[str, str, str]] = []
     if "long" in results:
         r = results["long"]
         for name, (prefill, decode) in LAYOUTS.items():
@@ -419,33 +419,7 @@ def table(results: dict[str, Any]) -> str:
                 "on >> off",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in rows
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
-async def main_async(phases: list[str], mixed_seconds: float, out: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for phase in phases:
-        started = time.perf_counter()
-        print(f"== phase {phase}", flush=True)
-        if phase == "disagg":
-            await phase_disagg(results, mixed_seconds)
-        elif phase == "server":
-            await phase_server(results)
-        elif phase == "affinity":
-            await phase_affinity(results)
-        else:
-            raise SystemExit(f"unknown phase {phase!r}")
-        print(f"   done in {time.perf_counter() - started:.0f} s", flush=True)
-        # Keep what is measured even if a later phase fails.
-        out.write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    return rows
 
 
 def main() -> None:
@@ -458,19 +432,15 @@ def main() -> None:
     parser.add_argument("--stream-batching-ms", type=int, default=SETTINGS["stream_batching_ms"])
     args = parser.parse_args()
     SETTINGS["stream_batching_ms"] = args.stream_batching_ms
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-    from ray import serve
-
     weights.prepare(MODEL)
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": 8766})
-    try:
-        results = asyncio.run(main_async(args.phases.split(","), args.mixed_seconds, args.out))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-    print(table(results))
+    phases = {
+        "disagg": lambda results: phase_disagg(results, args.mixed_seconds),
+        "server": phase_server,
+        "affinity": phase_affinity,
+    }
+    with local_serve(port=8766):
+        results = asyncio.run(run_phases(args.phases.split(","), phases, args.out))
+    print(table(rows(results)))
     print(f"wrote {args.out}")
 
 

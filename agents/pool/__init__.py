@@ -10,9 +10,7 @@ The spec and value types import without Ray; ``PoolClient``, ``build_pool_app`` 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from agents._lazy import lazy_exports
 from agents.pool.generator import Generator
 from agents.pool.spec import (
     Autoscaling,
@@ -69,7 +67,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents.pool' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

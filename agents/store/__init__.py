@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from agents._lazy import lazy_exports
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 from agents.store.memory import MemoryStore
 from agents.store.spec import StoreSpec, create_store
@@ -32,7 +32,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents.store' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

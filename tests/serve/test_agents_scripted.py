@@ -29,6 +29,9 @@ def answer(match: str, text: str, **extra: Any) -> dict[str, Any]:
 SCRIPT = [
     {"match": "refund", "json_reply": action("handoff", agent="billing", message="refund")},
     {"match": "broken", "json_reply": action("handoff", agent="tech", message="bug report")},
+    {"match": "^invoice", "json_reply": action("ask", agent="billing", question="Invoice total?")},
+    answer("Invoice total", "42 EUR"),
+    answer(r"\[ask result\] 42 EUR", "The total is 42 EUR."),
     answer("Handed off to billing", "Billing here: refund issued."),
     answer("Handed off to tech", "Tech here."),
     answer("^slow", " ".join(["word"] * 40), token_delay_s=0.25),
@@ -47,7 +50,7 @@ AGENTS = [
         "description": "refunds",
         "scaling": {"min_replicas": 2, "max_replicas": 2},
     },
-    {"name": "tech", "model": "m", "description": "bugs"},
+    {"name": "tech", "model": "m", "description": "bugs", "asks": ["billing"]},
 ]
 
 
@@ -98,6 +101,19 @@ async def test_handoff_through_deployment_handles(app: Any) -> None:
     done = done_of(events)
     assert done.status == "ok" and done.active_agent == "tech"
     assert set(done.replicas) == {"triage", "tech"}
+
+
+async def test_ask_through_deployment_handles(app: Any) -> None:
+    events = await send(
+        app, "invoice for my repair?", conversation_id=uuid.uuid4().hex, agent="tech"
+    )
+    kinds = [e.type for e in events if not isinstance(e, TokenEvent)]
+    assert kinds == ["message", "ask", "tool_result", "answer", "done"]
+    result = next(e for e in events if e.type == "tool_result")
+    assert result.content == "42 EUR"  # type: ignore[union-attr]
+    answers = [e for e in events if isinstance(e, AnswerEvent)]
+    assert [(a.agent, a.text) for a in answers] == [("tech", "The total is 42 EUR.")]
+    assert done_of(events).usage.hops == 1
 
 
 async def test_a_conversation_stays_on_one_replica(app: Any) -> None:

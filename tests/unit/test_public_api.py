@@ -6,10 +6,12 @@ import sys
 import agents
 import agents.errors
 import agents.pool
+import agents.store
+import tools
 
 
 def test_all_is_sorted_and_exported() -> None:
-    for module in (agents, agents.pool, agents.errors):
+    for module in (agents, agents.pool, agents.errors, agents.store, tools):
         names = [n for n in module.__all__ if n != "__version__"]
         assert names == sorted(names), module.__name__
         for name in module.__all__:
@@ -18,7 +20,7 @@ def test_all_is_sorted_and_exported() -> None:
 
 def test_light_imports_do_not_load_ray_vllm_or_torch() -> None:
     code = (
-        "import sys, agents, agents.pool, agents.pool.types, agents.pool.spec;"
+        "import sys, agents, agents.pool, agents.pool.types, agents.pool.spec, agents.store;"
         "heavy = [m for m in ('ray', 'vllm', 'torch') if m in sys.modules];"
         "print(','.join(heavy))"
     )

@@ -12,6 +12,7 @@
     ├── AgentRunError              a turn could not finish; ``code`` names why
     │   ├── UnknownAgentError      no agent with that name (HTTP 404)
     │   ├── UnknownToolError       no tool with that name in the registry
+    │   ├── ToolForbidden          the agent was not granted that tool
     │   ├── InvalidActionError     the model's output is not a valid action
     │   ├── MaxStepsExceeded       the agent used its steps without answering
     │   ├── TurnLimitExceeded      the turn used its token budget
@@ -29,6 +30,8 @@ Lower-layer errors (vLLM, Ray) are translated at the pool's boundary and raised
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AgentRunError",
@@ -48,6 +51,7 @@ __all__ = [
     "PromptTooLongError",
     "RayAgentsError",
     "StoreError",
+    "ToolForbidden",
     "TurnLimitExceeded",
     "UnknownAgentError",
     "UnknownModelError",
@@ -69,7 +73,7 @@ class RayAgentsError(Exception):
         super().__init__(message)
         self.message = message
 
-    def __reduce__(self) -> tuple[type, tuple[str]]:
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return (type(self), (self.message,))
 
 
@@ -121,6 +125,12 @@ class UnknownToolError(AgentRunError):
     """No tool with that name is registered."""
 
     code = "unknown_tool"
+
+
+class ToolForbidden(AgentRunError):
+    """The calling agent's definition does not grant the tool it called."""
+
+    code = "tool_forbidden"
 
 
 class InvalidActionError(AgentRunError):

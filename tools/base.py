@@ -48,6 +48,9 @@ class ToolResult(BaseModel):
     name: str
     content: str
     is_error: bool = False
+    error_type: str | None = Field(
+        None, description="For errors: what went wrong (e.g. 'timeout', 'invalid_arguments')."
+    )
 
 
 class ToolExecutor(abc.ABC):

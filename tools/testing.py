@@ -64,3 +64,52 @@ class FunctionTools(ToolExecutor):
 
 def _result(request: ToolCallRequest, content: str, *, error: bool = False) -> ToolResult:
     return ToolResult(call_id=request.call_id, name=request.name, content=content, is_error=error)
+
+
+# Misbehaving tools for tests of the executor (importable, so worker processes can
+# load them by reference).
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def fail_until(counter: str, failures: int) -> str:
+    """Fail ``failures`` times (counted in the file ``counter``), then succeed."""
+    from pathlib import Path
+
+    path = Path(counter)
+    seen = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(seen + 1))
+    if seen < failures:
+        raise RuntimeError(f"failure {seen + 1} of {failures}")
+    return f"succeeded after {seen} failures"
+
+
+def sleep_for(seconds: float) -> str:
+    """Sleep, then answer."""
+    import time
+
+    time.sleep(seconds)
+    return "awake"
+
+
+def shout(text: str, times: int = 1) -> str:
+    """Repeat ``text`` upper-cased."""
+    return text.upper() * times
+
+
+def explode() -> str:
+    """Raise."""
+    raise ValueError("the tool exploded")
+
+
+def crash(how: str) -> str:
+    """End the process the tool runs in: 'segfault' or 'exit'."""
+    import ctypes
+    import os
+
+    if how == "segfault":
+        ctypes.string_at(0)
+    os._exit(3)

@@ -1,0 +1,84 @@
+"""Escape attempts against the sandbox of the `python` tool, each blocked with a clear error.
+
+These need Linux namespaces (root), as on CI; elsewhere the tool must refuse to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tools.base import ToolCallRequest, ToolResult
+from tools.executor import ToolRunner
+from tools.registry import ToolRegistry
+from tools.sandbox import Sandbox, SandboxLimits
+from tools.spec import ToolSettings, ToolSpec
+
+LIMITS = SandboxLimits(wall_s=4, cpu_s=1, memory_mib=256, processes=8)
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[ToolRunner]:
+    registry = ToolRegistry()
+    spec = ToolSpec(builtin="python", settings=ToolSettings(timeout_s=10))
+    registry.add_spec(spec, sandbox=Sandbox(LIMITS))
+    runner = ToolRunner(registry)
+    yield runner
+    await runner.close()
+
+
+async def run(runner: ToolRunner, code: str) -> ToolResult:
+    return await runner.execute(
+        ToolCallRequest(call_id="c", name="python", arguments={"code": code})
+    )
+
+
+async def test_code_runs_and_may_write_its_own_folder(runner: ToolRunner) -> None:
+    result = await run(runner, "open('a.txt', 'w').write('hi'); print(open('a.txt').read(), 6 * 7)")
+    assert not result.is_error and result.content.strip() == "hi 42"
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "expected"),
+    [
+        (
+            "socket to 127.0.0.1",
+            "import socket; socket.create_connection(('127.0.0.1', 5432), timeout=2)",
+            "Network is unreachable",
+        ),
+        (
+            "write outside its folder",
+            "open('/tmp/escaped.txt', 'w').write('x')",
+            "Read-only file system",
+        ),
+        ("fork bomb", "import os\nwhile True: os.fork()", "Resource temporarily unavailable"),
+        ("allocate 2 GB", "b = bytearray(2 * 1024 ** 3)", "MemoryError"),
+        ("infinite loop", "while True: pass", "CPU time limit"),
+    ],
+)
+async def test_escape_attempts_are_blocked(
+    runner: ToolRunner, name: str, code: str, expected: str
+) -> None:
+    result = await run(runner, code)
+    assert result.is_error and result.error_type == "SandboxError", name
+    assert expected in result.content, (name, result.content)
+    assert not await asyncio.to_thread(Path("/tmp/escaped.txt").exists)
+
+
+async def test_the_server_environment_does_not_leak(
+    runner: ToolRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAY_AGENTS_TEST_SECRET", "hunter2")
+    code = (
+        "import os\n"
+        "print(os.environ.get('RAY_AGENTS_TEST_SECRET'))\n"
+        "for pid in (p for p in os.listdir('/proc') if p.isdigit()):\n"
+        "    try: print(open(f'/proc/{pid}/environ').read())\n"
+        "    except OSError as e: print('denied', pid)\n"
+    )
+    result = await run(runner, code)
+    assert "hunter2" not in result.content
+    assert result.content.startswith("None")

@@ -1,0 +1,88 @@
+"""Tool declarations: what a tool is, where its code lives, and how it may run."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tools.sandbox import SandboxLimits
+
+__all__ = ["BUILTINS", "ToolSettings", "ToolSpec", "ToolsConfig"]
+
+_Strict = ConfigDict(extra="forbid")
+BUILTINS = ("python", "http_get", "calculator", "current_time")
+
+
+class ToolSettings(BaseModel):
+    """How the executor runs one tool."""
+
+    model_config = _Strict
+
+    timeout_s: float = Field(30.0, gt=0, description="Seconds before a call is cut off.")
+    idempotent: bool = Field(
+        False, description="Safe to run twice: failed calls are retried with backoff."
+    )
+    retries: int = Field(2, ge=0, le=10, description="Retries of an idempotent tool.")
+    max_concurrency: int = Field(16, ge=1, description="Calls of this tool at once, per replica.")
+    max_output_chars: int = Field(
+        16_000, ge=100, description="Longer output is cut, with a visible marker."
+    )
+    requires_approval: bool = Field(
+        False, description="A person approves each call before it runs."
+    )
+    isolated: bool = Field(
+        True,
+        description=(
+            "Run Python tools in worker processes, so a crash (segfault, os._exit) "
+            "ends only the call. False runs them in the executor (async tools, speed)."
+        ),
+    )
+
+
+class ToolSpec(BaseModel):
+    """One tool of the registry: a Python callable or langchain tool, or a built-in."""
+
+    model_config = _Strict
+
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$", description="Defaults to the code's."
+    )
+    function: str | None = Field(
+        None,
+        description=(
+            "Import path 'package.module:attribute' of a function or a langchain-core "
+            "tool (@tool, BaseTool, StructuredTool)."
+        ),
+    )
+    builtin: Literal["python", "http_get", "calculator", "current_time"] | None = Field(
+        None, description="A built-in tool instead of `function`."
+    )
+    description: str | None = Field(None, description="Overrides the code's docstring.")
+    settings: ToolSettings = Field(default_factory=ToolSettings, description="How it runs.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Built-in options, e.g. http_get's `allowed_hosts: [example.com]`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.function is None) == (self.builtin is None):
+            raise ValueError("give exactly one of `function` or `builtin`")
+        if self.function is not None and ":" not in self.function:
+            raise ValueError("`function` must look like 'package.module:attribute'")
+        return self
+
+
+class ToolsConfig(BaseModel):
+    """The tool plane of an app: its tools, the sandbox and the executor's size."""
+
+    model_config = _Strict
+
+    tools: list[ToolSpec] = Field(default_factory=list, description="The registry.")
+    sandbox: SandboxLimits = Field(
+        default_factory=SandboxLimits, description="Limits of each sandboxed call."
+    )
+    workers: int = Field(2, ge=1, description="Worker processes per executor replica.")
+    min_replicas: int = Field(1, ge=1, description="Fewest executor replicas.")
+    max_replicas: int = Field(2, ge=1, description="Most executor replicas under load.")

@@ -2,7 +2,8 @@
 
     agents-ingress (ConversationsDeployment)
       ├── agent-<name> (AgentDeployment), one deployment per agent, own scaling
-      │     └── pool-<model> (the generator pool's model servers)
+      │     ├── pool-<model> (the generator pool's model servers)
+      │     └── tools (ToolDeployment), shared by every agent, own scaling
       └── ...
 
 Agents reach each other by name at run time (hand-offs may form cycles); the
@@ -26,7 +27,9 @@ from agents.protocol import DEFAULT_MAX_HOPS
 from agents.service import DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
-from tools.base import ToolExecutor
+from tools.deployment import DEPLOYMENT_NAME as TOOLS_DEPLOYMENT
+from tools.deployment import ToolDeployment, build_registry
+from tools.spec import ToolsConfig
 
 __all__ = ["INGRESS_NAME", "build_agents_app", "check_agents"]
 
@@ -66,11 +69,13 @@ def build_agents_app(
     default_agent: str | None = None,
     max_hops: int = DEFAULT_MAX_HOPS,
     turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
-    tools: ToolExecutor | None = None,
+    tools: ToolsConfig | None = None,
     cache_size: int = DEFAULT_CACHE_SIZE,
 ) -> Application:
-    """One Serve application: the entry, one deployment per agent, and the pool."""
+    """One Serve application: the entry, one deployment per agent, the tool executor
+    (when ``tools`` declares any) and the pool."""
     check_agents(agents, pool)
+    tools_app = _tools_deployment(agents, tools)
     servers, _ = pool_servers(pool)
     descriptions = {a.name: a.description for a in agents}
     bound: dict[str, Application] = {}
@@ -90,7 +95,7 @@ def build_agents_app(
                 spec,
                 store,
                 {spec.model: servers[spec.model]},
-                tools=tools,
+                tools=tools_app if spec.tools else None,
                 peer_descriptions=descriptions,
                 cache_size=cache_size,
             )
@@ -109,6 +114,37 @@ def build_agents_app(
         turn_timeout_s=turn_timeout_s,
     )
     return app
+
+
+def _tools_deployment(agents: Sequence[AgentSpec], tools: ToolsConfig | None) -> Any:
+    """The bound tool executor, after checking every granted tool is registered."""
+    wanted = {spec.name: spec.tools for spec in agents if spec.tools}
+    if not wanted:
+        return None
+    if tools is None:
+        raise ConfigError(
+            f"agents {', '.join(sorted(wanted))} use tools, but no tools are declared"
+        )
+    registered = set(build_registry(tools).names)
+    for agent, names in wanted.items():
+        missing = [n for n in names if n not in registered]
+        if missing:
+            raise ConfigError(
+                f"agent {agent!r} uses unknown tool(s) {', '.join(missing)}; "
+                f"registered: {', '.join(sorted(registered)) or 'none'}"
+            )
+    options = {
+        "name": TOOLS_DEPLOYMENT,
+        "autoscaling_config": {
+            "min_replicas": tools.min_replicas,
+            "max_replicas": tools.max_replicas,
+            "target_ongoing_requests": 16,
+        },
+        # Tool calls run in worker processes; the replica itself only waits on them.
+        "ray_actor_options": {"num_cpus": 0},
+        "max_ongoing_requests": 256,
+    }
+    return _deployment(ToolDeployment).options(**options).bind(tools, wanted)
 
 
 def _deployment(cls: type) -> Any:

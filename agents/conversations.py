@@ -16,10 +16,29 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from agents.errors import RayAgentsError, UnknownAgentError
-from agents.events import DoneEvent, ErrorEvent, Event, MessageEvent, TurnUsage
+from agents.errors import (
+    ConversationNotFound,
+    NoPendingApproval,
+    RayAgentsError,
+    UnknownAgentError,
+)
+from agents.events import (
+    ApprovalEvent,
+    ApprovalRequiredEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    MessageEvent,
+    TurnUsage,
+)
 from agents.peers import Peers
-from agents.protocol import DEFAULT_MAX_HOPS, SendRequest, TurnContext, TurnRequest
+from agents.protocol import (
+    DEFAULT_MAX_HOPS,
+    DecisionRequest,
+    SendRequest,
+    TurnContext,
+    TurnRequest,
+)
 from agents.store._batch import busy
 from agents.store.base import ConversationStore
 
@@ -66,39 +85,97 @@ class Conversations:
                 raise UnknownAgentError(
                     f"unknown agent {agent!r}; the app's agents: {', '.join(sorted(self.agents))}"
                 )
-            deadline = self._clock() + (request.timeout_s or self._turn_timeout_s)
-            # The lease keeps other entry replicas off the conversation while this turn
-            # runs; a runner that dies frees it once the deadline (and grace) passed.
-            turn, created = await self.store.begin_turn(
+            async for event in self._run_turn(
                 conversation_id,
-                MessageEvent(content=request.message, agent=agent),
-                idempotency_key=key,
-                agent=agent,
-                lease_until=deadline + LEASE_GRACE_S,
-            )
-            if not created and turn.leased(self._clock()):
-                raise busy(conversation_id, turn.turn_id)  # the retried turn runs elsewhere
-            stored = await self.store.events(
-                conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
-            )
-            for event in stored:
-                yield event
-            if not created and turn.status != "running":
-                return  # a retry of a finished turn: the stored events are its result
-            # A new turn, or one whose runner died before closing it: run (on) from here.
-            context = TurnContext(
-                conversation_id=conversation_id,
-                turn_id=turn.turn_id,
-                deadline=deadline,
-                max_hops=self._max_hops,
-                variables=request.variables,
-            )
-            after = stored[-1].seq if stored else turn.user_seq
-            async for event in drive_turn(
-                self.store,
-                self._peers.run,
                 agent,
-                TurnRequest(context=context, after_seq=after or 0),
+                MessageEvent(content=request.message, agent=agent),
+                key=key,
+                timeout_s=request.timeout_s,
+                variables=request.variables,
+            ):
+                yield event
+
+    async def _run_turn(
+        self,
+        conversation_id: str,
+        agent: str,
+        opening: MessageEvent | ApprovalEvent,
+        *,
+        key: str,
+        timeout_s: float | None,
+        variables: dict[str, str],
+    ) -> AsyncIterator[Event]:
+        """Open (or find) the turn ``opening`` starts, then run it to its ``done``."""
+        deadline = self._clock() + (timeout_s or self._turn_timeout_s)
+        # The lease keeps other entry replicas off the conversation while this turn
+        # runs; a runner that dies frees it once the deadline (and grace) passed.
+        turn, created = await self.store.begin_turn(
+            conversation_id,
+            opening,
+            idempotency_key=key,
+            agent=agent,
+            lease_until=deadline + LEASE_GRACE_S,
+        )
+        if not created and turn.leased(self._clock()):
+            raise busy(conversation_id, turn.turn_id)  # the retried turn runs elsewhere
+        stored = await self.store.events(
+            conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
+        )
+        for event in stored:
+            yield event
+        if not created and turn.status != "running":
+            return  # a retry of a finished turn: the stored events are its result
+        # A new turn, or one whose runner died before closing it: run (on) from here.
+        context = TurnContext(
+            conversation_id=conversation_id,
+            turn_id=turn.turn_id,
+            deadline=deadline,
+            max_hops=self._max_hops,
+            variables=variables,
+        )
+        after = stored[-1].seq if stored else turn.user_seq
+        resume = stored[0] if isinstance(stored[0], ApprovalEvent) else None
+        request = TurnRequest(context=context, after_seq=after or 0, resume=resume)
+        async for event in drive_turn(self.store, self._peers.run, agent, request):
+            yield event
+
+    async def decide(self, request: DecisionRequest) -> AsyncIterator[Event]:
+        """Approve or reject a paused tool call and run the turn that resumes it.
+
+        The decision is stored first and opens the resuming turn; deciding twice
+        replays that turn. Raises ``NoPendingApproval`` when nothing waits for it.
+        """
+        conversation_id = request.conversation_id
+        async with self._turn_lock(conversation_id):
+            if await self.store.conversation(conversation_id) is None:
+                raise ConversationNotFound(f"no conversation with id {conversation_id!r}")
+            events = await self.store.events(conversation_id)
+            pending = next(
+                (
+                    e
+                    for e in reversed(events)
+                    if isinstance(e, ApprovalRequiredEvent) and e.call_id == request.call_id
+                ),
+                None,
+            )
+            if pending is None:
+                raise NoPendingApproval(
+                    f"no tool call {request.call_id!r} waits for approval in {conversation_id!r}"
+                )
+            agent = pending.agent or self.default_agent
+            decision = ApprovalEvent(
+                call_id=request.call_id,
+                approved=request.approved,
+                reason=request.reason,
+                agent=agent,
+            )
+            async for event in self._run_turn(
+                conversation_id,
+                agent,
+                decision,
+                key=f"approval:{request.call_id}",
+                timeout_s=request.timeout_s,
+                variables={},
             ):
                 yield event
 

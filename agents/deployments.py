@@ -29,7 +29,7 @@ from agents.service import AgentService
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec, create_store
 from agents.turn import AgentLoop
-from tools.base import ToolExecutor
+from tools.deployment import HandleTools
 from tools.testing import FunctionTools
 
 __all__ = ["AgentDeployment", "ConversationsDeployment", "HandlePeers", "agent_deployment_name"]
@@ -115,7 +115,7 @@ class AgentDeployment:
         store: StoreSpec,
         pool: Mapping[str, DeploymentHandle[Any]],
         *,
-        tools: ToolExecutor | None = None,
+        tools: DeploymentHandle[Any] | None = None,
         peer_descriptions: dict[str, str] | None = None,
         cache_size: int = 4096,
     ) -> None:
@@ -124,7 +124,7 @@ class AgentDeployment:
         loop = AgentLoop(
             spec,
             generator=PoolClient(pool),
-            tools=tools or FunctionTools(),
+            tools=HandleTools(tools) if tools is not None else FunctionTools(),
             peers=HandlePeers(),
             peer_descriptions=peer_descriptions,
         )

@@ -19,6 +19,7 @@
     │   ├── HopLimitExceeded       too many agent-to-agent hops in one turn
     │   ├── HandoffCycleError      agents handed the turn back and forth (A->B->A->B)
     │   ├── DeadlineExceeded       the caller's deadline passed (HTTP 504)
+    │   ├── NoPendingApproval      no tool call waits for that decision (HTTP 409)
     │   └── PeerUnavailable        another agent could not be reached (HTTP 503)
     └── StoreError                 the conversation store failed
         ├── ConversationNotFound   no conversation with that id (HTTP 404)
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidRequestError",
     "MaxStepsExceeded",
     "ModelSourceError",
+    "NoPendingApproval",
     "PeerUnavailable",
     "PromptTooLongError",
     "RayAgentsError",
@@ -167,6 +169,12 @@ class DeadlineExceeded(AgentRunError):
     """The caller's deadline passed before the turn finished."""
 
     code = "deadline_exceeded"
+
+
+class NoPendingApproval(AgentRunError):
+    """A decision names a tool call that does not wait for approval."""
+
+    code = "no_pending_approval"
 
 
 class PeerUnavailable(AgentRunError):

@@ -12,6 +12,8 @@ conversation's log (and gets its ``seq``) before the caller sees it.
     handoff      the conversation's active agent changed
     ask          the agent asked a peer a question (the answer is a tool_result)
     answer       the agent's final answer of the turn
+    approval_required  a tool call waits for a person; the turn pauses
+    approval     a person approved or rejected that call; it opens the turn that resumes
     error        the turn failed; ``code`` says why
     done         the turn ended (always last), with token usage
 """
@@ -24,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
     "AnswerEvent",
+    "ApprovalEvent",
+    "ApprovalRequiredEvent",
     "AskEvent",
     "DoneEvent",
     "ErrorEvent",
@@ -110,6 +114,24 @@ class AnswerEvent(_Base):
     )
 
 
+class ApprovalRequiredEvent(_Base):
+    """A tool call that needs a person's approval; the turn pauses until it comes."""
+
+    type: Literal["approval_required"] = "approval_required"
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalEvent(_Base):
+    """A person's decision on a pending call; the turn it opens runs (or refuses) it."""
+
+    type: Literal["approval"] = "approval"
+    call_id: str
+    approved: bool
+    reason: str = ""
+
+
 class ErrorEvent(_Base):
     """The turn failed. ``code`` is stable (e.g. ``hop_limit``, ``deadline_exceeded``)."""
 
@@ -134,7 +156,9 @@ class DoneEvent(_Base):
     """The last event of every turn."""
 
     type: Literal["done"] = "done"
-    status: Literal["ok", "error"] = "ok"
+    status: Literal["ok", "error", "paused"] = Field(
+        "ok", description="'paused': a tool call waits for approval."
+    )
     usage: TurnUsage = Field(default_factory=TurnUsage)
     active_agent: str | None = Field(None, description="Who answers the next turn.")
     last_seq: int | None = Field(None, description="The conversation's last stored seq.")
@@ -151,6 +175,8 @@ Event = Annotated[
     | HandoffEvent
     | AskEvent
     | AnswerEvent
+    | ApprovalRequiredEvent
+    | ApprovalEvent
     | ErrorEvent
     | DoneEvent,
     Field(discriminator="type"),

@@ -12,9 +12,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.events import ErrorEvent, TurnUsage
+from agents.events import ApprovalEvent, ErrorEvent, TurnUsage
 
-__all__ = ["AskRequest", "AskResult", "SendRequest", "TurnContext", "TurnRequest"]
+__all__ = [
+    "AskRequest",
+    "AskResult",
+    "DecisionRequest",
+    "SendRequest",
+    "TurnContext",
+    "TurnRequest",
+]
 
 _Strict = ConfigDict(extra="forbid")
 DEFAULT_MAX_HOPS = 8
@@ -59,6 +66,9 @@ class TurnRequest(BaseModel):
             "saves the agent a store read."
         ),
     )
+    resume: ApprovalEvent | None = Field(
+        None, description="A decision on the call the turn paused for: run or refuse it first."
+    )
 
 
 class AskRequest(BaseModel):
@@ -82,6 +92,20 @@ class AskResult(BaseModel):
     output: dict[str, Any] | None = None
     error: ErrorEvent | None = None
     usage: TurnUsage = Field(default_factory=TurnUsage)
+
+
+class DecisionRequest(BaseModel):
+    """A person's decision on a tool call that waits for approval."""
+
+    model_config = _Strict
+
+    conversation_id: str
+    call_id: str
+    approved: bool
+    reason: str = Field("", max_length=2000, description="Why; a rejection tells the agent.")
+    timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="The resumed turn's deadline, in seconds from now."
+    )
 
 
 class SendRequest(BaseModel):

@@ -71,7 +71,7 @@ class AgentService:
             self._remember(ctx.conversation_id, stored)
             return stored
 
-        async for event in self.loop.run(ctx, history, record):
+        async for event in self.loop.run(ctx, history, record, resume=request.resume):
             if isinstance(event, DoneEvent):
                 replicas = {**event.replicas, self.name: self.replica_id}
                 event = event.model_copy(update={"replicas": replicas})
@@ -97,6 +97,11 @@ class AgentService:
                 result.error = event
             elif isinstance(event, DoneEvent):
                 result.usage = event.usage
+                if event.status == "paused":
+                    result.error = ErrorEvent(
+                        code="approval_in_ask",
+                        message=f"{self.name} needs a person's approval; an ask cannot wait",
+                    )
         return result
 
     def _run_as(self, agent: str, request: TurnRequest) -> AsyncIterator[Event]:

@@ -23,7 +23,7 @@ from agents.pool._script import match_rule, reply_pieces, schema_mismatch
 from agents.pool.generator import Generator
 from agents.pool.spec import ScriptRule
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, TextChunk, ToolCallChunk, Usage
-from agents.protocol import DEFAULT_MAX_HOPS, SendRequest
+from agents.protocol import DEFAULT_MAX_HOPS, DecisionRequest, SendRequest
 from agents.service import DEFAULT_CACHE_SIZE, AgentService
 from agents.spec import AgentSpec
 from agents.store.base import ConversationStore
@@ -131,3 +131,8 @@ class LocalApp:
         """Send one message and gather the turn's events."""
         request = SendRequest(message=message, **fields)
         return [event async for event in self.conversations.send(request)]
+
+    async def decide(self, conversation_id: str, call_id: str, **fields: Any) -> list[Event]:
+        """Approve (``approved=True``) or reject a paused call; gather the resumed turn."""
+        request = DecisionRequest(conversation_id=conversation_id, call_id=call_id, **fields)
+        return [event async for event in self.conversations.decide(request)]

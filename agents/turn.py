@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from langchain_core.messages import BaseMessage, ToolMessage
 
@@ -39,6 +39,8 @@ from agents.errors import (
 )
 from agents.events import (
     AnswerEvent,
+    ApprovalEvent,
+    ApprovalRequiredEvent,
     AskEvent,
     DoneEvent,
     ErrorEvent,
@@ -113,7 +115,11 @@ class AgentLoop:
         return self._space
 
     async def run(
-        self, ctx: TurnContext, history: list[BaseMessage], record: Recorder
+        self,
+        ctx: TurnContext,
+        history: list[BaseMessage],
+        record: Recorder,
+        resume: ApprovalEvent | None = None,
     ) -> AsyncIterator[Event]:
         """This agent's part of the turn; ``history`` ends with what it must act on."""
         usage = TurnUsage(hops=ctx.hops)
@@ -123,6 +129,9 @@ class AgentLoop:
         history = list(history)
         try:
             space = await self.action_space()
+            if resume is not None:
+                async for event in self._resume(ctx, resume, history, deadline, record):
+                    yield event
             for _ in range(self.spec.max_steps):
                 request = self._request(ctx, history, space, usage)
                 step: list[Any] = []
@@ -147,7 +156,7 @@ class AgentLoop:
                             text=action.text, output=action.output, truncated=action.truncated
                         )
                         yield await record(self._event(answer, ctx))
-                        yield self._done(usage, ok=True)
+                        yield self._done(usage, status="ok")
                         return
                     if action.kind == "tool":
                         async for event in self._tool(ctx, action, history, deadline, record):
@@ -162,10 +171,12 @@ class AgentLoop:
             raise MaxStepsExceeded(
                 f"agent {self.spec.name!r} used its {self.spec.max_steps} steps without answering"
             )
+        except _Paused:
+            yield self._done(usage, status="paused")
         except (AgentRunError, GenerationError) as exc:
             error = ErrorEvent(code=exc.code, message=exc.message)
             yield await record(self._event(error, ctx))
-            yield self._done(usage, ok=False)
+            yield self._done(usage, status="error")
 
     # -- one step -------------------------------------------------------------------
 
@@ -258,33 +269,76 @@ class AgentLoop:
         record: Recorder,
     ) -> AsyncIterator[Event]:
         call_id = f"call_{uuid.uuid4().hex[:12]}"
-        yield await record(
-            self._event(
-                ToolCallEvent(call_id=call_id, name=action.tool, arguments=action.arguments), ctx
+        call = ToolCallEvent(call_id=call_id, name=action.tool, arguments=action.arguments)
+        yield await record(self._event(call, ctx))
+        history.append(call_message(self.spec.name, call_id, action.tool, action.arguments))
+        space = await self.action_space()
+        if any(t.name == action.tool and t.requires_approval for t in space.tools):
+            pending = ApprovalRequiredEvent(
+                call_id=call_id, name=action.tool, arguments=action.arguments
             )
-        )
+            yield await record(self._event(pending, ctx))
+            raise _Paused
+        async for event in self._run_tool(ctx, call, history, deadline, record, approved=False):
+            yield event
+
+    async def _run_tool(
+        self,
+        ctx: TurnContext,
+        call: ToolCallEvent,
+        history: list[BaseMessage],
+        deadline: float,
+        record: Recorder,
+        *,
+        approved: bool,
+    ) -> AsyncIterator[Event]:
+        """Execute a recorded call and record its result; ``history`` has the call."""
         result = await self._before(
             deadline,
             self._tools.execute(
                 ToolCallRequest(
-                    call_id=call_id,
-                    name=action.tool,
-                    arguments=action.arguments,
+                    call_id=call.call_id,
+                    name=call.name,
+                    arguments=call.arguments,
                     conversation_id=ctx.conversation_id,
                     agent=self.spec.name,
                     trace_id=ctx.trace_id,
                     deadline=deadline,
+                    approved=approved,
                 )
             ),
         )
         event = ToolResultEvent(
-            call_id=call_id, name=action.tool, content=result.content, is_error=result.is_error
+            call_id=call.call_id, name=call.name, content=result.content, is_error=result.is_error
         )
         yield await record(self._event(event, ctx))
-        history += [
-            call_message(self.spec.name, call_id, action.tool, action.arguments),
-            result_message(event),
-        ]
+        history.append(result_message(event))
+
+    async def _resume(
+        self,
+        ctx: TurnContext,
+        decision: ApprovalEvent,
+        history: list[BaseMessage],
+        deadline: float,
+        record: Recorder,
+    ) -> AsyncIterator[Event]:
+        """Run (or refuse) the call the turn paused for, then the turn goes on."""
+        call = _pending_call(history, decision.call_id)
+        if call is None:
+            return  # already run: this turn's earlier runner died after running it
+        if decision.approved:
+            async for event in self._run_tool(ctx, call, history, deadline, record, approved=True):
+                yield event
+            return
+        reason = f": {decision.reason}" if decision.reason else ""
+        event = ToolResultEvent(
+            call_id=call.call_id,
+            name=call.name,
+            content=f"rejected: a person did not approve this call{reason}",
+            is_error=True,
+        )
+        yield await record(self._event(event, ctx))
+        history.append(result_message(event))
 
     async def _ask(
         self,
@@ -371,10 +425,10 @@ class AgentLoop:
     def _event(self, event: Event, ctx: TurnContext) -> Event:
         return event.model_copy(update={"agent": self.spec.name, "turn_id": ctx.turn_id})
 
-    def _done(self, usage: TurnUsage, *, ok: bool) -> DoneEvent:
+    def _done(self, usage: TurnUsage, *, status: Literal["ok", "error", "paused"]) -> DoneEvent:
         return DoneEvent(
             agent=self.spec.name,
-            status="ok" if ok else "error",
+            status=status,
             usage=usage,
             active_agent=self.spec.name,
         )
@@ -408,6 +462,22 @@ def _native_tools(space: ActionSpace) -> list[dict[str, Any]]:
                 }
             )
     return tools
+
+
+class _Paused(Exception):  # a control-flow signal, not an error
+    """The turn waits for a person's approval."""
+
+
+def _pending_call(history: list[BaseMessage], call_id: str) -> ToolCallEvent | None:
+    """The call ``call_id`` of the history, if no result answers it yet."""
+    answered = {m.tool_call_id for m in history if isinstance(m, ToolMessage)}
+    if call_id in answered:
+        return None
+    for message in reversed(history):
+        for call in getattr(message, "tool_calls", None) or []:
+            if call["id"] == call_id:
+                return ToolCallEvent(call_id=call_id, name=call["name"], arguments=call["args"])
+    return None
 
 
 def _add(total: TurnUsage, part: TurnUsage) -> None:

@@ -23,6 +23,7 @@ class ToolDefinition(BaseModel):
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON Schema of the arguments object.",
     )
+    requires_approval: bool = Field(False, description="A person approves each call first.")
 
 
 class ToolCallRequest(BaseModel):
@@ -37,6 +38,9 @@ class ToolCallRequest(BaseModel):
     agent: str | None = None
     trace_id: str | None = None
     deadline: float | None = Field(None, description="Epoch seconds the caller waits until.")
+    approved: bool = Field(
+        False, description="A person approved this call (tools that require approval)."
+    )
 
 
 class ToolResult(BaseModel):

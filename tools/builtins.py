@@ -79,7 +79,12 @@ def builtin_tool(spec: ToolSpec, *, sandbox: Sandbox | None = None) -> Tool:
     schema = model.model_json_schema()
     schema.pop("title", None)
     schema.pop("description", None)
-    definition = ToolDefinition(name=name, description=spec.description or about, parameters=schema)
+    definition = ToolDefinition(
+        name=name,
+        description=spec.description or about,
+        parameters=schema,
+        requires_approval=spec.settings.requires_approval,
+    )
     return Tool(definition, spec.settings, model, run=runner, sandboxed=spec.builtin == "python")
 
 

@@ -60,6 +60,8 @@ class ToolRunner(ToolExecutor):
         try:
             tool = self.registry.get(request.name)
             self._check_grant(request)
+            if tool.settings.requires_approval and not request.approved:
+                return _error(request, "approval_required", "a person must approve this call")
             arguments = tool.validate(request.arguments)
         except ValidationError as exc:
             schema = json.dumps(self.registry.get(request.name).definition.parameters)

@@ -103,6 +103,7 @@ class ToolRegistry:
             name=name,
             description=description or inspect.getdoc(fn) or "",
             parameters=_schema(model),
+            requires_approval=settings.requires_approval,
         )
         run = None if settings.isolated else _in_process(fn)
         return self.add(Tool(definition, settings, model, function=fn, run=run))
@@ -125,6 +126,7 @@ class ToolRegistry:
             name=name or tool.name,
             description=description or tool.description or "",
             parameters=_schema(model),
+            requires_approval=settings.requires_approval,
         )
 
         def invoke(**arguments: Any) -> Any:

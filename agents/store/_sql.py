@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from agents.events import Event, MessageEvent, event_adapter
+from agents.events import ApprovalEvent, Event, MessageEvent, event_adapter
 from agents.store._batch import Batch, busy, new_turn_id, not_found, now, number
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 
@@ -146,7 +146,7 @@ class SQLStore(ConversationStore):
     async def begin_turn(
         self,
         conversation_id: str,
-        message: MessageEvent,
+        message: MessageEvent | ApprovalEvent,
         *,
         idempotency_key: str,
         agent: str,
@@ -201,7 +201,7 @@ class SQLStore(ConversationStore):
 def _begin_turn(
     sql: Statements,
     conversation_id: str,
-    message: MessageEvent,
+    message: MessageEvent | ApprovalEvent,
     key: str,
     agent: str,
     lease_until: float | None,

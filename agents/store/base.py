@@ -16,11 +16,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.events import Event, MessageEvent
+from agents.events import ApprovalEvent, Event, MessageEvent
 
 __all__ = ["ConversationInfo", "ConversationStore", "TurnRecord"]
 
-TurnStatus = Literal["running", "ok", "error"]
+TurnStatus = Literal["running", "ok", "error", "paused"]
 
 
 class ConversationInfo(BaseModel):
@@ -70,13 +70,16 @@ class ConversationStore(abc.ABC):
     async def begin_turn(
         self,
         conversation_id: str,
-        message: MessageEvent,
+        message: MessageEvent | ApprovalEvent,
         *,
         idempotency_key: str,
         agent: str,
         lease_until: float | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn, creating the conversation if new.
+
+        The opening event is a user message, or a person's decision on a pending
+        tool call (which opens the turn that resumes the paused one).
 
         ``agent`` becomes the active agent of a new conversation. Returns the turn and
         whether it is new; when ``idempotency_key`` was seen before in this

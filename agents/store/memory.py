@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agents.events import Event, MessageEvent
+from agents.events import ApprovalEvent, Event, MessageEvent
 from agents.store._batch import busy, new_turn_id, not_found, now, number
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, TurnStatus
 
@@ -37,7 +37,7 @@ class MemoryStore(ConversationStore):
     async def begin_turn(
         self,
         conversation_id: str,
-        message: MessageEvent,
+        message: MessageEvent | ApprovalEvent,
         *,
         idempotency_key: str,
         agent: str,

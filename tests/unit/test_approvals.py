@@ -1,0 +1,112 @@
+"""Human approval: a tool marked requires_approval pauses the turn until a decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.errors import NoPendingApproval
+from agents.events import (
+    AnswerEvent,
+    ApprovalRequiredEvent,
+    DoneEvent,
+    Event,
+    ToolResultEvent,
+)
+from agents.spec import AgentSpec
+from agents.store import SQLiteStore
+from agents.testing import LocalApp, ScriptedGenerator, action
+from tools import testing
+from tools.base import ToolCallRequest
+from tools.executor import ToolRunner
+from tools.registry import ToolRegistry
+from tools.spec import ToolSettings
+
+RULES = [
+    {"match": "refund", "json_reply": action("tool", tool="add", arguments={"a": 40, "b": 2})},
+    {"match": r"\[add result\] 42", "json_reply": action("answer", text="Refunded 42.")},
+    {"match": r"\[add result\] rejected", "json_reply": action("answer", text="Not refunded.")},
+]
+
+
+def runner() -> ToolRunner:
+    registry = ToolRegistry()
+    registry.add_function(testing.add, settings=ToolSettings(requires_approval=True))
+    return ToolRunner(registry, grants={"billing": ["add"]})
+
+
+def app(store: SQLiteStore) -> LocalApp:
+    spec = AgentSpec(name="billing", model="m", tools=["add"])
+    return LocalApp([spec], generator=ScriptedGenerator(RULES), tools=runner(), store=store)
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [e.type for e in events if e.type != "token"]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> SQLiteStore:
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    return store
+
+
+async def pause(billing: LocalApp) -> ApprovalRequiredEvent:
+    events = await billing.send("please refund me", conversation_id="c1")
+    assert kinds(events) == ["message", "tool_call", "approval_required", "done"]
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.status == "paused"
+    pending = events[2]
+    assert isinstance(pending, ApprovalRequiredEvent)
+    assert (pending.name, pending.arguments) == ("add", {"a": 40, "b": 2})
+    return pending
+
+
+async def test_approve_runs_the_call_and_the_turn_goes_on(store: SQLiteStore) -> None:
+    billing = app(store)
+    pending = await pause(billing)
+    events = await billing.decide("c1", pending.call_id, approved=True)
+    assert kinds(events) == ["approval", "tool_result", "answer", "done"]
+    assert [e.content for e in events if isinstance(e, ToolResultEvent)] == ["42"]
+    assert [e.text for e in events if isinstance(e, AnswerEvent)] == ["Refunded 42."]
+    # Deciding again replays the stored turn; nothing runs twice.
+    again = await billing.decide("c1", pending.call_id, approved=True)
+    assert kinds(again) == kinds(events)
+    stored = await store.events("c1")
+    assert sum(e.type == "tool_result" for e in stored) == 1
+
+
+async def test_reject_reaches_the_agent_as_a_tool_error(store: SQLiteStore) -> None:
+    billing = app(store)
+    pending = await pause(billing)
+    events = await billing.decide("c1", pending.call_id, approved=False, reason="too much")
+    [result] = [e for e in events if isinstance(e, ToolResultEvent)]
+    assert result.is_error and result.content.endswith("did not approve this call: too much")
+    assert [e.text for e in events if isinstance(e, AnswerEvent)] == ["Not refunded."]
+
+
+async def test_a_pending_approval_survives_a_restart(store: SQLiteStore, tmp_path: Path) -> None:
+    pending = await pause(app(store))
+    await store.close()
+    # New replicas: a fresh store connection, entry, agent and executor.
+    reopened = SQLiteStore(tmp_path / "c.db")
+    await reopened.open()
+    events = await app(reopened).decide("c1", pending.call_id, approved=True)
+    assert [e.text for e in events if isinstance(e, AnswerEvent)] == ["Refunded 42."]
+
+
+async def test_a_decision_needs_a_pending_call(store: SQLiteStore) -> None:
+    billing = app(store)
+    await pause(billing)
+    with pytest.raises(NoPendingApproval, match="call_nope"):
+        await billing.decide("c1", "call_nope", approved=True)
+
+
+async def test_the_executor_refuses_an_unapproved_call() -> None:
+    request: dict[str, Any] = {"call_id": "x", "name": "add", "arguments": {"a": 1, "b": 1}}
+    result = await runner().execute(ToolCallRequest(agent="billing", **request))
+    assert result.is_error and result.error_type == "approval_required"
+    approved = await runner().execute(ToolCallRequest(agent="billing", approved=True, **request))
+    assert approved.content == "2"

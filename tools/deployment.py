@@ -1,0 +1,85 @@
+"""The tool-execution deployment: a Serve shell over ``ToolRunner``, and the
+``ToolExecutor`` agents use to reach it through its DeploymentHandle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from agents.errors import RayAgentsError, UnknownToolError
+from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
+from tools.executor import ToolRunner
+from tools.registry import ToolRegistry
+from tools.sandbox import Sandbox
+from tools.spec import ToolsConfig
+from tools.workers import WorkerPool
+
+__all__ = ["DEPLOYMENT_NAME", "HandleTools", "ToolDeployment", "build_registry"]
+
+DEPLOYMENT_NAME = "tools"
+
+
+def build_registry(config: ToolsConfig) -> ToolRegistry:
+    """The registry a tools config declares."""
+    registry = ToolRegistry()
+    sandbox = Sandbox(config.sandbox)
+    for spec in config.tools:
+        registry.add_spec(spec, sandbox=sandbox)
+    return registry
+
+
+class ToolDeployment:
+    """Runs every agent's tool calls; scales on its own, apart from the agents."""
+
+    def __init__(self, config: ToolsConfig, grants: Mapping[str, list[str]]) -> None:
+        self.runner = ToolRunner(
+            build_registry(config), grants=grants, workers=WorkerPool(config.workers)
+        )
+
+    async def definitions(self, names: list[str]) -> list[ToolDefinition]:
+        """The definitions of ``names``."""
+        return await self.runner.definitions(names)
+
+    async def execute(self, request: ToolCallRequest) -> ToolResult:
+        """Run one call."""
+        return await self.runner.execute(request)
+
+    async def __del__(self) -> None:
+        await self.runner.close()
+
+
+class HandleTools(ToolExecutor):
+    """The tool deployment, as an agent's ``ToolExecutor``."""
+
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
+        self._handle = handle
+
+    async def definitions(self, names: list[str]) -> list[ToolDefinition]:
+        """Ask the deployment for the definitions."""
+        try:
+            result: list[ToolDefinition] = await self._handle.definitions.remote(names)
+        except RayAgentsError:
+            raise
+        except Exception as exc:
+            cause: Any = getattr(exc, "cause", None) or exc
+            if isinstance(cause, RayAgentsError):
+                raise type(cause)(cause.message) from exc
+            raise UnknownToolError(f"the tool deployment failed: {cause}") from exc
+        return result
+
+    async def execute(self, request: ToolCallRequest) -> ToolResult:
+        """Run the call in the deployment; an unreachable executor is an error result."""
+        try:
+            result: ToolResult = await self._handle.execute.remote(request)
+        except Exception as exc:
+            cause: Any = getattr(exc, "cause", None) or exc
+            return ToolResult(
+                call_id=request.call_id,
+                name=request.name,
+                content=f"tool_unavailable: the tool executor failed: {cause}",
+                is_error=True,
+                error_type="tool_unavailable",
+            )
+        return result

@@ -126,8 +126,10 @@ def _tools_deployment(agents: Sequence[AgentSpec], tools: ToolsConfig | None) ->
             f"agents {', '.join(sorted(wanted))} use tools, but no tools are declared"
         )
     registered = set(build_registry(tools).names)
+    # MCP tools are listed when the executor connects; their prefix is known now.
+    prefixes = tuple(f"{server.name}." for server in tools.mcp_servers)
     for agent, names in wanted.items():
-        missing = [n for n in names if n not in registered]
+        missing = [n for n in names if n not in registered and not n.startswith(prefixes)]
         if missing:
             raise ConfigError(
                 f"agent {agent!r} uses unknown tool(s) {', '.join(missing)}; "

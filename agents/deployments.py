@@ -24,7 +24,7 @@ from agents.events import Event
 from agents.messages import dump_messages
 from agents.peers import Peers
 from agents.pool.client import PoolClient
-from agents.protocol import AskRequest, AskResult, SendRequest, TurnRequest
+from agents.protocol import AskRequest, AskResult, DecisionRequest, SendRequest, TurnRequest
 from agents.service import AgentService
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec, create_store
@@ -177,6 +177,11 @@ class ConversationsDeployment:
     async def send(self, request: SendRequest) -> AsyncIterator[list[Event]]:
         """Run one turn and stream its events, in lists of the events that are ready."""
         async for batch in batched(self.conversations.send(request)):
+            yield batch
+
+    async def decide(self, request: DecisionRequest) -> AsyncIterator[list[Event]]:
+        """Approve or reject a paused tool call; stream the turn that resumes it."""
+        async for batch in batched(self.conversations.decide(request)):
             yield batch
 
     async def history(self, conversation_id: str, after_seq: int = 0) -> list[Event]:

@@ -11,6 +11,7 @@ from ray.serve.handle import DeploymentHandle
 from agents.errors import RayAgentsError, UnknownToolError
 from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
 from tools.executor import ToolRunner
+from tools.mcp import MCPSource
 from tools.registry import ToolRegistry
 from tools.sandbox import Sandbox
 from tools.spec import ToolsConfig
@@ -33,10 +34,15 @@ def build_registry(config: ToolsConfig) -> ToolRegistry:
 class ToolDeployment:
     """Runs every agent's tool calls; scales on its own, apart from the agents."""
 
-    def __init__(self, config: ToolsConfig, grants: Mapping[str, list[str]]) -> None:
-        self.runner = ToolRunner(
-            build_registry(config), grants=grants, workers=WorkerPool(config.workers)
-        )
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self, config: ToolsConfig, grants: Mapping[str, list[str]]
+    ) -> None:
+        registry = build_registry(config)
+        self._sources = [MCPSource(spec) for spec in config.mcp_servers]
+        for source in self._sources:
+            await source.connect()
+            await source.register(registry)
+        self.runner = ToolRunner(registry, grants=grants, workers=WorkerPool(config.workers))
 
     async def definitions(self, names: list[str]) -> list[ToolDefinition]:
         """The definitions of ``names``."""
@@ -48,6 +54,8 @@ class ToolDeployment:
 
     async def __del__(self) -> None:
         await self.runner.close()
+        for source in self._sources:
+            await source.close()
 
 
 class HandleTools(ToolExecutor):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import jsonschema
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -63,7 +64,7 @@ class ToolRunner(ToolExecutor):
             if tool.settings.requires_approval and not request.approved:
                 return _error(request, "approval_required", "a person must approve this call")
             arguments = tool.validate(request.arguments)
-        except ValidationError as exc:
+        except (ValidationError, jsonschema.ValidationError) as exc:
             schema = json.dumps(self.registry.get(request.name).definition.parameters)
             return _error(request, "invalid_arguments", f"{_problems(exc)}. Schema: {schema}")
         except RayAgentsError as exc:
@@ -138,7 +139,10 @@ def _error(request: ToolCallRequest, kind: str, message: str) -> ToolResult:
     )
 
 
-def _problems(exc: ValidationError) -> str:
+def _problems(exc: ValidationError | jsonschema.ValidationError) -> str:
+    if isinstance(exc, jsonschema.ValidationError):
+        where = ".".join(str(p) for p in exc.absolute_path) or "arguments"
+        return f"invalid arguments: {where}: {exc.message}"
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "arguments"

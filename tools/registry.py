@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, create_model
 
 from agents.errors import ConfigError, UnknownToolError
@@ -37,7 +38,7 @@ class Tool:
 
     definition: ToolDefinition
     settings: ToolSettings
-    arguments: type[BaseModel]
+    arguments: type[BaseModel] | None
     function: Callable[..., Any] | None = None
     run: Runner | None = None
     sandboxed: bool = False
@@ -48,7 +49,12 @@ class Tool:
         return self.definition.name
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments checked against the schema; raises ``ValidationError``."""
+        """The arguments checked against the schema (the pydantic model when there is
+        one, else the JSON schema); raises ``ValidationError`` or
+        ``jsonschema.ValidationError``."""
+        if self.arguments is None:
+            jsonschema.validate(arguments, self.definition.parameters)
+            return arguments
         model = self.arguments.model_validate(arguments)
         return {name: getattr(model, name) for name in type(model).model_fields}
 

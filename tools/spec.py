@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.sandbox import SandboxLimits
 
-__all__ = ["BUILTINS", "ToolSettings", "ToolSpec", "ToolsConfig"]
+__all__ = ["BUILTINS", "MCPServerSpec", "ToolSettings", "ToolSpec", "ToolsConfig"]
 
 _Strict = ConfigDict(extra="forbid")
 BUILTINS = ("python", "http_get", "calculator", "current_time")
@@ -74,6 +74,37 @@ class ToolSpec(BaseModel):
         return self
 
 
+class MCPServerSpec(BaseModel):
+    """One MCP server and how to reach it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$",
+        description="The prefix of its tools: tool `forecast` becomes `<name>.forecast`.",
+    )
+    transport: Literal["stdio", "http"] = Field("stdio", description="How to reach it.")
+    command: list[str] | None = Field(
+        None,
+        description="stdio: the server's command line; 'python' means this interpreter.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment.")
+    url: str | None = Field(None, description="http: the streamable-HTTP endpoint.")
+    connect_timeout_s: float = Field(30.0, gt=0, description="Seconds to connect and list.")
+    settings: ToolSettings = Field(
+        default_factory=lambda: ToolSettings(isolated=False),
+        description="Settings of every tool of this server (timeout_s, retries, ...).",
+    )
+
+    @model_validator(mode="after")
+    def _target(self) -> Self:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("a stdio MCP server needs `command`")
+        if self.transport == "http" and not self.url:
+            raise ValueError("an http MCP server needs `url`")
+        return self
+
+
 class ToolsConfig(BaseModel):
     """The tool plane of an app: its tools, the sandbox and the executor's size."""
 
@@ -82,6 +113,9 @@ class ToolsConfig(BaseModel):
     tools: list[ToolSpec] = Field(default_factory=list, description="The registry.")
     sandbox: SandboxLimits = Field(
         default_factory=SandboxLimits, description="Limits of each sandboxed call."
+    )
+    mcp_servers: list[MCPServerSpec] = Field(
+        default_factory=list, description="MCP servers whose tools join the registry."
     )
     workers: int = Field(2, ge=1, description="Worker processes per executor replica.")
     min_replicas: int = Field(1, ge=1, description="Fewest executor replicas.")

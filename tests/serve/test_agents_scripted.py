@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,10 +14,12 @@ from agents.builder import INGRESS_NAME, build_agents_app
 from agents.events import AnswerEvent, DoneEvent, ErrorEvent, Event, HandoffEvent, TokenEvent
 from agents.messages import load_messages
 from agents.pool.spec import PoolSpec
-from agents.protocol import SendRequest
+from agents.protocol import DecisionRequest, SendRequest
 from agents.spec import AgentSpec
 from agents.store import SQLiteStore, StoreSpec
 from agents.testing import action
+from tools.base import ToolCallRequest
+from tools.spec import ToolsConfig
 
 pytestmark = [pytest.mark.serve, pytest.mark.timeout(900)]
 
@@ -32,6 +36,15 @@ SCRIPT = [
     {"match": "^invoice", "json_reply": action("ask", agent="billing", question="Invoice total?")},
     answer("Invoice total", "42 EUR"),
     answer(r"\[ask result\] 42 EUR", "The total is 42 EUR."),
+    {"match": "^sum", "json_reply": action("tool", tool="add", arguments={"a": 2, "b": 3})},
+    answer(r"\[add result\] 5", "It is 5."),
+    {"match": "^shout", "json_reply": action("tool", tool="shout", arguments={"text": "ok"})},
+    answer(r"\[shout result\] OK", "Shouted."),
+    {
+        "match": "^forecast",
+        "json_reply": action("tool", tool="wx.forecast", arguments={"city": "Oslo"}),
+    },
+    answer(r"\[wx.forecast result\] Sunny in Oslo", "Sunny in Oslo."),
     answer("Handed off to billing", "Billing here: refund issued."),
     answer("Handed off to tech", "Tech here."),
     answer("^slow", " ".join(["word"] * 40), token_delay_s=0.25),
@@ -42,6 +55,14 @@ POOL = {
         {"id": "m", "source": "builtin:smollm2-135m-instruct", "scripted": SCRIPT},
     ]
 }
+MCP_SERVER = Path(__file__).parents[1] / "fixtures" / "mcp_weather.py"
+TOOLS = {
+    "tools": [
+        {"function": "tools.testing:add"},
+        {"function": "tools.testing:shout", "settings": {"requires_approval": True}},
+    ],
+    "mcp_servers": [{"name": "wx", "command": ["python", str(MCP_SERVER)]}],
+}
 AGENTS = [
     {"name": "triage", "model": "m", "handoffs": ["billing", "tech"], "can_answer": False},
     {
@@ -50,7 +71,13 @@ AGENTS = [
         "description": "refunds",
         "scaling": {"min_replicas": 2, "max_replicas": 2},
     },
-    {"name": "tech", "model": "m", "description": "bugs", "asks": ["billing"]},
+    {
+        "name": "tech",
+        "model": "m",
+        "description": "bugs",
+        "asks": ["billing"],
+        "tools": ["add", "shout", "wx.forecast"],
+    },
 ]
 
 
@@ -64,6 +91,7 @@ def app(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -
         [AgentSpec.model_validate(a) for a in AGENTS],
         PoolSpec.model_validate(POOL),
         store=store,
+        tools=ToolsConfig.model_validate(TOOLS),
     )
     serve.run(built, name=APP, route_prefix=None)
     yield serve.get_app_handle(APP), db
@@ -114,6 +142,72 @@ async def test_ask_through_deployment_handles(app: Any) -> None:
     answers = [e for e in events if isinstance(e, AnswerEvent)]
     assert [(a.agent, a.text) for a in answers] == [("tech", "The total is 42 EUR.")]
     assert done_of(events).usage.hops == 1
+
+
+async def test_tool_call_through_the_executor_deployment(app: Any) -> None:
+    events = await send(app, "sum of 2 and 3", conversation_id=uuid.uuid4().hex, agent="tech")
+    kinds = [e.type for e in events if not isinstance(e, TokenEvent)]
+    assert kinds == ["message", "tool_call", "tool_result", "answer", "done"]
+    assert [getattr(e, "content", None) for e in events if e.type == "tool_result"] == ["5"]
+
+
+async def test_an_mcp_tool_through_the_executor_deployment(app: Any) -> None:
+    events = await send(app, "forecast for Oslo", conversation_id=uuid.uuid4().hex, agent="tech")
+    results = [getattr(e, "content", None) for e in events if e.type == "tool_result"]
+    assert results == ["Sunny in Oslo for 1 day(s)"]
+    assert [getattr(e, "text", None) for e in events if e.type == "answer"] == ["Sunny in Oslo."]
+
+
+async def test_a_crafted_call_to_a_tool_granted_to_another_agent_is_refused(app: Any) -> None:
+    from ray import serve
+
+    executor = serve.get_deployment_handle("tools", APP)
+    crafted = ToolCallRequest(call_id="x", name="add", arguments={"a": 1, "b": 1}, agent="billing")
+    result = await executor.execute.remote(crafted)
+    assert result.is_error and result.error_type == "tool_forbidden"
+    allowed = await executor.execute.remote(crafted.model_copy(update={"agent": "tech"}))
+    assert allowed.content == "2"
+
+
+async def test_a_pending_approval_survives_replica_restarts(app: Any) -> None:
+    import ray
+    from ray import serve
+
+    conversation = f"approval-{uuid.uuid4().hex[:8]}"
+    events = await send(app, "shout it", conversation_id=conversation, agent="tech")
+    assert done_of(events).status == "paused"
+    pending = next(e for e in events if e.type == "approval_required")
+
+    # Restart the agent's and the executor's replicas while the call waits.
+    def replicas() -> set[str]:
+        prefixes = tuple(f"SERVE_REPLICA::{APP}#{d}#" for d in ("agent-tech", "tools"))
+        return {
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(prefixes)
+        }
+
+    old = replicas()
+    assert len(old) == 2
+    for name in old:
+        ray.kill(ray.get_actor(name, namespace="serve"))
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:  # Serve replaces them: wait for two new, healthy replicas
+        fresh = replicas() - old
+        deployments = serve.status().applications[APP].deployments
+        healthy = all(deployments[d].status == "HEALTHY" for d in ("agent-tech", "tools"))
+        if len(fresh) == 2 and healthy:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "replicas did not come back"
+        await asyncio.sleep(0.5)
+    decision = DecisionRequest(
+        conversation_id=conversation,
+        call_id=pending.call_id,  # type: ignore[attr-defined]
+        approved=True,
+    )
+    stream = app[0].options(stream=True).decide.remote(decision)
+    resumed = [e async for batch in stream for e in batch]
+    assert [getattr(e, "text", None) for e in resumed if e.type == "answer"] == ["Shouted."]
 
 
 async def test_a_conversation_stays_on_one_replica(app: Any) -> None:

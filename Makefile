@@ -7,7 +7,7 @@ MODEL ?= builtin:smollm2-135m-instruct
 CONFIG ?= configs/pool.yaml
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install run test test-fast lint bench bench-pool bench-agents clean
+.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools clean
 
 install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
@@ -40,13 +40,16 @@ test: install lint
 test-fast: $(STAMP)
 	$(PYTEST) -p no:cacheprovider -m "not serve and not vllm" -q
 
-bench: bench-pool bench-agents
+bench: bench-pool bench-agents bench-tools
 
 bench-pool: install
 	$(BIN)/python -m benchmarks.pool --out benchmarks/results/pool.json
 
 bench-agents: install
 	$(BIN)/python -m benchmarks.agents --out benchmarks/results/agents.json
+
+bench-tools: install
+	$(BIN)/python -m benchmarks.tools --out benchmarks/results/tools.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -31,7 +31,7 @@ from tools.deployment import DEPLOYMENT_NAME as TOOLS_DEPLOYMENT
 from tools.deployment import ToolDeployment, build_registry
 from tools.spec import ToolsConfig
 
-__all__ = ["INGRESS_NAME", "build_agents_app", "check_agents"]
+__all__ = ["INGRESS_NAME", "build_agents_app", "check_agents", "tools_deployment"]
 
 INGRESS_NAME = "agents-ingress"
 # Every call carries the conversation id as its session id: one replica per conversation.
@@ -75,7 +75,7 @@ def build_agents_app(
     """One Serve application: the entry, one deployment per agent, the tool executor
     (when ``tools`` declares any) and the pool."""
     check_agents(agents, pool)
-    tools_app = _tools_deployment(agents, tools)
+    tools_app = tools_deployment(agents, tools)
     servers, _ = pool_servers(pool)
     descriptions = {a.name: a.description for a in agents}
     bound: dict[str, Application] = {}
@@ -116,7 +116,7 @@ def build_agents_app(
     return app
 
 
-def _tools_deployment(agents: Sequence[AgentSpec], tools: ToolsConfig | None) -> Any:
+def tools_deployment(agents: Sequence[AgentSpec], tools: ToolsConfig | None) -> Any:
     """The bound tool executor, after checking every granted tool is registered."""
     wanted = {spec.name: spec.tools for spec in agents if spec.tools}
     if not wanted:

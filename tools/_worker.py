@@ -50,11 +50,10 @@ def main() -> None:
             value = fn(**arguments)
             if inspect.isawaitable(value):
                 value = asyncio.run(_await(value))
-            answer: tuple[Any, ...] = ("ok", value)
-            frame(answer)  # the value must pickle; if not, say so as an error
+            data = frame(("ok", value))  # a value that does not pickle is an error too
         except Exception as exc:  # the tool's failure is the caller's result
-            answer = ("error", type(exc).__name__, str(exc))
-        answers.write(frame(answer))
+            data = frame(("error", type(exc).__name__, str(exc)))
+        answers.write(data)
         answers.flush()
 
 

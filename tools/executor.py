@@ -75,7 +75,7 @@ class ToolRunner(ToolExecutor):
                 value = await self._run_with_retries(tool, arguments, request.deadline)
             except ToolFailed as exc:
                 return _error(request, exc.error_type, exc.message)
-            except (ToolCrashed, ToolTimeout) as exc:
+            except RayAgentsError as exc:  # timeouts, crashes, an unavailable sandbox
                 return _error(request, exc.code, exc.message)
         return ToolResult(
             call_id=request.call_id,

@@ -73,3 +73,35 @@ async def test_an_agent_calls_an_mcp_tool(runner: ToolRunner) -> None:
         "Sunny in Paris for 1 day(s)"
     ]
     assert [e.text for e in events if isinstance(e, AnswerEvent)] == ["Sunny."]
+
+
+async def test_a_streamable_http_server() -> None:
+    import asyncio
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, str(SERVER), "http", str(port), stderr=asyncio.subprocess.DEVNULL
+    )
+    spec = MCPServerSpec(name="web", transport="http", url=f"http://127.0.0.1:{port}/mcp")
+    source = MCPSource(spec)
+    try:
+        for _ in range(100):  # until the server listens
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        await source.connect()
+        registry = ToolRegistry()
+        await source.register(registry)
+        result = await ToolRunner(registry).execute(
+            ToolCallRequest(call_id="c", name="web.forecast", arguments={"city": "Rome"})
+        )
+        assert result.content == "Sunny in Rome for 1 day(s)"
+    finally:
+        await source.close()
+        server.kill()
+        await server.wait()

@@ -6,19 +6,21 @@ What a sandboxed call gets:
   included (``unshare --net``);
 - its own PID namespace and ``/proc``: it sees only its own processes, so no other
   process's environment or memory;
-- its own mount namespace in which ``/`` and ``/dev/shm`` are read-only and only a
-  fresh temporary working directory is writable;
-- an unprivileged user (``nobody``) with no supplementary groups and
-  ``no_new_privs``, so setuid binaries cannot raise it back;
+- its own mount namespace in which ``/`` is read-only, ``/run``, ``/var/tmp``,
+  ``/dev/shm`` and ``/dev/mqueue`` are empty and read-only (no host sockets or shared
+  files), and only a fresh in-memory ``/tmp`` (``file_mib`` large) is writable;
+- an unprivileged uid of its own (a fresh one per call, from 200000 up), no
+  supplementary groups and ``no_new_privs``, so setuid binaries cannot raise it back
+  and concurrent calls cannot touch each other;
 - a clean environment (``PATH``, ``HOME`` = the working directory, ``LANG``): no
   secret of the server leaks in;
 - rlimits on CPU seconds, address space, process count, file size and open files,
   plus a wall-clock timeout after which the whole process group is killed.
 
 What it does not give: it is not a VM or seccomp filter (the kernel's whole syscall
-surface is reachable), files readable by ``nobody`` outside the working directory can
-be read (secrets must not be world-readable), and CPU and memory are limited per
-process, not as a cgroup for the call. When namespaces cannot be created (no
+surface is reachable), world-readable files outside those mounts can be read (secrets
+must not be world-readable), and CPU and memory are limited per process, not as a
+cgroup for the call. When namespaces cannot be created (no
 privileges, or not Linux) ``Sandbox.check`` fails and sandboxed tools refuse to run:
 it fails closed.
 """
@@ -26,14 +28,12 @@ it fails closed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import resource
 import shutil
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,17 +41,27 @@ from agents.errors import RayAgentsError
 
 __all__ = ["Sandbox", "SandboxLimits", "SandboxResult", "SandboxUnavailable"]
 
-NOBODY = 65534
-# Mount setup inside the new namespaces, then run the program as nobody. The shell
-# stays as the namespace's init, so a program killed by a signal exits 128 + signal.
+# Each call runs as a uid of its own (no passwd entry needed), so calls cannot see
+# each other's files and the per-uid process limit is per call.
+_UID_BASE = 200_000
+_UID_SPAN = 100_000
+_uids = itertools.count()
+# Mount setup inside the new namespaces: the root read-only, fresh empty tmpfs over
+# every place that is writable on a usual host, the working directory on its own
+# tmpfs; then run the program as the call's uid. The shell stays as the namespace's
+# init, so a program killed by a signal exits 128 + signal.
 _SETUP = (
-    'mount --bind "$1" "$1" && mount --bind / / && mount -o remount,bind,ro / && '
-    "mount -t tmpfs -o ro,size=0 tmpfs /dev/shm && "
-    'cd "$1" && shift || exit 125; '
-    f"setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --no-new-privs "
-    '-- "$@"'
+    "set -e; mount --bind / /; mount -o remount,bind,ro /; "
+    'for d in /run /var/tmp /dev/shm /dev/mqueue; do [ -d "$d" ] && '
+    'mount -t tmpfs -o ro,size=0 tmpfs "$d"; done; '
+    'mount -t tmpfs -o "size=$2m,mode=1777" tmpfs /tmp; '
+    'mkdir /tmp/work; chown "$1:$1" /tmp/work; cd /tmp/work; '
+    "uid=$1; shift 2; set +e; "
+    'setpriv --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs -- "$@"'
 )
-_SETUP_FAILED = 125
+
+
+_SIGNALS = {int(s) for s in signal.Signals}
 
 
 class SandboxUnavailable(RayAgentsError):
@@ -92,9 +102,7 @@ class SandboxResult:
         if self.timed_out:
             return "timed out (wall-clock limit) and was killed"
         code = self.exit_code
-        if code == _SETUP_FAILED:
-            return f"the sandbox could not be set up: {self.stderr.strip()[-300:]}"
-        if code is not None and code > 128:
+        if code is not None and code > 128 and code - 128 in _SIGNALS:
             name = signal.Signals(code - 128).name
             hint = {"SIGXCPU": " (CPU time limit)", "SIGXFSZ": " (file size limit)"}
             return f"killed by {name}{hint.get(name, '')}"
@@ -113,7 +121,8 @@ class Sandbox:
         """Raise ``SandboxUnavailable`` unless namespaces and the tools for them exist."""
         if sys.platform != "linux":
             raise SandboxUnavailable("the sandbox needs Linux namespaces")
-        missing = [tool for tool in ("unshare", "setpriv", "mount") if shutil.which(tool) is None]
+        needed = ("prlimit", "unshare", "setpriv", "mount")
+        missing = [tool for tool in needed if shutil.which(tool) is None]
         if missing:
             raise SandboxUnavailable(f"the sandbox needs {', '.join(missing)} (util-linux)")
         if os.geteuid() != 0:
@@ -124,51 +133,48 @@ class Sandbox:
         return await self.run([self.python, "-I", "-c", code])
 
     async def run(self, argv: list[str]) -> SandboxResult:
-        """Run ``argv`` in the sandbox; its working directory is removed afterwards."""
+        """Run ``argv`` in the sandbox; everything it wrote is gone afterwards."""
         self.check()
-        workdir = Path(tempfile.mkdtemp(prefix="ray-agents-sandbox-"))
-        try:
-            os.chown(workdir, NOBODY, NOBODY)
-            command = [
-                "unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc",
-                "--kill-child", "--", "sh", "-c", _SETUP, "sandbox", str(workdir), *argv,
-            ]  # fmt: skip
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8"},
-                preexec_fn=self._limit,
-                start_new_session=True,
-            )
-            timed_out = False
-            try:
-                async with asyncio.timeout(self.limits.wall_s):
-                    stdout, stderr = await process.communicate()
-            except TimeoutError:
-                timed_out = True
-                _kill_group(process.pid)
-                stdout, stderr = await process.communicate()
-            return SandboxResult(
-                stdout=self._text(stdout),
-                stderr=self._text(stderr),
-                exit_code=process.returncode,
-                timed_out=timed_out,
-            )
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    def _limit(self) -> None:
-        # Runs in the child before exec; the limits pass on to everything it starts.
         limits = self.limits
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+        uid = _UID_BASE + next(_uids) % _UID_SPAN
         memory = limits.memory_mib * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
         size = limits.file_mib * 2**20
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        # prlimit sets the limits for everything it starts (no preexec_fn, which is
+        # unsafe in a threaded server).
+        command = [
+            "prlimit", f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}", f"--as={memory}",
+            f"--nproc={limits.processes}", f"--fsize={size}", "--nofile=64", "--",
+            "unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
+            "--", "sh", "-c", _SETUP, "sandbox", str(uid), str(limits.file_mib), *argv,
+        ]  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp/work", "LANG": "C.UTF-8"},
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            async with asyncio.timeout(limits.wall_s):
+                stdout, stderr = await process.communicate()
+        except TimeoutError:
+            timed_out = True
+            _kill_group(process.pid)
+            stdout, stderr = await process.communicate()
+        except BaseException:
+            # Cancelled from outside (the tool's timeout, the turn's deadline): the
+            # program must not outlive the call.
+            _kill_group(process.pid)
+            await process.wait()
+            raise
+        return SandboxResult(
+            stdout=self._text(stdout),
+            stderr=self._text(stderr),
+            exit_code=process.returncode,
+            timed_out=timed_out,
+        )
 
     def _text(self, data: bytes) -> str:
         cap = self.limits.output_bytes

@@ -51,9 +51,10 @@ async def test_code_runs_and_may_write_its_own_folder(runner: ToolRunner) -> Non
         ),
         (
             "write outside its folder",
-            "open('/tmp/escaped.txt', 'w').write('x')",
+            "open('/var/tmp/escaped.txt', 'w').write('x')",
             "Read-only file system",
         ),
+        ("write to the host's files", "open('/etc/escaped.txt', 'w').write('x')", "Read-only"),
         ("fork bomb", "import os\nwhile True: os.fork()", "Resource temporarily unavailable"),
         ("allocate 2 GB", "b = bytearray(2 * 1024 ** 3)", "MemoryError"),
         ("infinite loop", "while True: pass", "CPU time limit"),
@@ -65,7 +66,31 @@ async def test_escape_attempts_are_blocked(
     result = await run(runner, code)
     assert result.is_error and result.error_type == "SandboxError", name
     assert expected in result.content, (name, result.content)
-    assert not await asyncio.to_thread(Path("/tmp/escaped.txt").exists)
+    for path in ("/var/tmp/escaped.txt", "/etc/escaped.txt"):
+        assert not await asyncio.to_thread(Path(path).exists)
+
+
+async def test_its_tmp_is_private_and_gone_afterwards(runner: ToolRunner) -> None:
+    result = await run(runner, "open('/tmp/mine.txt', 'w').write('x'); print('ok')")
+    assert result.content.strip() == "ok"
+    assert not await asyncio.to_thread(Path("/tmp/mine.txt").exists)
+
+
+async def test_a_cancelled_call_leaves_nothing_running(runner: ToolRunner) -> None:
+    import subprocess
+
+    from tools.sandbox import Sandbox
+
+    sandbox = Sandbox(LIMITS)
+    task = asyncio.create_task(sandbox.run_python("import time; time.sleep(1000)"))
+    await asyncio.sleep(1)  # let it start
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    ps = await asyncio.to_thread(
+        subprocess.run, ["pgrep", "-f", "time.sleep\\(1000\\)"], capture_output=True
+    )
+    assert ps.stdout == b""
 
 
 async def test_the_server_environment_does_not_leak(

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
-__all__ = ["batched"]
+__all__ = ["batched", "closing"]
 
 T = TypeVar("T")
 _END = object()
@@ -61,3 +61,15 @@ async def batched(stream: AsyncIterator[T]) -> AsyncIterator[list[T]]:
 class _Failure:
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+@contextlib.asynccontextmanager
+async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close ``stream`` (an async generator) on leaving, even when the consumer is
+    closed early: its ``finally`` blocks then run now, not at garbage collection."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

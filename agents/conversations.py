@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
+from agents._streams import closing
 from agents.errors import (
     ConversationNotFound,
     NoPendingApproval,
@@ -46,6 +47,7 @@ __all__ = ["Conversations", "drive_turn"]
 
 DEFAULT_TURN_TIMEOUT_S = 300.0
 LEASE_GRACE_S = 10.0
+_NEW_CONVERSATIONS = uuid.UUID("0b8f6a62-2f7e-4a57-9a8e-2b3f9d3c6a10")
 RunTurn = Callable[[str, TurnRequest], AsyncIterator[Event]]
 
 
@@ -76,8 +78,11 @@ class Conversations:
 
     async def send(self, request: SendRequest) -> AsyncIterator[Event]:
         """Store the message, run the turn, stream its events; ``done`` comes last."""
-        conversation_id = request.conversation_id or uuid.uuid4().hex
         key = request.idempotency_key or uuid.uuid4().hex
+        # A retried first send (same key, no id yet) must land in the same conversation.
+        conversation_id = request.conversation_id or (
+            uuid.uuid5(_NEW_CONVERSATIONS, key).hex if request.idempotency_key else uuid.uuid4().hex
+        )
         async with self._turn_lock(conversation_id):
             info = await self.store.conversation(conversation_id)
             agent = info.active_agent if info is not None else request.agent or self.default_agent
@@ -85,15 +90,18 @@ class Conversations:
                 raise UnknownAgentError(
                     f"unknown agent {agent!r}; the app's agents: {', '.join(sorted(self.agents))}"
                 )
-            async for event in self._run_turn(
+            turn = self._run_turn(
                 conversation_id,
                 agent,
                 MessageEvent(content=request.message, agent=agent),
                 key=key,
                 timeout_s=request.timeout_s,
                 variables=request.variables,
-            ):
-                yield event
+            )
+            # aclosing: a caller that leaves closes the turn now, not at garbage collection.
+            async with closing(turn) as events:
+                async for event in events:
+                    yield event
 
     async def _run_turn(
         self,
@@ -121,23 +129,33 @@ class Conversations:
         stored = await self.store.events(
             conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
         )
-        for event in stored:
-            yield event
         if not created and turn.status != "running":
-            return  # a retry of a finished turn: the stored events are its result
+            for event in stored:  # a retry of a finished turn: the stored events are
+                yield event  # its result
+            return
         # A new turn, or one whose runner died before closing it: run (on) from here.
-        context = TurnContext(
-            conversation_id=conversation_id,
-            turn_id=turn.turn_id,
-            deadline=deadline,
-            max_hops=self._max_hops,
-            variables=variables,
-        )
-        after = stored[-1].seq if stored else turn.user_seq
-        resume = stored[0] if isinstance(stored[0], ApprovalEvent) else None
-        request = TurnRequest(context=context, after_seq=after or 0, resume=resume)
-        async for event in drive_turn(self.store, self._peers.run, agent, request):
-            yield event
+        running = False
+        try:
+            for event in stored:
+                yield event
+            context = TurnContext(
+                conversation_id=conversation_id,
+                turn_id=turn.turn_id,
+                deadline=deadline,
+                max_hops=self._max_hops,
+                variables=variables,
+            )
+            after = stored[-1].seq if stored else turn.user_seq
+            resume = stored[0] if isinstance(stored[0], ApprovalEvent) else None
+            request = TurnRequest(context=context, after_seq=after or 0, resume=resume)
+            running = True  # from here drive_turn closes the turn, however it ends
+            driven = drive_turn(self.store, self._peers.run, agent, request)
+            async with closing(driven) as driving:
+                async for event in driving:
+                    yield event
+        finally:
+            if not running:  # the caller left before the turn ran: close it anyway
+                await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id))
 
     async def decide(self, request: DecisionRequest) -> AsyncIterator[Event]:
         """Approve or reject a paused tool call and run the turn that resumes it.
@@ -169,15 +187,17 @@ class Conversations:
                 reason=request.reason,
                 agent=agent,
             )
-            async for event in self._run_turn(
+            turn = self._run_turn(
                 conversation_id,
                 agent,
                 decision,
                 key=f"approval:{request.call_id}",
                 timeout_s=request.timeout_s,
                 variables={},
-            ):
-                yield event
+            )
+            async with closing(turn) as resumed:
+                async for event in resumed:
+                    yield event
 
     async def history(self, conversation_id: str, *, after_seq: int = 0) -> list[Event]:
         """The stored events of a conversation."""
@@ -212,11 +232,12 @@ async def drive_turn(
     closed = False
     try:
         try:
-            async for event in run(agent, request):
-                if isinstance(event, DoneEvent):
-                    done = event
-                else:
-                    yield event
+            async with closing(run(agent, request)) as events:
+                async for event in events:
+                    if isinstance(event, DoneEvent):
+                        done = event
+                    else:
+                        yield event
         except RayAgentsError as exc:
             error = ErrorEvent(code=exc.code, message=exc.message, agent=agent, turn_id=ctx.turn_id)
             [stored] = await store.append(ctx.conversation_id, [error])
@@ -225,7 +246,13 @@ async def drive_turn(
             final = DoneEvent(status="error", usage=TurnUsage(hops=ctx.hops), active_agent=agent)
         else:
             final = done.model_copy(update={"seq": None})
-        final = final.model_copy(update={"turn_id": ctx.turn_id, "agent": final.agent or agent})
+        final = final.model_copy(
+            update={
+                "turn_id": ctx.turn_id,
+                "agent": final.agent or agent,
+                "conversation_id": ctx.conversation_id,
+            }
+        )
         [stored_done] = await store.append(ctx.conversation_id, [final])
         closed = True
         yield stored_done.model_copy(update={"last_seq": stored_done.seq})
@@ -236,7 +263,12 @@ async def drive_turn(
 
 
 async def _fail(store: ConversationStore, conversation_id: str, turn_id: str) -> None:
+    # Close the turn the way every turn closes (error, then done), so a retry that
+    # replays it still ends with done.
+    error = ErrorEvent(
+        code="cancelled", message="the caller went away before the turn ended", turn_id=turn_id
+    )
     try:
-        await store.fail_turn(conversation_id, turn_id)
+        await store.append(conversation_id, [error, DoneEvent(status="error", turn_id=turn_id)])
     except RayAgentsError:
-        pass  # the store is down; the turn's record says running until it is back
+        pass  # the store is down; the turn's lease runs out and frees the conversation

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ray import serve
-from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.exceptions import ActorDiedError
 from ray.serve.handle import DeploymentHandle
 
 from agents._streams import batched
@@ -34,8 +34,8 @@ from tools.testing import FunctionTools
 
 __all__ = ["AgentDeployment", "ConversationsDeployment", "HandlePeers", "agent_deployment_name"]
 
-# A replica that died before it answered: the call never ran, so it is safe to retry,
-# after a pause that lets the router learn of the death.
+# A replica that died before anything reached us is retried, after a pause that lets
+# the router learn of the death; the retry goes on from what the dead one stored.
 _RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 
 
@@ -70,16 +70,17 @@ class HandlePeers(Peers):
         handle = self._handle(agent).options(
             stream=True, session_id=request.context.conversation_id
         )
-        for delay in (*_RETRY_DELAYS_S, None):
+        for attempt, delay in enumerate((*_RETRY_DELAYS_S, None)):
             started = False
             try:
-                stream: Any = handle.run.remote(request)
+                retry = request.model_copy(update={"retry": True}) if attempt else request
+                stream: Any = handle.run.remote(retry)
                 async for batch in stream:
                     started = True
                     for event in batch:
                         yield event
                 return
-            except (ActorDiedError, ActorUnavailableError) as exc:
+            except ActorDiedError as exc:
                 if started or delay is None:
                     raise PeerUnavailable(f"agent {agent!r} died during the turn") from exc
                 await asyncio.sleep(delay)

@@ -161,6 +161,7 @@ class DoneEvent(_Base):
     )
     usage: TurnUsage = Field(default_factory=TurnUsage)
     active_agent: str | None = Field(None, description="Who answers the next turn.")
+    conversation_id: str | None = Field(None, description="The conversation the turn was in.")
     last_seq: int | None = Field(None, description="The conversation's last stored seq.")
     replicas: dict[str, str] = Field(
         default_factory=dict, description="The replica each agent of the turn ran on."

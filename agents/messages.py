@@ -52,12 +52,20 @@ ASK = "ask"
 def messages_from_events(events: Iterable[Event]) -> list[BaseMessage]:
     """The history that stored events describe, in order."""
     out: list[BaseMessage] = []
+    pending: dict[str, str] = {}  # call id -> tool name, for calls without a result yet
     for event in events:
         if isinstance(event, MessageEvent):
+            # Calls a turn left unanswered (a deadline, a superseded approval) get an
+            # error result, as chat templates want every call answered.
+            for call_id, name in pending.items():
+                out.append(_unanswered(call_id, name))
+            pending.clear()
             out.append(HumanMessage(event.content))
         elif isinstance(event, ToolCallEvent):
             out.append(call_message(event.agent, event.call_id, event.name, event.arguments))
+            pending[event.call_id] = event.name
         elif isinstance(event, ToolResultEvent):
+            pending.pop(event.call_id, None)
             out.append(result_message(event))
         elif isinstance(event, HandoffEvent):
             call_id = f"handoff-{event.seq}"
@@ -69,10 +77,16 @@ def messages_from_events(events: Iterable[Event]) -> list[BaseMessage]:
         elif isinstance(event, AskEvent):
             args = {"agent": event.to_agent, "question": event.question}
             out.append(call_message(event.agent, event.call_id, ASK, args))
+            pending[event.call_id] = ASK
         elif isinstance(event, AnswerEvent):
             extra = {} if event.output is None else {"output": event.output}
             out.append(AIMessage(event.text, name=event.agent, additional_kwargs=extra))
     return out
+
+
+def _unanswered(call_id: str, name: str) -> ToolMessage:
+    text = "no result: the turn ended before this call finished"
+    return ToolMessage(text, tool_call_id=call_id, name=name, status="error")
 
 
 def call_message(agent: str | None, call_id: str, name: str, args: dict[str, Any]) -> AIMessage:
@@ -107,8 +121,12 @@ def apply_memory(history: Sequence[BaseMessage], policy: MemoryPolicy) -> list[B
         start_on="human",
         allow_partial=False,
     )
-    # A single newest message larger than the budget still goes in: the turn needs it.
-    return trimmed or list(history[-1:])
+    if not any(isinstance(m, HumanMessage) for m in trimmed):
+        # The current exchange alone is over the budget: it still goes in whole, from
+        # the user's message on, or the model would not know what it is doing.
+        last = max((i for i, m in enumerate(history) if isinstance(m, HumanMessage)), default=0)
+        return list(history[last:])
+    return trimmed
 
 
 def to_pool_messages(history: Sequence[BaseMessage], *, native: bool) -> list[Message]:

@@ -69,6 +69,9 @@ class TurnRequest(BaseModel):
     resume: ApprovalEvent | None = Field(
         None, description="A decision on the call the turn paused for: run or refuse it first."
     )
+    retry: bool = Field(
+        False, description="An earlier attempt's replica died: go on from what it stored."
+    )
 
 
 class AskRequest(BaseModel):

@@ -16,7 +16,14 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 from agents.conversations import drive_turn
-from agents.events import AnswerEvent, DoneEvent, ErrorEvent, Event, MessageEvent
+from agents.events import (
+    AnswerEvent,
+    ApprovalRequiredEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    MessageEvent,
+)
 from agents.messages import load_messages, messages_from_events
 from agents.protocol import AskRequest, AskResult, TurnRequest
 from agents.store.base import ConversationStore
@@ -62,8 +69,37 @@ class AgentService:
         return list(cached.messages) if cached is not None else []
 
     async def run(self, request: TurnRequest) -> AsyncIterator[Event]:
-        """This agent's part of a turn; ``done`` (not stored) comes last."""
+        """This agent's part of a turn; ``done`` (not stored) comes last.
+
+        A ``retry`` (the caller lost the replica that ran it) first looks for what an
+        earlier attempt stored, passes it on and goes on from there; a part that
+        already ended is not run again.
+        """
         ctx = request.context
+        if request.retry:
+            stored = await self._store.events(
+                ctx.conversation_id, after_seq=request.after_seq, turn_id=ctx.turn_id
+            )
+            earlier: list[Event] = [e for e in stored if not isinstance(e, DoneEvent)]
+            for event in earlier:
+                yield event
+            if earlier and isinstance(earlier[-1], _ENDS):
+                status = (
+                    "paused"
+                    if isinstance(earlier[-1], ApprovalRequiredEvent)
+                    else ("error" if isinstance(earlier[-1], ErrorEvent) else "ok")
+                )
+                yield DoneEvent(
+                    agent=self.name,
+                    status=status,
+                    active_agent=self.name,
+                    replicas={self.name: self.replica_id},
+                )
+                return
+            if earlier:
+                request = request.model_copy(
+                    update={"after_seq": earlier[-1].seq, "history": None, "resume": None}
+                )
         history = await self._history(ctx.conversation_id, request.after_seq, request.history)
 
         async def record(event: Event) -> Event:
@@ -81,7 +117,7 @@ class AgentService:
         """Answer a peer's question in a sub-conversation; it is stored like any other."""
         ctx = request.context
         sub_id = f"{ctx.conversation_id}:ask:{request.call_id}"
-        turn, _ = await self._store.begin_turn(
+        turn, created = await self._store.begin_turn(
             sub_id,
             MessageEvent(content=request.question, agent=request.asker),
             idempotency_key=request.call_id,
@@ -89,8 +125,15 @@ class AgentService:
         )
         inner = ctx.model_copy(update={"conversation_id": sub_id, "turn_id": turn.turn_id})
         result = AskResult(conversation_id=sub_id)
-        turn_request = TurnRequest(context=inner, after_seq=turn.user_seq)
-        async for event in drive_turn(self._store, self._run_as, self.name, turn_request):
+        if not created and turn.status != "running":
+            # A retried ask: its answer is stored; do not answer twice.
+            events: AsyncIterator[Event] = _replay(
+                await self._store.events(sub_id, turn_id=turn.turn_id)
+            )
+        else:
+            turn_request = TurnRequest(context=inner, after_seq=turn.user_seq)
+            events = drive_turn(self._store, self._run_as, self.name, turn_request)
+        async for event in events:
             if isinstance(event, AnswerEvent):
                 result.text, result.output = event.text, event.output
             elif isinstance(event, ErrorEvent):
@@ -141,3 +184,12 @@ class AgentService:
         self._cache.move_to_end(conversation_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+# The events that end an agent's part of a turn.
+_ENDS = (AnswerEvent, ErrorEvent, ApprovalRequiredEvent)
+
+
+async def _replay(events: list[Event]) -> AsyncIterator[Event]:
+    for event in events:
+        yield event

@@ -36,7 +36,10 @@ def frame(value: Any) -> bytes:
 def main() -> None:
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    sys.stdout = sys.stderr  # prints of tools must not reach the protocol stream
+    # Whatever the tool writes to fd 1 (prints, os.system, C code) goes to stderr:
+    # only the duplicate above carries the protocol.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
     functions: dict[bytes, Any] = {}
     while True:
         try:

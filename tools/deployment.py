@@ -38,10 +38,17 @@ class ToolDeployment:
         self, config: ToolsConfig, grants: Mapping[str, list[str]]
     ) -> None:
         registry = build_registry(config)
-        self._sources = [MCPSource(spec) for spec in config.mcp_servers]
-        for source in self._sources:
-            await source.connect()
-            await source.register(registry)
+        self._sources: list[MCPSource] = []
+        try:
+            for spec in config.mcp_servers:
+                source = MCPSource(spec)
+                await source.connect()
+                self._sources.append(source)
+                await source.register(registry)
+        except BaseException:
+            for source in self._sources:
+                await source.close()
+            raise
         self.runner = ToolRunner(registry, grants=grants, workers=WorkerPool(config.workers))
 
     async def definitions(self, names: list[str]) -> list[ToolDefinition]:

@@ -59,6 +59,12 @@ class ToolRunner(ToolExecutor):
     async def execute(self, request: ToolCallRequest) -> ToolResult:
         """Run one call; every failure comes back as an error result."""
         try:
+            return await self._execute(request)
+        except Exception as exc:  # a defect below must still reach the agent as a result
+            return _error(request, "internal", f"{type(exc).__name__}: {exc}")
+
+    async def _execute(self, request: ToolCallRequest) -> ToolResult:
+        try:
             tool = self.registry.get(request.name)
             self._check_grant(request)
             if tool.settings.requires_approval and not request.approved:

@@ -45,7 +45,11 @@ class MCPSource:
 
     async def register(self, registry: ToolRegistry) -> list[Tool]:
         """Add the server's tools to ``registry``, named ``<name>.<tool>``."""
-        listed = await self._session.list_tools()
+        try:
+            async with asyncio.timeout(self.spec.connect_timeout_s):
+                listed = await self._session.list_tools()
+        except TimeoutError as exc:
+            raise ConfigError(f"MCP server {self.spec.name!r} did not list its tools") from exc
         tools = []
         for item in listed.tools:
             schema = dict(item.input_schema)
@@ -67,6 +71,8 @@ class MCPSource:
         """End the session and the server process."""
         self._stop.set()
         if self._owner is not None:
+            if self._ready is not None and not self._ready.done():
+                self._owner.cancel()  # still connecting: it would never see the stop
             await asyncio.gather(self._owner, return_exceptions=True)
 
     def _caller(self, tool: str) -> Any:

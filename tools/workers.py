@@ -75,11 +75,20 @@ class WorkerPool:
     async def call(
         self, fn: Callable[..., Any], arguments: dict[str, Any], *, timeout_s: float
     ) -> Any:
-        """Run ``fn(**arguments)`` in a worker; raises ToolFailed/ToolCrashed/ToolTimeout."""
-        worker = await self._acquire()
+        """Run ``fn(**arguments)`` in a worker; raises ToolFailed/ToolCrashed/ToolTimeout.
+
+        The timeout covers waiting for a free worker too.
+        """
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        try:
+            async with asyncio.timeout_at(until):
+                worker = await self._acquire()
+        except TimeoutError as exc:
+            raise ToolTimeout(f"no tool worker was free within {timeout_s:g} s") from exc
         healthy = False
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout_at(until):
                 answer = await worker.call(cloudpickle.dumps(fn), arguments)
             healthy = True
         except TimeoutError as exc:

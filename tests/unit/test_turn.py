@@ -404,3 +404,79 @@ async def test_a_second_entry_is_refused_while_a_turn_runs() -> None:
     assert of(events, AnswerEvent)[0].text == "ok"
     messages = [e.content for e in await one.store.events("c11") if isinstance(e, MessageEvent)]
     assert messages == ["first", "after"]
+
+
+async def test_a_retried_first_send_lands_in_the_same_conversation() -> None:
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    app = LocalApp([agent("solo")], generator=gen)
+    first = await app.send("hi", idempotency_key="k-new")
+    again = await app.send("hi", idempotency_key="k-new")
+    done, replayed = first[-1], again[-1]
+    assert isinstance(done, DoneEvent) and isinstance(replayed, DoneEvent)
+    assert done.conversation_id and replayed.conversation_id == done.conversation_id
+    assert len(gen.requests) == 1
+    assert [e.type for e in again] == ["message", "answer", "done"]
+
+
+async def test_a_turn_whose_caller_went_away_still_ends_with_done() -> None:
+    from agents.protocol import SendRequest
+
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    app = LocalApp([agent("solo")], generator=gen)
+    stream = app.conversations.send(
+        SendRequest(message="hi", conversation_id="c12", idempotency_key="k")
+    )
+    await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]
+    replay = await app.send("hi", conversation_id="c12", idempotency_key="k")
+    assert [e.type for e in replay] == ["message", "error", "done"]
+    assert replay[1].code == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_a_retried_part_goes_on_from_what_was_stored() -> None:
+    from agents.protocol import TurnContext, TurnRequest
+
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    app = LocalApp([agent("solo")], generator=gen)
+    events = await app.send("hi", conversation_id="c13")
+    message = events[0]
+    context = TurnContext(conversation_id="c13", turn_id=message.turn_id or "")
+    retry = TurnRequest(context=context, after_seq=message.seq or 0, retry=True)
+    again = [e async for e in app.service("solo").run(retry)]
+    assert [e.type for e in again] == ["answer", "done"] and len(gen.requests) == 1
+
+
+async def test_memory_keeps_the_question_when_the_exchange_is_over_budget() -> None:
+    from langchain_core.messages import HumanMessage
+
+    from agents.messages import apply_memory, call_message
+    from agents.spec import MemoryPolicy
+
+    history: list[Any] = [HumanMessage("the question")]
+    for i in range(3):
+        history += [
+            call_message("a", f"c{i}", "add", {}),
+            result_message_for(f"c{i}"),
+        ]
+    kept = apply_memory(history, MemoryPolicy(mode="last_messages", last_messages=4))
+    assert kept[0].content == "the question" and len(kept) == 7
+
+
+def result_message_for(call_id: str) -> Any:
+    from langchain_core.messages import ToolMessage
+
+    return ToolMessage("1", tool_call_id=call_id, name="add")
+
+
+async def test_unanswered_calls_get_an_error_result_before_the_next_message() -> None:
+    from agents.messages import messages_from_events
+
+    events: list[Event] = [
+        MessageEvent(content="go"),
+        ToolCallEvent(call_id="c1", name="slow", agent="a"),
+        ErrorEvent(code="deadline_exceeded", message="late"),
+        MessageEvent(content="again"),
+    ]
+    history = messages_from_events(events)
+    assert [m.type for m in history] == ["human", "ai", "tool", "human"]
+    assert history[2].status == "error"  # type: ignore[attr-defined]

@@ -25,6 +25,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def summary(seconds: list[float]) -> dict[str, float]:
+    """p50 and p99 in milliseconds of durations in seconds."""
+    ms = [s * 1000 for s in seconds]
+    return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "n": len(ms)}
+
+
 async def run_phases(
     selected: Sequence[str], phases: Mapping[str, Phase], out: Path
 ) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.protocol import SendRequest
-from benchmarks._common import local_serve, pct, run_phases, table
+from benchmarks._common import local_serve, pct, run_phases, summary, table
 
 MODEL = "builtin:smollm2-135m-instruct"
 CONCURRENCY = 32
@@ -74,11 +74,6 @@ async def turn(handle: Any, message: str, conversation: str) -> tuple[float, lis
     if events[-1].status != "ok":
         raise RuntimeError(f"turn failed: {events}")
     return elapsed, events
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in seconds]
-    return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "n": len(ms)}
 
 
 # --------------------------------------------------------------------------- phases

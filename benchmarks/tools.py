@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import local_serve, pct, run_phases, table
+from benchmarks._common import local_serve, run_phases, summary, table
 from tools import testing
 from tools.base import ToolCallRequest
 from tools.executor import ToolRunner
@@ -27,11 +27,6 @@ from tools.spec import ToolsConfig
 from tools.workers import WorkerPool
 
 REQUEST = ToolCallRequest(call_id="b", name="add", arguments={"a": 2, "b": 3}, agent="bench")
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in seconds]
-    return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "n": len(ms)}
 
 
 async def timed(call: Any, n: int) -> list[float]:

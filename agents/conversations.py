@@ -98,7 +98,7 @@ class Conversations:
                 timeout_s=request.timeout_s,
                 variables=request.variables,
             )
-            # aclosing: a caller that leaves closes the turn now, not at garbage collection.
+            # A caller that leaves closes the turn now, not at garbage collection.
             async with closing(turn) as events:
                 async for event in events:
                     yield event

@@ -17,7 +17,7 @@ from agents.errors import ConfigError
 from tools.base import ToolDefinition
 from tools.registry import Tool, ToolRegistry
 from tools.spec import MCPServerSpec
-from tools.workers import ToolFailed
+from tools.workers import ToolCrashed, ToolFailed
 
 __all__ = ["MCPSource"]
 
@@ -31,9 +31,11 @@ class MCPSource:
         self._ready: asyncio.Future[None] | None = None
         self._stop = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
+        self._reconnecting = asyncio.Lock()
 
     async def connect(self) -> None:
         """Start the session (in its own task) and wait until it is initialized."""
+        self._stop = asyncio.Event()
         self._ready = asyncio.get_running_loop().create_future()
         self._owner = asyncio.create_task(self._own(), name=f"mcp-{self.spec.name}")
         try:
@@ -67,6 +69,13 @@ class MCPSource:
             )
         return tools
 
+    async def _reconnect(self, broken: Any) -> None:
+        async with self._reconnecting:
+            if self._session is not broken:
+                return  # another call reconnected already
+            await self.close()
+            await self.connect()
+
     async def close(self) -> None:
         """End the session and the server process."""
         self._stop.set()
@@ -77,7 +86,17 @@ class MCPSource:
 
     def _caller(self, tool: str) -> Any:
         async def call(arguments: dict[str, Any]) -> str:
-            result = await self._session.call_tool(tool, arguments)
+            session = self._session
+            try:
+                result = await session.call_tool(tool, arguments)
+            except Exception as exc:
+                # The server went away. Reconnect for the next call; do not repeat this
+                # one, which may have run before the connection broke.
+                await self._reconnect(session)
+                raise ToolCrashed(
+                    f"the MCP server {self.spec.name!r} connection broke ({type(exc).__name__}); "
+                    "it is reconnected: call again if repeating the call is safe"
+                ) from exc
             text = "\n".join(getattr(part, "text", str(part)) for part in result.content)
             if result.is_error:
                 raise ToolFailed(text or "the MCP tool failed", error_type="MCPToolError")

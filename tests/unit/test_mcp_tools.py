@@ -105,3 +105,20 @@ async def test_a_streamable_http_server() -> None:
         await source.close()
         server.kill()
         await server.wait()
+
+
+async def test_a_dead_server_is_reconnected(runner: ToolRunner) -> None:
+    import psutil
+
+    [server] = [
+        p for p in psutil.Process().children(recursive=True) if str(SERVER) in " ".join(p.cmdline())
+    ]
+    server.kill()
+    server.wait()
+    request = ToolCallRequest(
+        call_id="c", name="wx.forecast", arguments={"city": "Oslo"}, agent="planner"
+    )
+    broken = await runner.execute(request)
+    assert broken.error_type == "tool_crashed" and "reconnected" in broken.content
+    again = await runner.execute(request)
+    assert again.content == "Sunny in Oslo for 1 day(s)"

@@ -62,6 +62,8 @@ _SETUP = (
 
 
 _SIGNALS = {int(s) for s in signal.Signals}
+# Replaced by empty (or fresh) file systems inside the sandbox.
+_MASKED = ("/tmp/", "/run/", "/var/tmp/", "/dev/shm/", "/dev/mqueue/")
 
 
 class SandboxUnavailable(RayAgentsError):
@@ -114,7 +116,9 @@ class Sandbox:
 
     def __init__(self, limits: SandboxLimits | None = None, python: str | None = None) -> None:
         self.limits = limits or SandboxLimits()
-        self.python = python or sys.executable
+        # The base interpreter, not a virtualenv's link to it: with -I it needs no
+        # site-packages, and a venv under /tmp would be hidden by the sandbox's /tmp.
+        self.python = python or os.path.realpath(sys.executable)
 
     @staticmethod
     def check() -> None:
@@ -135,6 +139,11 @@ class Sandbox:
     async def run(self, argv: list[str]) -> SandboxResult:
         """Run ``argv`` in the sandbox; everything it wrote is gone afterwards."""
         self.check()
+        if argv and argv[0].startswith(_MASKED):
+            raise SandboxUnavailable(
+                f"{argv[0]} lives under a directory the sandbox replaces "
+                f"({', '.join(_MASKED)}); install the interpreter elsewhere"
+            )
         limits = self.limits
         uid = _UID_BASE + next(_uids) % _UID_SPAN
         memory = limits.memory_mib * 2**20

@@ -19,7 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from agents._streams import batched
 from agents.conversations import Conversations
-from agents.errors import PeerUnavailable, RayAgentsError, UnknownAgentError
+from agents.errors import PeerUnavailable, RayAgentsError, UnknownAgentError, remote_cause
 from agents.events import Event
 from agents.messages import dump_messages
 from agents.peers import Peers
@@ -103,7 +103,7 @@ class HandlePeers(Peers):
 
 
 def _cause(exc: Exception) -> str:
-    cause: Any = getattr(exc, "cause", None) or exc
+    cause = remote_cause(exc)
     return f"{type(cause).__name__}: {cause}"
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "UnknownModelError",
     "UnknownToolError",
     "UserError",
+    "remote_cause",
 ]
 
 
@@ -199,3 +200,9 @@ class ConversationBusy(StoreError):
     """Another turn of this conversation is running; retry after it ends."""
 
     code = "conversation_busy"
+
+
+def remote_cause(exc: BaseException) -> BaseException:
+    """The exception a replica raised, unwrapped from Ray's wrapper (``RayTaskError``)."""
+    cause: BaseException | None = getattr(exc, "cause", None)
+    return cause or exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 
@@ -83,15 +83,10 @@ class AgentService:
             earlier: list[Event] = [e for e in stored if not isinstance(e, DoneEvent)]
             for event in earlier:
                 yield event
-            if earlier and isinstance(earlier[-1], _ENDS):
-                status = (
-                    "paused"
-                    if isinstance(earlier[-1], ApprovalRequiredEvent)
-                    else ("error" if isinstance(earlier[-1], ErrorEvent) else "ok")
-                )
+            if earlier and type(earlier[-1]) in _ENDS:
                 yield DoneEvent(
                     agent=self.name,
-                    status=status,
+                    status=_ENDS[type(earlier[-1])],
                     active_agent=self.name,
                     replicas={self.name: self.replica_id},
                 )
@@ -186,8 +181,12 @@ class AgentService:
             self._cache.popitem(last=False)
 
 
-# The events that end an agent's part of a turn.
-_ENDS = (AnswerEvent, ErrorEvent, ApprovalRequiredEvent)
+# The events that end an agent's part of a turn, and the status each ends it with.
+_ENDS: dict[type, Literal["ok", "error", "paused"]] = {
+    AnswerEvent: "ok",
+    ErrorEvent: "error",
+    ApprovalRequiredEvent: "paused",
+}
 
 
 async def _replay(events: list[Event]) -> AsyncIterator[Event]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
-from agents.errors import RayAgentsError, UnknownToolError
+from agents.errors import RayAgentsError, UnknownToolError, remote_cause
 from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
 from tools.executor import ToolRunner
 from tools.mcp import MCPSource
@@ -78,7 +78,7 @@ class HandleTools(ToolExecutor):
         except RayAgentsError:
             raise
         except Exception as exc:
-            cause: Any = getattr(exc, "cause", None) or exc
+            cause = remote_cause(exc)
             if isinstance(cause, RayAgentsError):
                 raise type(cause)(cause.message) from exc
             raise UnknownToolError(f"the tool deployment failed: {cause}") from exc
@@ -89,7 +89,7 @@ class HandleTools(ToolExecutor):
         try:
             result: ToolResult = await self._handle.execute.remote(request)
         except Exception as exc:
-            cause: Any = getattr(exc, "cause", None) or exc
+            cause = remote_cause(exc)
             return ToolResult(
                 call_id=request.call_id,
                 name=request.name,

@@ -8,7 +8,7 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from agents.errors import EngineError, RayAgentsError, UnknownModelError
+from agents.errors import EngineError, RayAgentsError, UnknownModelError, remote_cause
 from agents.pool.builder import deployment_name
 from agents.pool.generator import Generator
 from agents.pool.types import Chunk, GenerateRequest
@@ -60,7 +60,7 @@ class PoolClient(Generator):
 
 def _translate(exc: Exception) -> RayAgentsError:
     # A replica's exception arrives wrapped (RayTaskError); unwrap ours, name others.
-    cause: Any = getattr(exc, "cause", None) or exc
+    cause = remote_cause(exc)
     if isinstance(cause, RayAgentsError):
         return type(cause)(cause.message)
     return EngineError(f"the pool failed: {type(cause).__name__}: {cause}")

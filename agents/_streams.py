@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
-__all__ = ["batched", "closing"]
+__all__ = ["batched", "closing", "with_heartbeats"]
 
 T = TypeVar("T")
 _END = object()
@@ -70,6 +70,36 @@ async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     try:
         yield stream
     finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def with_heartbeats(stream: AsyncIterator[T], interval_s: float) -> AsyncIterator[T | None]:
+    """The stream's items, and ``None`` whenever ``interval_s`` passes without one.
+
+    Closing this generator closes ``stream`` (cancelling the item it waits for).
+    """
+    pending: asyncio.Future[T] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(stream))
+            done, _ = await asyncio.wait({pending}, timeout=interval_s)
+            if not done:
+                yield None
+                continue
+            item, pending = pending, None
+            try:
+                value = item.result()
+            except StopAsyncIteration:
+                return
+            yield value
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -1,6 +1,7 @@
 """Build the agents' Serve application: the only place agent deployments are wired.
 
-    agents-ingress (ConversationsDeployment)
+    agents-api (ApiDeployment, the HTTP API) or agents-ingress (ConversationsDeployment,
+    handles only)
       ├── agent-<name> (AgentDeployment), one deployment per agent, own scaling
       │     ├── pool-<model> (the generator pool's model servers)
       │     └── tools (ToolDeployment), shared by every agent, own scaling
@@ -18,6 +19,7 @@ from typing import Any
 from ray import serve
 from ray.serve.deployment import Application
 
+from agents.api.spec import ApiSpec
 from agents.conversations import DEFAULT_TURN_TIMEOUT_S
 from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
 from agents.errors import ConfigError
@@ -71,9 +73,14 @@ def build_agents_app(
     turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
     tools: ToolsConfig | None = None,
     cache_size: int = DEFAULT_CACHE_SIZE,
+    api: ApiSpec | None = None,
 ) -> Application:
     """One Serve application: the entry, one deployment per agent, the tool executor
-    (when ``tools`` declares any) and the pool."""
+    (when ``tools`` declares any) and the pool.
+
+    With ``api`` the entry is the HTTP API (``agents-api``); without, it is
+    ``agents-ingress``, reached through its DeploymentHandle.
+    """
     check_agents(agents, pool)
     tools_app = tools_deployment(agents, tools)
     servers, _ = pool_servers(pool)
@@ -100,19 +107,35 @@ def build_agents_app(
                 cache_size=cache_size,
             )
         )
+    entry = {
+        "default_agent": default_agent or agents[0].name,
+        "max_hops": max_hops,
+        "turn_timeout_s": turn_timeout_s,
+    }
+    app: Application
+    if api is not None:
+        from agents.api.deployment import API_DEPLOYMENT, ApiDeployment
+
+        http = _deployment(ApiDeployment).options(
+            name=API_DEPLOYMENT,
+            autoscaling_config={
+                "min_replicas": api.min_replicas,
+                "max_replicas": api.max_replicas,
+                "target_ongoing_requests": 64,
+            },
+            ray_actor_options={"num_cpus": 0},
+            # The API answers 503 past its own turn limit; Serve's queue stays short.
+            max_ongoing_requests=api.limits.max_concurrent_turns + 64,
+        )
+        app = http.bind(bound, list(agents), store, api, **entry)
+        return app
     ingress = _deployment(ConversationsDeployment).options(
         name=INGRESS_NAME,
         request_router_config=_STICKY,
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=1024,
     )
-    app: Application = ingress.bind(
-        bound,
-        store,
-        default_agent=default_agent or agents[0].name,
-        max_hops=max_hops,
-        turn_timeout_s=turn_timeout_s,
-    )
+    app = ingress.bind(bound, store, **entry)
     return app
 
 

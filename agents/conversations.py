@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from agents._streams import closing
@@ -41,7 +41,7 @@ from agents.protocol import (
     TurnRequest,
 )
 from agents.store._batch import busy
-from agents.store.base import ConversationStore
+from agents.store.base import ConversationInfo, ConversationStore
 
 __all__ = ["Conversations", "drive_turn"]
 
@@ -76,7 +76,7 @@ class Conversations:
         self._clock = clock
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    async def send(self, request: SendRequest) -> AsyncIterator[Event]:
+    async def send(self, request: SendRequest) -> AsyncGenerator[Event, None]:
         """Store the message, run the turn, stream its events; ``done`` comes last."""
         key = request.idempotency_key or uuid.uuid4().hex
         # A retried first send (same key, no id yet) must land in the same conversation.
@@ -86,10 +86,7 @@ class Conversations:
         async with self._turn_lock(conversation_id):
             info = await self.store.conversation(conversation_id)
             agent = info.active_agent if info is not None else request.agent or self.default_agent
-            if agent not in self.agents:
-                raise UnknownAgentError(
-                    f"unknown agent {agent!r}; the app's agents: {', '.join(sorted(self.agents))}"
-                )
+            self._check_agent(agent)
             turn = self._run_turn(
                 conversation_id,
                 agent,
@@ -131,7 +128,9 @@ class Conversations:
         )
         if not created and turn.status != "running":
             for event in stored:  # a retry of a finished turn: the stored events are
-                yield event  # its result
+                if isinstance(event, DoneEvent):  # its result, as the first run gave it
+                    event = event.model_copy(update={"last_seq": event.seq})
+                yield event
             return
         # A new turn, or one whose runner died before closing it: run (on) from here.
         running = False
@@ -157,7 +156,7 @@ class Conversations:
             if not running:  # the caller left before the turn ran: close it anyway
                 await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id))
 
-    async def decide(self, request: DecisionRequest) -> AsyncIterator[Event]:
+    async def decide(self, request: DecisionRequest) -> AsyncGenerator[Event, None]:
         """Approve or reject a paused tool call and run the turn that resumes it.
 
         The decision is stored first and opens the resuming turn; deciding twice
@@ -199,9 +198,39 @@ class Conversations:
                 async for event in resumed:
                     yield event
 
-    async def history(self, conversation_id: str, *, after_seq: int = 0) -> list[Event]:
-        """The stored events of a conversation."""
-        return await self.store.events(conversation_id, after_seq=after_seq)
+    async def create(
+        self,
+        *,
+        agent: str | None = None,
+        owner: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ConversationInfo:
+        """Start an empty conversation whose first message ``agent`` answers."""
+        agent = agent or self.default_agent
+        self._check_agent(agent)
+        return await self.store.create(
+            uuid.uuid4().hex, agent=agent, owner=owner, metadata=metadata
+        )
+
+    async def get(self, conversation_id: str) -> ConversationInfo | None:
+        """The conversation's header, or None."""
+        return await self.store.conversation(conversation_id)
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Delete a conversation; ``ConversationBusy`` while one of its turns runs."""
+        return await self.store.delete(conversation_id)
+
+    async def history(
+        self, conversation_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """The stored events of a conversation (at most ``limit`` of them)."""
+        return await self.store.events(conversation_id, after_seq=after_seq, limit=limit)
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self.agents:
+            raise UnknownAgentError(
+                f"unknown agent {agent!r}; the app's agents: {', '.join(sorted(self.agents))}"
+            )
 
     @asynccontextmanager
     async def _turn_lock(self, conversation_id: str) -> AsyncIterator[None]:

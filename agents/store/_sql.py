@@ -17,6 +17,7 @@ parameter.
 from __future__ import annotations
 
 import abc
+import json
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, fields
@@ -27,10 +28,11 @@ from agents.events import ApprovalEvent, Event, MessageEvent, event_adapter
 from agents.store._batch import Batch, busy, new_turn_id, not_found, now, number
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 
-__all__ = ["SCHEMA", "Flow", "Query", "Row", "SQLStore", "Statements"]
+__all__ = ["ADDED_COLUMNS", "SCHEMA", "Flow", "Query", "Row", "SQLStore", "Statements"]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+_NO_LIMIT = 2**62  # LIMIT takes a number in both databases; this one is never reached
 
 
 SCHEMA = (
@@ -39,7 +41,9 @@ SCHEMA = (
         active_agent TEXT NOT NULL,
         last_seq BIGINT NOT NULL,
         created_at {timestamp} NOT NULL,
-        updated_at {timestamp} NOT NULL
+        updated_at {timestamp} NOT NULL,
+        owner TEXT,
+        metadata TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS {events} (
         conversation_id TEXT NOT NULL REFERENCES {conversations},
@@ -65,6 +69,9 @@ SCHEMA = (
 )
 """The tables, as templates (see the module docstring)."""
 
+ADDED_COLUMNS = (("{conversations}", "owner TEXT"), ("{conversations}", "metadata TEXT"))
+"""Columns added since the first schema: a backend adds them to an older database."""
+
 
 @dataclass(frozen=True)
 class Query:
@@ -84,8 +91,8 @@ class Statements:
 
     insert_conversation: str = (
         "INSERT INTO {conversations}"
-        " (conversation_id, active_agent, last_seq, created_at, updated_at)"
-        " VALUES (%s, %s, 0, %s, %s) ON CONFLICT (conversation_id) DO NOTHING"
+        " (conversation_id, active_agent, last_seq, created_at, updated_at, owner, metadata)"
+        " VALUES (%s, %s, 0, %s, %s, %s, %s) ON CONFLICT (conversation_id) DO NOTHING"
     )
     lock_conversation: str = (
         "SELECT last_seq FROM {conversations} WHERE conversation_id = %s{for_update}"
@@ -95,20 +102,23 @@ class Statements:
         " active_agent = COALESCE(%s, active_agent) WHERE conversation_id = %s"
     )
     select_conversation: str = (
-        "SELECT active_agent, last_seq, created_at, updated_at FROM {conversations}"
-        " WHERE conversation_id = %s"
+        "SELECT active_agent, last_seq, created_at, updated_at, owner, metadata"
+        " FROM {conversations} WHERE conversation_id = %s"
     )
+    delete_events: str = "DELETE FROM {events} WHERE conversation_id = %s"
+    delete_turns: str = "DELETE FROM {turns} WHERE conversation_id = %s"
+    delete_conversation: str = "DELETE FROM {conversations} WHERE conversation_id = %s"
     insert_event: str = (
         "INSERT INTO {events}"
         " (conversation_id, seq, turn_id, type, agent, data, created_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)"
     )
     select_events: str = (
-        "SELECT data FROM {events} WHERE conversation_id = %s AND seq > %s ORDER BY seq"
+        "SELECT data FROM {events} WHERE conversation_id = %s AND seq > %s ORDER BY seq LIMIT %s"
     )
     select_turn_events: str = (
         "SELECT data FROM {events} WHERE conversation_id = %s AND seq > %s"
-        " AND turn_id = %s ORDER BY seq"
+        " AND turn_id = %s ORDER BY seq LIMIT %s"
     )
     insert_turn: str = (
         "INSERT INTO {turns}"
@@ -143,6 +153,27 @@ class SQLStore(ConversationStore):
     async def _run(self, flow: Flow[T], *, write: bool) -> T:
         """Run ``flow`` on one connection, in one serialized transaction if it writes."""
 
+    async def create(
+        self,
+        conversation_id: str,
+        *,
+        agent: str,
+        owner: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ConversationInfo:
+        """Create an empty conversation (see ``ConversationStore.create``)."""
+        stamp = now()
+        row = (conversation_id, agent, stamp, stamp, owner, json.dumps(metadata or {}))
+        await self._run(_fetch(Query(self._sql.insert_conversation, row)), write=True)
+        info = await self.conversation(conversation_id)
+        if info is None:  # deleted between the two statements
+            raise not_found(conversation_id)
+        return info
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Delete a conversation (see ``ConversationStore.delete``)."""
+        return await self._run(_delete(self._sql, conversation_id), write=True)
+
     async def begin_turn(
         self,
         conversation_id: str,
@@ -161,13 +192,19 @@ class SQLStore(ConversationStore):
         return await self._run(_append(self._sql, conversation_id, events), write=True)
 
     async def events(
-        self, conversation_id: str, *, after_seq: int = 0, turn_id: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        after_seq: int = 0,
+        turn_id: str | None = None,
+        limit: int | None = None,
     ) -> list[Event]:
         """Stored events after ``after_seq`` (of one turn if given), in order."""
+        most = _NO_LIMIT if limit is None else limit
         if turn_id is None:
-            query = Query(self._sql.select_events, (conversation_id, after_seq))
+            query = Query(self._sql.select_events, (conversation_id, after_seq, most))
         else:
-            query = Query(self._sql.select_turn_events, (conversation_id, after_seq, turn_id))
+            query = Query(self._sql.select_turn_events, (conversation_id, after_seq, turn_id, most))
         rows = await self._run(_fetch(query), write=False)
         return [event_adapter.validate_json(data) for (data,) in rows]
 
@@ -177,13 +214,15 @@ class SQLStore(ConversationStore):
         rows = await self._run(_fetch(query), write=False)
         if not rows:
             return None
-        active_agent, last_seq, created_at, updated_at = rows[0]
+        active_agent, last_seq, created_at, updated_at, owner, metadata = rows[0]
         return ConversationInfo(
             conversation_id=conversation_id,
             active_agent=active_agent,
             last_seq=last_seq,
             created_at=created_at,
             updated_at=updated_at,
+            owner=owner,
+            metadata=json.loads(metadata) if metadata else {},
         )
 
     async def turn(self, conversation_id: str, idempotency_key: str) -> TurnRecord | None:
@@ -207,7 +246,7 @@ def _begin_turn(
     lease_until: float | None,
 ) -> Flow[tuple[TurnRecord, bool]]:
     stamp = now()
-    yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp))
+    yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp, None, None))
     # The key is looked up only once the conversation is locked: a retry racing its
     # first send then waits for it and finds its turn, instead of storing twice.
     last_seq = yield from _lock(sql, conversation_id)
@@ -243,6 +282,19 @@ def _append(sql: Statements, conversation_id: str, events: Sequence[Event]) -> F
     if batch.events:
         yield from _write(sql, conversation_id, batch, now())
     return batch.events
+
+
+def _delete(sql: Statements, conversation_id: str) -> Flow[bool]:
+    rows = yield Query(sql.lock_conversation, (conversation_id,))
+    if not rows:
+        return False
+    clock = time.time()
+    for turn_id, until in (yield Query(sql.select_running, (conversation_id,))):
+        if until is not None and until > clock:
+            raise busy(conversation_id, turn_id)
+    for statement in (sql.delete_events, sql.delete_turns, sql.delete_conversation):
+        yield Query(statement, (conversation_id,))
+    return True
 
 
 def _lock(sql: Statements, conversation_id: str) -> Flow[int]:

@@ -33,6 +33,12 @@ class ConversationInfo(BaseModel):
     last_seq: int = Field(description="Seq of the newest event; 0 when empty.")
     created_at: datetime
     updated_at: datetime
+    owner: str | None = Field(
+        None, description="The tenant it belongs to (the API's key holder); None: anyone."
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="The creator's own labels, stored as given."
+    )
 
 
 class TurnRecord(BaseModel):
@@ -65,6 +71,27 @@ class ConversationStore(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - an optional hook
         """Release connections."""
+
+    @abc.abstractmethod
+    async def create(
+        self,
+        conversation_id: str,
+        *,
+        agent: str,
+        owner: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ConversationInfo:
+        """Create an empty conversation whose first turn ``agent`` answers.
+
+        An id that exists already is left as it is, and its header is returned.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, conversation_id: str) -> bool:
+        """Delete the conversation with its events and turns; False if it did not exist.
+
+        Raises ``ConversationBusy`` while one of its turns runs under a live lease.
+        """
 
     @abc.abstractmethod
     async def begin_turn(
@@ -103,9 +130,15 @@ class ConversationStore(abc.ABC):
 
     @abc.abstractmethod
     async def events(
-        self, conversation_id: str, *, after_seq: int = 0, turn_id: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        after_seq: int = 0,
+        turn_id: str | None = None,
+        limit: int | None = None,
     ) -> list[Event]:
-        """Stored events with ``seq > after_seq`` (of one turn if given), in order."""
+        """Stored events with ``seq > after_seq`` (of one turn if given), in order;
+        at most ``limit`` of them when given."""
 
     @abc.abstractmethod
     async def conversation(self, conversation_id: str) -> ConversationInfo | None:

@@ -19,6 +19,8 @@ class _Conversation:
     active_agent: str
     created_at: datetime
     updated_at: datetime
+    owner: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     turns: dict[str, TurnRecord] = field(default_factory=dict)  # by idempotency key
 
@@ -33,6 +35,34 @@ class MemoryStore(ConversationStore):
 
     def __init__(self) -> None:
         self._conversations: dict[str, _Conversation] = {}
+
+    async def create(
+        self,
+        conversation_id: str,
+        *,
+        agent: str,
+        owner: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ConversationInfo:
+        """Create an empty conversation (see ``ConversationStore.create``)."""
+        if conversation_id not in self._conversations:
+            created = now()
+            self._conversations[conversation_id] = _Conversation(
+                agent, created, created, owner, dict(metadata or {})
+            )
+        return _info(conversation_id, self._conversations[conversation_id])
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Delete a conversation (see ``ConversationStore.delete``)."""
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return False
+        clock = time.time()
+        for turn in conv.turns.values():
+            if turn.leased(clock):
+                raise busy(conversation_id, turn.turn_id)
+        del self._conversations[conversation_id]
+        return True
 
     async def begin_turn(
         self,
@@ -74,30 +104,28 @@ class MemoryStore(ConversationStore):
         return self._append(self._get(conversation_id), events)
 
     async def events(
-        self, conversation_id: str, *, after_seq: int = 0, turn_id: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        after_seq: int = 0,
+        turn_id: str | None = None,
+        limit: int | None = None,
     ) -> list[Event]:
         """Stored events after ``after_seq`` (of one turn if given), in order."""
         conv = self._conversations.get(conversation_id)
         if conv is None:
             return []
-        return [
+        found = [
             event
             for event in conv.events[max(after_seq, 0) :]
             if turn_id is None or event.turn_id == turn_id
         ]
+        return found if limit is None else found[:limit]
 
     async def conversation(self, conversation_id: str) -> ConversationInfo | None:
         """The conversation's header, or None."""
         conv = self._conversations.get(conversation_id)
-        if conv is None:
-            return None
-        return ConversationInfo(
-            conversation_id=conversation_id,
-            active_agent=conv.active_agent,
-            last_seq=len(conv.events),
-            created_at=conv.created_at,
-            updated_at=conv.updated_at,
-        )
+        return None if conv is None else _info(conversation_id, conv)
 
     async def turn(self, conversation_id: str, idempotency_key: str) -> TurnRecord | None:
         """The turn opened under ``idempotency_key``, or None."""
@@ -134,3 +162,15 @@ class MemoryStore(ConversationStore):
             status = statuses.get(turn.turn_id)
             if status is not None and (turn.status == "running" or not only_running):
                 conv.turns[key] = turn.model_copy(update={"status": status})
+
+
+def _info(conversation_id: str, conv: _Conversation) -> ConversationInfo:
+    return ConversationInfo(
+        conversation_id=conversation_id,
+        active_agent=conv.active_agent,
+        last_seq=len(conv.events),
+        created_at=conv.created_at,
+        updated_at=conv.updated_at,
+        owner=conv.owner,
+        metadata=dict(conv.metadata),
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agents.errors import StoreError
-from agents.store._sql import SCHEMA, Flow, Query, Row, SQLStore, Statements
+from agents.store._sql import ADDED_COLUMNS, SCHEMA, Flow, Query, Row, SQLStore, Statements
 
 __all__ = ["SQLiteStore"]
 
@@ -44,6 +44,7 @@ def _render(template: str) -> str:
 
 
 _SCHEMA = tuple(_render(template) for template in SCHEMA)
+_ADDED_COLUMNS = tuple((_render(table), column) for table, column in ADDED_COLUMNS)
 _STATEMENTS = Statements().rendered(_render)
 
 
@@ -111,6 +112,10 @@ class SQLiteStore(SQLStore):
             with _immediate(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                for table, column in _ADDED_COLUMNS:
+                    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                    if column.split()[0] not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         except BaseException:
             conn.close()
             raise

@@ -238,6 +238,49 @@ class StoreContract:
         closed = await store.turn(cid, "k1")
         assert closed is not None and closed.turn_id == dead.turn_id and closed.status == "error"
 
+    async def test_create_keeps_owner_and_metadata(self, store: ConversationStore) -> None:
+        cid = new_id()
+        info = await store.create(cid, agent="a", owner="acme", metadata={"k": "v"})
+        assert (info.active_agent, info.last_seq, info.owner) == ("a", 0, "acme")
+        assert info.metadata == {"k": "v"}
+        # An existing id is left as it is.
+        again = await store.create(cid, agent="b", owner="other")
+        assert again == info
+        turn, new = await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="b")
+        assert new and turn.user_seq == 1
+        info = await store.conversation(cid)
+        assert info is not None and info.owner == "acme" and info.active_agent == "a"
+        # A conversation begun by a first message has no owner.
+        other = new_id()
+        await store.begin_turn(other, user("hi"), idempotency_key="k", agent="a")
+        info = await store.conversation(other)
+        assert info is not None and info.owner is None and info.metadata == {}
+
+    async def test_delete(self, store: ConversationStore) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(
+            cid, user("hi"), idempotency_key="k", agent="a", lease_until=time.time() + 60
+        )
+        with pytest.raises(ConversationBusy):
+            await store.delete(cid)
+        await store.append(cid, [AnswerEvent(text="x"), DoneEvent(turn_id=turn.turn_id)])
+        assert await store.delete(cid) is True
+        assert await store.conversation(cid) is None
+        assert await store.events(cid) == [] and await store.turn(cid, "k") is None
+        assert await store.delete(cid) is False
+        # The id can be used again, from scratch.
+        turn, new = await store.begin_turn(cid, user("again"), idempotency_key="k", agent="a")
+        assert new and turn.user_seq == 1
+
+    async def test_events_limit(self, store: ConversationStore) -> None:
+        cid = new_id()
+        for n in range(3):
+            await send(store, cid, f"m{n}")
+        everything = await store.events(cid)
+        assert await store.events(cid, limit=2) == everything[:2]
+        assert await store.events(cid, after_seq=2, limit=2) == everything[2:4]
+        assert await store.events(cid, limit=0) == []
+
     async def test_token_events_are_refused(self, store: ConversationStore) -> None:
         cid = new_id()
         await store.begin_turn(cid, user("hi"), idempotency_key="k", agent="a")

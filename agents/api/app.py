@@ -1,0 +1,462 @@
+"""The HTTP API: FastAPI routes over ``Conversations``, all under ``/v1``.
+
+    GET    /healthz, /readyz                      liveness; readiness (the store answers)
+    GET    /v1/agents, /v1/agents/{name}          the agents
+    POST   /v1/conversations                      start one        GET/DELETE .../{id}
+    GET    /v1/conversations/{id}/messages        stored events, paginated
+    POST   /v1/conversations/{id}/messages        a turn: JSON, or SSE with stream
+    POST   /v1/conversations/{id}/approvals/{call_id}   decide a paused tool call
+    GET    /v1/models, POST /v1/chat/completions  OpenAI-compatible; model = agent
+
+``create_app`` builds it over a ``Conversations`` (in a Serve replica, or in-process
+for tests). Every route but health needs an API key; conversations belong to the
+key's tenant. Turns are bounded per key and per replica, never queued without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from agents._streams import closing, with_heartbeats
+from agents.api._auth import Authenticator, Caller
+from agents.api._errors import ApiError, api_error, install_error_handlers
+from agents.api._guard import RequestGuard
+from agents.api._limits import RateLimiter, Slots
+from agents.api._openai import ChatCompletionRequest, ChunkWriter, completion, split_history
+from agents.api._sse import HEARTBEAT, EventStreamResponse, data_frame, event_frame
+from agents.api.spec import ApiSpec
+from agents.api.types import (
+    AgentInfo,
+    AgentList,
+    ApprovalDecision,
+    Conversation,
+    CreateConversation,
+    ErrorBody,
+    MessagesPage,
+    SendMessage,
+    TurnResult,
+)
+from agents.conversations import Conversations
+from agents.errors import RayAgentsError
+from agents.events import (
+    AnswerEvent,
+    ApprovalRequiredEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    TokenEvent,
+    TurnUsage,
+)
+from agents.protocol import DecisionRequest, SendRequest
+from agents.spec import AgentSpec
+from agents.store.base import ConversationInfo
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("ray_agents.api")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 429, 503, 504)
+}
+
+
+def create_app(
+    conversations: Conversations,
+    agents: Sequence[AgentSpec],
+    spec: ApiSpec,
+    *,
+    behind_serve: bool = False,
+) -> FastAPI:
+    """The API app over ``conversations``; ``agents`` describe the app's agents."""
+    from agents import __version__
+
+    app = FastAPI(
+        title="ray-agents",
+        version=__version__,
+        description="Multi-agent conversations over a shared LLM pool.",
+        responses=_ERRORS,
+    )
+    app.state.api = _Api(conversations, agents, spec)
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestGuard, max_body_bytes=spec.limits.max_body_bytes, add_header=not behind_serve
+    )
+    app.include_router(_router)
+    return app
+
+
+class _Api:
+    """What the routes share: the conversations, the agents, keys and limits."""
+
+    def __init__(
+        self, conversations: Conversations, agents: Sequence[AgentSpec], spec: ApiSpec
+    ) -> None:
+        self.conversations = conversations
+        self.limits = spec.limits
+        self.auth = Authenticator(spec)
+        self.rate = RateLimiter(spec.limits.requests_per_minute, spec.limits.burst)
+        self.key_turns = Slots(
+            spec.limits.max_streams_per_key, "rate_limit_exceeded", "concurrent turns per key"
+        )
+        self.turns = Slots(spec.limits.max_concurrent_turns, "overloaded", "turns in progress")
+        self.started = int(time.time())
+        self.agents = {
+            a.name: AgentInfo(
+                name=a.name,
+                description=a.description,
+                model=a.model,
+                tools=list(a.tools),
+                handoffs=list(a.handoffs),
+                asks=list(a.asks),
+                default=a.name == conversations.default_agent,
+            )
+            for a in agents
+        }
+
+    async def owned(self, conversation_id: str, caller: Caller) -> ConversationInfo:
+        """The caller's conversation; 404 for a missing one and for another tenant's."""
+        info = await self.conversations.get(conversation_id)
+        if info is None or info.owner != caller.tenant:
+            raise ApiError("not_found", f"no conversation with id {conversation_id!r}")
+        return info
+
+    async def start(self, caller: Caller, events: AsyncGenerator[Event, None]) -> _Started:
+        """Take the turn's places in the limits and run it up to its first event.
+
+        Errors before the first event (an unknown agent, a busy conversation) become
+        plain error responses; after it, the turn reports them as events.
+        """
+        self.key_turns.take(caller.key_hash)
+        try:
+            self.turns.take()
+        except ApiError:
+            self.key_turns.give(caller.key_hash)
+            raise
+        released = False
+
+        async def finish() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            try:
+                await events.aclose()
+            finally:
+                self.turns.give()
+                self.key_turns.give(caller.key_hash)
+
+        try:
+            first = await anext(events)
+        except BaseException:
+            await asyncio.shield(finish())
+            raise
+        return _Started(first, events, finish)
+
+
+@dataclass
+class _Started:
+    """A turn that produced its first event: the rest, and its cleanup."""
+
+    first: Event
+    rest: AsyncGenerator[Event, None]
+    finish: Callable[[], Awaitable[None]]
+
+    async def all(self) -> list[Event]:
+        """Every event of the turn, to its end."""
+        try:
+            return [self.first] + [event async for event in self.rest]
+        finally:
+            await asyncio.shield(self.finish())
+
+    async def frames(self, heartbeat_s: float) -> AsyncIterator[Event | None]:
+        """The events, and None for each idle ``heartbeat_s``."""
+        yield self.first
+        async for item in with_heartbeats(self.rest, heartbeat_s):
+            yield item
+
+
+def _api(request: Request) -> _Api:
+    api: _Api = request.app.state.api
+    return api
+
+
+def _caller(request: Request) -> Caller:
+    api = _api(request)
+    caller = api.auth(request)
+    api.rate.take(caller.key_hash)
+    return caller
+
+
+ApiDep = Annotated[_Api, Depends(_api)]
+CallerDep = Annotated[Caller, Depends(_caller)]
+_router = APIRouter()
+
+
+@_router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@_router.get("/readyz", tags=["health"])
+async def readyz(api: ApiDep) -> dict[str, str]:
+    """The app can serve: its conversation store answers."""
+    try:
+        await api.conversations.get("readyz-probe")
+    except RayAgentsError as exc:
+        raise ApiError("agent_unavailable", "the conversation store is unavailable") from exc
+    return {"status": "ready"}
+
+
+@_router.get("/v1/agents", tags=["agents"])
+async def list_agents(api: ApiDep, caller: CallerDep) -> AgentList:
+    """The application's agents."""
+    return AgentList(data=list(api.agents.values()))
+
+
+@_router.get("/v1/agents/{name}", tags=["agents"])
+async def get_agent(name: str, api: ApiDep, caller: CallerDep) -> AgentInfo:
+    """One agent."""
+    info = api.agents.get(name)
+    if info is None:
+        raise ApiError("not_found", f"no agent named {name!r}; see GET /v1/agents")
+    return info
+
+
+@_router.post("/v1/conversations", status_code=201, tags=["conversations"])
+async def create_conversation(
+    body: CreateConversation, api: ApiDep, caller: CallerDep
+) -> Conversation:
+    """Start a conversation with an agent (the app's default agent if none is named)."""
+    if body.agent is not None and body.agent not in api.agents:
+        raise ApiError("not_found", f"no agent named {body.agent!r}; see GET /v1/agents")
+    info = await api.conversations.create(
+        agent=body.agent, owner=caller.tenant, metadata=body.metadata
+    )
+    return _conversation(info)
+
+
+@_router.get("/v1/conversations/{conversation_id}", tags=["conversations"])
+async def get_conversation(conversation_id: str, api: ApiDep, caller: CallerDep) -> Conversation:
+    """A conversation's header."""
+    return _conversation(await api.owned(conversation_id, caller))
+
+
+@_router.delete("/v1/conversations/{conversation_id}", status_code=204, tags=["conversations"])
+async def delete_conversation(conversation_id: str, api: ApiDep, caller: CallerDep) -> Response:
+    """Delete a conversation and everything stored with it (409 while a turn runs)."""
+    await api.owned(conversation_id, caller)
+    await api.conversations.delete(conversation_id)
+    return Response(status_code=204)
+
+
+@_router.get("/v1/conversations/{conversation_id}/messages", tags=["conversations"])
+async def list_messages(
+    conversation_id: str,
+    api: ApiDep,
+    caller: CallerDep,
+    after: Annotated[int, Query(ge=0, description="Events with seq above this.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Events per page.")] = 100,
+) -> MessagesPage:
+    """The conversation's stored events in order (tokens are never stored)."""
+    await api.owned(conversation_id, caller)
+    events = await api.conversations.history(conversation_id, after_seq=after, limit=limit + 1)
+    page, more = events[:limit], len(events) > limit
+    last = page[-1].seq if page else None
+    return MessagesPage(data=page, has_more=more, next_after=last if more else None)
+
+
+@_router.post(
+    "/v1/conversations/{conversation_id}/messages",
+    tags=["conversations"],
+    response_model=TurnResult,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def send_message(
+    conversation_id: str, body: SendMessage, request: Request, api: ApiDep, caller: CallerDep
+) -> Response:
+    """Send a user message: the turn's result, or its events as Server-Sent Events."""
+    if len(body.content) > api.limits.max_message_chars:
+        raise ApiError(
+            "invalid_request",
+            f"content: {len(body.content)} characters; the limit is {api.limits.max_message_chars}",
+        )
+    await api.owned(conversation_id, caller)
+    send = SendRequest(
+        message=body.content,
+        conversation_id=conversation_id,
+        idempotency_key=body.idempotency_key,
+        timeout_s=body.timeout_s,
+        variables=body.variables,
+    )
+    started = await api.start(caller, api.conversations.send(send))
+    return await _reply(request, api, conversation_id, started, body.stream)
+
+
+@_router.post(
+    "/v1/conversations/{conversation_id}/approvals/{call_id}",
+    tags=["conversations"],
+    response_model=TurnResult,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def decide(
+    conversation_id: str,
+    call_id: str,
+    body: ApprovalDecision,
+    request: Request,
+    api: ApiDep,
+    caller: CallerDep,
+) -> Response:
+    """Approve or reject a tool call that waits; the resumed turn is the reply."""
+    await api.owned(conversation_id, caller)
+    decision = DecisionRequest(
+        conversation_id=conversation_id, call_id=call_id, approved=body.approve, reason=body.reason
+    )
+    started = await api.start(caller, api.conversations.decide(decision))
+    return await _reply(request, api, conversation_id, started, body.stream)
+
+
+@_router.get("/v1/models", tags=["openai"])
+async def list_models(api: ApiDep, caller: CallerDep) -> dict[str, Any]:
+    """The agents, as OpenAI models."""
+    data = [
+        {"id": name, "object": "model", "created": api.started, "owned_by": "ray-agents"}
+        for name in api.agents
+    ]
+    return {"object": "list", "data": data}
+
+
+@_router.post("/v1/chat/completions", tags=["openai"])
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, api: ApiDep, caller: CallerDep
+) -> Response:
+    """OpenAI-compatible chat: ``model`` is an agent; the messages are the history."""
+    if body.model not in api.agents:
+        raise ApiError("not_found", f"no agent (model) named {body.model!r}; see GET /v1/models")
+    if len(body.messages) > api.limits.max_history_messages:
+        raise ApiError(
+            "invalid_request",
+            f"messages: {len(body.messages)} messages; the limit is "
+            f"{api.limits.max_history_messages}",
+        )
+    history, text = split_history(
+        body.messages, max_chars=api.limits.max_message_chars, agent=body.model
+    )
+    request_id: str = request.state.request_id
+    turn = _stateless_turn(api, caller, body.model, history, text, request_id)
+    started = await api.start(caller, turn)
+    if not body.stream:
+        return JSONResponse(completion(request_id, body.model, await started.all()))
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    writer = ChunkWriter(request_id, body.model, include_usage=include_usage)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for item in started.frames(api.limits.heartbeat_s):
+                if item is None:
+                    yield HEARTBEAT
+                    continue
+                for chunk in writer.chunks(item):
+                    yield data_frame(chunk)
+        except Exception as exc:
+            error = _logged(api_error(exc), request_id, exc)
+            detail = {"type": error.type, "message": error.message, "request_id": request_id}
+            yield data_frame({"error": detail})
+        yield data_frame("[DONE]")
+
+    return EventStreamResponse(chunks(), started.finish)
+
+
+async def _stateless_turn(
+    api: _Api, caller: Caller, agent: str, history: list[Event], text: str, request_id: str
+) -> AsyncGenerator[Event, None]:
+    """A turn in a conversation of its own that holds ``history``, deleted at the end."""
+    conversations = api.conversations
+    info = await conversations.create(
+        agent=agent,
+        owner=caller.tenant,
+        metadata={"source": "chat.completions", "request_id": request_id},
+    )
+    try:
+        if history:
+            await conversations.store.append(info.conversation_id, history)
+        send = SendRequest(message=text, conversation_id=info.conversation_id)
+        async with closing(conversations.send(send)) as events:
+            async for event in events:
+                yield event
+    finally:
+        await asyncio.shield(_forget(conversations, info.conversation_id))
+
+
+async def _forget(conversations: Conversations, conversation_id: str) -> None:
+    try:
+        await conversations.delete(conversation_id)
+    except RayAgentsError as exc:  # left behind; it holds nothing anyone can reach
+        log.warning("could not delete stateless conversation %s: %s", conversation_id, exc)
+
+
+async def _reply(
+    request: Request, api: _Api, conversation_id: str, started: _Started, stream: bool
+) -> Response:
+    """The turn as JSON (``TurnResult``), or as an SSE stream of its events."""
+    if not (stream or "text/event-stream" in request.headers.get("accept", "")):
+        return JSONResponse(_turn_result(conversation_id, await started.all()).model_dump())
+    request_id: str = request.state.request_id
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            async for item in started.frames(api.limits.heartbeat_s):
+                yield HEARTBEAT if item is None else event_frame(item)
+        except Exception as exc:  # the turn stored its own end; tell the client
+            error = _logged(api_error(exc), request_id, exc)
+            yield event_frame(ErrorEvent(code=error.type, message=error.message))
+            yield event_frame(DoneEvent(status="error", conversation_id=conversation_id))
+
+    return EventStreamResponse(frames(), started.finish)
+
+
+def _turn_result(conversation_id: str, events: list[Event]) -> TurnResult:
+    stored = [e for e in events if not isinstance(e, TokenEvent)]
+    done = next((e for e in reversed(stored) if isinstance(e, DoneEvent)), None)
+    answer = next((e for e in reversed(stored) if isinstance(e, AnswerEvent)), None)
+    error = next((e for e in reversed(stored) if isinstance(e, ErrorEvent)), None)
+    status = done.status if done is not None else "error"
+    return TurnResult(
+        conversation_id=conversation_id,
+        turn_id=done.turn_id if done is not None else None,
+        status=status,
+        answer=answer.text if answer is not None else None,
+        output=answer.output if answer is not None else None,
+        agent=done.active_agent if done is not None else None,
+        pending_approvals=[e for e in stored if isinstance(e, ApprovalRequiredEvent)]
+        if status == "paused"
+        else [],
+        error=error if status == "error" else None,
+        usage=done.usage if done is not None else TurnUsage(),
+        events=stored,
+    )
+
+
+def _conversation(info: ConversationInfo) -> Conversation:
+    return Conversation(
+        id=info.conversation_id,
+        agent=info.active_agent,
+        created_at=info.created_at,
+        updated_at=info.updated_at,
+        last_seq=info.last_seq,
+        metadata=info.metadata,
+    )
+
+
+def _logged(error: ApiError, request_id: str, exc: Exception) -> ApiError:
+    if error.type == "internal_error":
+        log.error("request %s failed mid-stream", request_id, exc_info=exc)
+    return error

@@ -1,0 +1,120 @@
+"""The HTTP API's configuration: API keys, limits, and the ingress's scaling.
+
+Keys are configured as SHA-256 hashes, never in the clear: ``ray-agents keys new``
+prints a fresh key and its hash. ``keys_env`` names an environment variable holding
+more ``tenant:hash`` pairs (comma separated), so a deployment adds keys without
+editing the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents.errors import ConfigError
+
+__all__ = ["ApiKey", "ApiLimits", "ApiSpec", "hash_key"]
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest a key is configured (and compared) as."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKey(BaseModel):
+    """One API key: who holds it, as the hash of the key."""
+
+    model_config = _Strict
+
+    tenant: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The key's owner; conversations belong to it and are hidden from others.",
+    )
+    sha256: str = Field(
+        pattern=_HASH.pattern, description="SHA-256 hex digest of the key (`ray-agents keys new`)."
+    )
+    name: str = Field("", max_length=128, description="A label for logs (never the key).")
+
+
+class ApiLimits(BaseModel):
+    """Bounds on what one request, one key and the whole ingress may take."""
+
+    model_config = _Strict
+
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body; bigger gets 413."
+    )
+    max_message_chars: int = Field(
+        32_000, ge=1, description="Longest user message (or chat completion message)."
+    )
+    max_history_messages: int = Field(
+        256, ge=1, description="Most messages one /v1/chat/completions request may carry."
+    )
+    requests_per_minute: int = Field(
+        600, ge=1, description="Per key, sustained; bursts up to `burst`. Over it: 429."
+    )
+    burst: int = Field(60, ge=1, description="Requests a key may make at once before limiting.")
+    max_streams_per_key: int = Field(
+        32, ge=1, description="Concurrent SSE streams (and turns) per key. Over it: 429."
+    )
+    max_concurrent_turns: int = Field(
+        256,
+        ge=1,
+        description="Turns one ingress replica runs at once; over it: 503 with Retry-After.",
+    )
+    heartbeat_s: float = Field(
+        15.0, gt=0, le=300, description="Idle SSE streams get a comment line this often."
+    )
+
+
+class ApiSpec(BaseModel):
+    """The API section of an app config."""
+
+    model_config = _Strict
+
+    keys: list[ApiKey] = Field(default_factory=list, description="Accepted API keys, hashed.")
+    keys_env: str | None = Field(
+        "RAY_AGENTS_API_KEYS",
+        description="Environment variable with more keys as `tenant:sha256,...` (if set).",
+    )
+    open: bool = Field(
+        False,
+        description="Local development only: accept requests without a key (tenant 'dev'). "
+        "Logs a warning on start.",
+    )
+    limits: ApiLimits = Field(default_factory=ApiLimits)
+    min_replicas: int = Field(1, ge=1, description="Ingress replicas kept running.")
+    max_replicas: int = Field(1, ge=1, description="Ingress replicas under load.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of Ray Serve's proxy.")
+    route_prefix: str = Field("/", pattern=r"^/", description="Where the API is mounted.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        hashes = [k.sha256 for k in self.keys]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("the same key hash is listed twice")
+        return self
+
+    def all_keys(self) -> dict[str, ApiKey]:
+        """Every accepted key by hash: the configured ones plus those in ``keys_env``."""
+        keys = {k.sha256: k for k in self.keys}
+        raw = os.environ.get(self.keys_env, "") if self.keys_env else ""
+        for index, item in enumerate(filter(None, (p.strip() for p in raw.split(",")))):
+            tenant, _, digest = item.partition(":")
+            if not tenant or not _HASH.match(digest):
+                raise ConfigError(
+                    f"${self.keys_env}: item {index + 1} must be 'tenant:<sha256 hex>', "
+                    f"got {item[:20]!r}..."
+                )
+            keys[digest] = ApiKey(tenant=tenant, sha256=digest, name=f"${self.keys_env}")
+        return keys

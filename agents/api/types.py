@@ -1,0 +1,216 @@
+"""What the HTTP API sends and receives: plain pydantic values, shared with the SDK.
+
+This module imports pydantic and ``agents.events`` only, so the SDK (which has no
+FastAPI, Ray or vLLM) uses the very types the server validates and emits.
+
+Every error response has one shape, ``ErrorBody``::
+
+    {"error": {"type": "not_found", "message": "...", "request_id": "..."}}
+
+``ErrorType`` lists the ``type`` values and the status each comes with.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.events import ApprovalRequiredEvent, ErrorEvent, Event, TurnUsage
+
+__all__ = [
+    "ERROR_STATUS",
+    "AgentInfo",
+    "AgentList",
+    "ApprovalDecision",
+    "Conversation",
+    "CreateConversation",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorType",
+    "MessagesPage",
+    "SendMessage",
+    "TurnResult",
+]
+
+_In = ConfigDict(extra="forbid")
+_Out = ConfigDict(extra="ignore")  # a newer server may add fields; old clients ignore them
+
+ErrorType = Literal[
+    "invalid_request",
+    "authentication_error",
+    "not_found",
+    "conversation_busy",
+    "no_pending_approval",
+    "approval_required",
+    "payload_too_large",
+    "rate_limit_exceeded",
+    "overloaded",
+    "agent_unavailable",
+    "agent_error",
+    "deadline_exceeded",
+    "internal_error",
+]
+
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request": 400,
+    "authentication_error": 401,
+    "not_found": 404,
+    "conversation_busy": 409,
+    "no_pending_approval": 409,
+    "approval_required": 409,
+    "payload_too_large": 413,
+    "rate_limit_exceeded": 429,
+    "overloaded": 503,
+    "agent_unavailable": 503,
+    "agent_error": 502,
+    "deadline_exceeded": 504,
+    "internal_error": 500,
+}
+"""The HTTP status of each error type. Request validation errors are 400
+``invalid_request`` (never 422); ``agent_error`` is a turn that failed inside the agents
+(the model kept giving invalid actions, ran out of steps, ...) where the caller wanted a
+single answer (``/v1/chat/completions``)."""
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, and the request id to quote in a bug report."""
+
+    model_config = _Out
+
+    type: str = Field(description="One of ErrorType; clients switch on it.")
+    message: str = Field(description="What to fix (4xx) or what failed (5xx); no stack traces.")
+    request_id: str = Field(description="Also in the X-Request-ID response header.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    model_config = _Out
+
+    error: ErrorDetail
+
+
+class AgentInfo(BaseModel):
+    """An agent of the application."""
+
+    model_config = _Out
+
+    name: str
+    description: str
+    model: str = Field(description="The pool model the agent generates with.")
+    tools: list[str] = Field(default_factory=list, description="Tools the agent may call.")
+    handoffs: list[str] = Field(
+        default_factory=list, description="Agents it may hand the conversation to."
+    )
+    asks: list[str] = Field(default_factory=list, description="Agents it may ask questions.")
+    default: bool = Field(False, description="Whether new conversations start with it.")
+
+
+class AgentList(BaseModel):
+    """``GET /v1/agents``."""
+
+    model_config = _Out
+
+    object: Literal["list"] = "list"
+    data: list[AgentInfo]
+
+
+class CreateConversation(BaseModel):
+    """``POST /v1/conversations``."""
+
+    model_config = _In
+
+    agent: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The agent that answers first (default: the app's default agent).",
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Up to 16 keys of the caller's own labels, stored with the conversation.",
+    )
+
+
+class Conversation(BaseModel):
+    """A conversation's header."""
+
+    model_config = _Out
+
+    id: str
+    object: Literal["conversation"] = "conversation"
+    agent: str = Field(description="The agent that answers the next message.")
+    created_at: datetime
+    updated_at: datetime
+    last_seq: int = Field(description="Seq of the newest stored event; 0 when empty.")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SendMessage(BaseModel):
+    """``POST /v1/conversations/{id}/messages``."""
+
+    model_config = _In
+
+    content: str = Field(min_length=1, description="The user's message.")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="A retried send with the same key is stored once and gets the same reply.",
+    )
+    stream: bool = Field(False, description="Reply with Server-Sent Events of the turn.")
+    timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="The turn's deadline, in seconds from now."
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Values for the agent's instruction placeholders."
+    )
+
+
+class ApprovalDecision(BaseModel):
+    """``POST /v1/conversations/{id}/approvals/{call_id}``."""
+
+    model_config = _In
+
+    approve: bool = Field(description="Run the paused tool call (true) or refuse it (false).")
+    reason: str = Field("", max_length=2000, description="Why; a rejection tells the agent.")
+    stream: bool = Field(False, description="Reply with Server-Sent Events of the resumed turn.")
+
+
+class TurnResult(BaseModel):
+    """The JSON reply to a message or an approval: the turn, once it ended."""
+
+    model_config = _Out
+
+    conversation_id: str
+    turn_id: str | None
+    status: Literal["ok", "error", "paused"]
+    answer: str | None = Field(None, description="The final answer's text, if there is one.")
+    output: dict[str, Any] | None = Field(
+        None, description="The structured answer, for agents with an output schema."
+    )
+    agent: str | None = Field(None, description="The agent that answers the next message.")
+    pending_approvals: list[ApprovalRequiredEvent] = Field(
+        default_factory=list, description="Tool calls that wait for a decision (status paused)."
+    )
+    error: ErrorEvent | None = Field(None, description="Why the turn failed (status error).")
+    usage: TurnUsage = Field(default_factory=TurnUsage)
+    events: list[Event] = Field(
+        default_factory=list, description="The turn's stored events, in order."
+    )
+
+
+class MessagesPage(BaseModel):
+    """``GET /v1/conversations/{id}/messages``: stored events in ``seq`` order."""
+
+    model_config = _Out
+
+    object: Literal["list"] = "list"
+    data: list[Event]
+    has_more: bool
+    next_after: int | None = Field(
+        None, description="Pass as ``after`` to get the next page; null on the last page."
+    )

@@ -1,0 +1,316 @@
+"""The blocking client: ``Client``, its resources, conversation handles and event streams.
+
+Requests, parsing and retry rules come from ``_base``; this module only sends.
+``_async`` mirrors it with ``await``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from tenacity import Retrying
+
+from agents.api.types import AgentInfo, Conversation, MessagesPage, TurnResult
+from agents.client._base import (
+    Call,
+    ConversationState,
+    Pager,
+    Requests,
+    check_stream,
+    retry_options,
+)
+from agents.client._exceptions import APIConnectionError, status_error, transport_error
+from agents.client._sse import EventDecoder
+from agents.events import DoneEvent, Event
+
+__all__ = ["Agents", "Client", "ConversationHandle", "Conversations", "EventStream"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """A blocking client of a ray-agents application's HTTP API.
+
+    ``base_url`` defaults to ``$RAY_AGENTS_URL`` or ``http://127.0.0.1:8000`` (the
+    server's root; a trailing ``/v1`` is accepted); ``api_key`` to
+    ``$RAY_AGENTS_API_KEY``. ``timeout`` bounds each request (streams wait at least
+    45 s for data, three server heartbeats); ``max_retries`` is how many times a failed
+    request is retried (0 disables retries). ``http_client`` replaces the underlying
+    ``httpx.Client`` (proxies, a test transport); the caller then closes it.
+    ``sleep`` is what waits between retries (tests pass a recorder).
+
+    Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = 60.0,
+        max_retries: int = 3,
+        http_client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+        self._requests = Requests(base_url, api_key, timeout)
+        self._max_retries = max_retries
+        self._http = http_client or httpx.Client()
+        self._owns_http = http_client is None
+        self._sleep = sleep
+        self.agents = Agents(self)
+        """The application's agents."""
+        self.conversations = Conversations(self)
+        """Create, open and delete conversations."""
+
+    @property
+    def base_url(self) -> str:
+        """The server's root URL."""
+        return self._requests.base_url
+
+    def close(self) -> None:
+        """Close the connections (not those of an ``http_client`` passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, call: Call[T]) -> T:
+        response = self._send(call, stream=False)
+        return call.parse(response)
+
+    def _send(self, call: Call[Any], *, stream: bool) -> httpx.Response:
+        retrying = Retrying(sleep=self._sleep, **retry_options(self._max_retries, call.retry))
+        return retrying(self._send_once, call.request, stream)
+
+    def _send_once(self, request: httpx.Request, stream: bool) -> httpx.Response:
+        try:
+            response = self._http.send(request, stream=stream)
+            if response.is_error:
+                try:
+                    response.read()
+                finally:
+                    response.close()
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        if response.is_error:
+            raise status_error(response)
+        return response
+
+    def _stream(self, call: Call[Any], observe: Callable[[Event], Event]) -> EventStream:
+        return EventStream(lambda: self._send(call, stream=True), observe)
+
+
+class EventStream:
+    """The events of one streamed turn, in order, ending with its ``DoneEvent``.
+
+    The request is sent when iteration starts; an error reply raises there. A turn
+    that fails yields an ``ErrorEvent`` and ``DoneEvent(status="error")``, not an
+    exception. Leave a ``with`` block or call ``close()`` to stop reading early.
+    """
+
+    def __init__(
+        self, open_stream: Callable[[], httpx.Response], observe: Callable[[Event], Event]
+    ) -> None:
+        self._events = self._run(open_stream, observe)
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop reading and close the connection."""
+        self._events.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @staticmethod
+    def _run(
+        open_stream: Callable[[], httpx.Response], observe: Callable[[Event], Event]
+    ) -> Generator[Event, None, None]:
+        response = open_stream()
+        try:
+            check_stream(response)
+            decoder = EventDecoder()
+            for line in response.iter_lines():
+                event = decoder.decode(line)
+                if event is not None:
+                    yield observe(event)
+                    if isinstance(event, DoneEvent):
+                        return
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        finally:
+            response.close()
+        raise APIConnectionError("the stream ended before the turn's done event")
+
+
+class Agents:
+    """``client.agents``: the application's agents."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> builtins.list[AgentInfo]:
+        """Every agent of the application."""
+        return self._client._call(self._client._requests.list_agents())
+
+    def get(self, name: str) -> AgentInfo:
+        """One agent, by name (``NotFoundError`` if there is none)."""
+        return self._client._call(self._client._requests.get_agent(name))
+
+
+class Conversations:
+    """``client.conversations``: create, open and delete conversations."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self, agent: str | None = None, *, metadata: dict[str, str] | None = None
+    ) -> ConversationHandle:
+        """Start a conversation with ``agent`` (default: the application's default agent)."""
+        call = self._client._requests.create_conversation(agent, metadata)
+        return ConversationHandle(self._client, self._client._call(call))
+
+    def get(self, conversation_id: str) -> ConversationHandle:
+        """Open an existing conversation (``NotFoundError`` if there is none)."""
+        call = self._client._requests.get_conversation(conversation_id)
+        return ConversationHandle(self._client, self._client._call(call))
+
+    def delete(self, conversation_id: str) -> None:
+        """Delete a conversation and its stored events."""
+        self._client._call(self._client._requests.delete_conversation(conversation_id))
+
+
+class ConversationHandle(ConversationState):
+    """A conversation: send it messages, stream turns, decide paused tool calls.
+
+    ``id``, ``agent`` and ``info`` are kept current by the turns sent through it.
+    Every send and decision carries an idempotency key (a fresh one unless given),
+    so a retried request never runs a turn twice.
+    """
+
+    def __init__(self, client: Client, info: Conversation) -> None:
+        super().__init__(info)
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"ConversationHandle(id={self.id!r}, agent={self.agent!r})"
+
+    def refresh(self) -> Conversation:
+        """Fetch the conversation's header again."""
+        self._info = self._client._call(self._client._requests.get_conversation(self.id))
+        return self._info
+
+    def send(
+        self,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+        variables: dict[str, str] | None = None,
+    ) -> TurnResult:
+        """Send a message and wait for the turn to end.
+
+        ``timeout_s`` is the turn's deadline on the server (the client waits that long
+        plus a margin); ``variables`` fill the agent's instruction placeholders. A
+        failed turn is ``status == "error"`` with ``error`` set, not an exception.
+        """
+        call = self._client._requests.send(
+            self.id,
+            text,
+            stream=False,
+            idempotency_key=idempotency_key,
+            timeout_s=timeout_s,
+            variables=variables,
+        )
+        return self._observe_result(self._client._call(call))
+
+    def stream(
+        self,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+        variables: dict[str, str] | None = None,
+    ) -> EventStream:
+        """Send a message and stream the turn's events (see ``send`` for the arguments)."""
+        call = self._client._requests.send(
+            self.id,
+            text,
+            stream=True,
+            idempotency_key=idempotency_key,
+            timeout_s=timeout_s,
+            variables=variables,
+        )
+        return self._client._stream(call, self._observe)
+
+    def messages(self, after: int = 0, *, limit: int | None = None) -> list[Event]:
+        """The stored events with ``seq`` above ``after``, every page (or ``limit`` events)."""
+        pager = Pager(after, limit)
+        while pager.more:
+            pager.add(self.messages_page(pager.after, pager.page_size))
+        return pager.events
+
+    def messages_page(self, after: int = 0, limit: int = 100) -> MessagesPage:
+        """One page of stored events; pass ``next_after`` as ``after`` for the next."""
+        return self._client._call(self._client._requests.messages(self.id, after, limit))
+
+    def approve(self, call_id: str, reason: str = "") -> TurnResult:
+        """Run the paused tool call ``call_id`` and wait for the resumed turn."""
+        return self._decide(call_id, approve=True, reason=reason)
+
+    def reject(self, call_id: str, reason: str = "") -> TurnResult:
+        """Refuse the paused tool call (``reason`` tells the agent) and wait for the turn."""
+        return self._decide(call_id, approve=False, reason=reason)
+
+    def stream_approve(self, call_id: str, reason: str = "") -> EventStream:
+        """Run the paused tool call and stream the resumed turn."""
+        call = self._client._requests.decide(
+            self.id, call_id, approve=True, reason=reason, stream=True
+        )
+        return self._client._stream(call, self._observe)
+
+    def stream_reject(self, call_id: str, reason: str = "") -> EventStream:
+        """Refuse the paused tool call and stream the resumed turn."""
+        call = self._client._requests.decide(
+            self.id, call_id, approve=False, reason=reason, stream=True
+        )
+        return self._client._stream(call, self._observe)
+
+    def delete(self) -> None:
+        """Delete the conversation and its stored events."""
+        self._client.conversations.delete(self.id)
+
+    def _decide(self, call_id: str, *, approve: bool, reason: str) -> TurnResult:
+        call = self._client._requests.decide(
+            self.id, call_id, approve=approve, reason=reason, stream=False
+        )
+        return self._observe_result(self._client._call(call))

@@ -1,0 +1,181 @@
+"""The HTTP API served by Ray Serve: through the HTTP proxy, with real clients.
+
+One Serve app (scripted engine) for the module: httpx and a real SSE parser, the
+official ``openai`` client, schemathesis against ``/openapi.json``, and a client
+that disconnects mid-stream. Every route's error cases are in tests/unit/test_api.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from agents.builder import build_agents_app
+from agents.events import event_adapter
+from agents.pool.spec import PoolSpec
+from agents.store.spec import StoreSpec
+from tests.fixtures import api_app
+from tests.fixtures.api_app import KEYS, headers
+from tools.spec import ToolsConfig
+
+pytestmark = pytest.mark.serve
+
+APP = "agents-http"
+
+
+@pytest.fixture(scope="module")
+def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from ray import serve
+
+    db = tmp_path_factory.mktemp("api") / "conversations.db"
+    built = build_agents_app(
+        api_app.agent_specs(),
+        PoolSpec.model_validate(api_app.POOL),
+        store=StoreSpec(backend="sqlite", path=str(db)),
+        tools=ToolsConfig.model_validate(api_app.TOOLS),
+        api=api_app.api_spec(heartbeat_s=0.1, requests_per_minute=100_000, burst=10_000),
+    )
+    serve.run(built, name=APP, route_prefix="/")
+    yield f"http://127.0.0.1:{ray_cluster['http']}"
+    serve.delete(APP)
+
+
+@pytest.fixture
+def client(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, headers=headers(), timeout=60) as client:
+        yield client
+
+
+def new_conversation(client: httpx.Client, **body: Any) -> str:
+    response = client.post("/v1/conversations", json=body)
+    assert response.status_code == 201, response.text
+    conversation_id: str = response.json()["id"]
+    return conversation_id
+
+
+def test_rest_round_trip(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    assert [a["name"] for a in client.get("/v1/agents").json()["data"]] == [
+        "triage",
+        "billing",
+        "tech",
+    ]
+    cid = new_conversation(client)
+    reply = client.post(f"/v1/conversations/{cid}/messages", json={"content": "refund"}).json()
+    assert reply["answer"] == "Billing here: refund issued." and reply["agent"] == "billing"
+    page = client.get(f"/v1/conversations/{cid}/messages").json()
+    assert [e["type"] for e in page["data"]] == ["message", "handoff", "answer", "done"]
+    assert client.delete(f"/v1/conversations/{cid}").status_code == 204
+
+
+def test_errors_keep_their_shape_through_the_proxy(client: httpx.Client, url: str) -> None:
+    missing = httpx.get(f"{url}/v1/agents")
+    assert missing.status_code == 401
+    body = missing.json()["error"]
+    assert body["type"] == "authentication_error"
+    assert body["request_id"] == missing.headers["x-request-id"]
+    cid = new_conversation(client)
+    other = client.get(f"/v1/conversations/{cid}", headers=headers("globex"))
+    assert other.status_code == 404 and other.json()["error"]["type"] == "not_found"
+    bad = client.post(f"/v1/conversations/{cid}/messages", json={"content": ""})
+    assert bad.status_code == 400 and "body.content" in bad.json()["error"]["message"]
+
+
+def test_sse_stream_with_a_tool_call_and_heartbeats(client: httpx.Client) -> None:
+    cid = new_conversation(client, agent="tech")
+    body = {"content": "sum 2 and 3", "stream": True}
+    with connect_sse(client, "POST", f"/v1/conversations/{cid}/messages", json=body) as source:
+        # A heartbeat (a comment) dispatches an empty message in httpx-sse: skip those.
+        events = [event_adapter.validate_json(s.data) for s in source.iter_sse() if s.data]
+    kinds = [e.type for e in events if e.type != "token"]
+    assert kinds == ["message", "tool_call", "tool_result", "answer", "done"]
+    # A slow answer leaves the stream idle between tokens: heartbeats come through.
+    with client.stream(
+        "POST", f"/v1/conversations/{cid}/messages", json={"content": "slow one", "stream": True}
+    ) as response:
+        lines = list(response.iter_lines())
+    assert ": ping" in lines and lines.count("event: token") == 40
+
+
+def test_disconnect_mid_stream_leaves_a_consistent_conversation(client: httpx.Client) -> None:
+    cid = new_conversation(client)
+    body = {"content": "slow answer please", "stream": True}
+    with connect_sse(client, "POST", f"/v1/conversations/{cid}/messages", json=body) as source:
+        for sse in source.iter_sse():
+            if sse.event == "token":
+                break  # leave after the first token; closing the stream disconnects
+    deadline = time.monotonic() + 30
+    while True:
+        events = client.get(f"/v1/conversations/{cid}/messages").json()["data"]
+        if events and events[-1]["type"] == "done":
+            break
+        assert time.monotonic() < deadline, events
+        time.sleep(0.1)
+    assert [e["type"] for e in events] == ["message", "error", "done"]
+    assert events[1]["code"] == "cancelled" and events[2]["status"] == "error"
+    # The conversation is free again: the next turn runs.
+    reply = client.post(f"/v1/conversations/{cid}/messages", json={"content": "hello"}).json()
+    assert reply["status"] == "ok" and reply["answer"] == "ok"
+
+
+def test_openai_client(url: str) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEYS["acme"], max_retries=0)
+    assert "tech" in [m.id for m in client.models.list()]
+    reply = client.chat.completions.create(
+        model="tech", messages=[{"role": "user", "content": "sum 2 and 3"}]
+    )
+    assert reply.choices[0].message.content == "It is 5."
+    assert reply.choices[0].finish_reason == "stop" and reply.usage is not None
+    stream = client.chat.completions.create(
+        model="billing",
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "anything"},
+        ],
+        stream=True,
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert "".join(pieces) == "ok"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{url}/v1", api_key="nope").models.list()
+
+
+def test_schemathesis_finds_no_server_error(url: str) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    auth = headers()
+    calls: list[int] = []
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(
+            max_examples=150,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            response = case.call(base_url=url, headers=auth, timeout=30)
+            calls.append(response.status_code)
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path}: {response.status_code}")
+
+        check()
+    assert len(calls) >= 1000, len(calls)
+    assert not failures, failures[:10]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from agents.errors import UserError
 
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,19 +53,104 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="write the JSON Schemas of the config files")
     schema.add_argument("--out", type=Path, default=Path("configs/schema"))
     schema.set_defaults(func=_schema)
+
+    validate = sub.add_parser("validate", help="check an app config and every reference in it")
+    validate.add_argument("config", type=Path, help="the app file, e.g. configs/app.yaml")
+    validate.set_defaults(func=_validate)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers()
+    new = keys.add_parser("new", help="print a fresh API key and its config entry")
+    new.add_argument("--tenant", default="default", help="who holds the key")
+    new.add_argument("--name", default="", help="a label for logs")
+    new.set_defaults(func=_keys_new)
+
+    chat = sub.add_parser("chat", help="talk to an agent of a running app")
+    chat.add_argument("agent", help="the agent the conversation starts with")
+    chat.add_argument(
+        "--url",
+        default=os.environ.get("RAY_AGENTS_URL", DEFAULT_URL),
+        help=f"the API (default: $RAY_AGENTS_URL or {DEFAULT_URL})",
+    )
+    chat.add_argument(
+        "--key",
+        default=os.environ.get("RAY_AGENTS_API_KEY"),
+        help="the API key (default: $RAY_AGENTS_API_KEY)",
+    )
+    chat.set_defaults(func=_chat)
     return parser
 
 
 def _schema(args: argparse.Namespace) -> int:
     import json
 
+    from agents.config import agent_file_schema, app_file_schema
     from agents.pool.spec import pool_file_schema
 
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "pool.schema.json"
-    path.write_text(json.dumps(pool_file_schema(), indent=2) + "\n")
-    print(f"wrote {path}")
+    schemas = {"app": app_file_schema, "agent": agent_file_schema, "pool": pool_file_schema}
+    for name, schema in schemas.items():
+        path = args.out / f"{name}.schema.json"
+        path.write_text(json.dumps(schema(), indent=2) + "\n")
+        print(f"wrote {path}")
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from agents.config import load_app_config
+    from agents.errors import ConfigError
+
+    try:
+        config = load_app_config(args.config)
+    except ConfigError as exc:
+        problems = exc.message.splitlines()
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        print(f"{args.config}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    agents = ", ".join(a.name for a in config.agent_specs)
+    print(f"ok: app {config.app.name!r}, default agent {config.default_agent!r}")
+    print(f"ok: {len(config.agent_specs)} agent(s): {agents}")
+    for model in config.pool.models:
+        engine = "scripted" if model.scripted is not None else model.source
+        print(f"ok: model {model.id!r} ({model.mode}, {engine})")
+    tools = config.tools
+    names = (
+        [t.name or t.builtin or str(t.function).rpartition(":")[2] for t in tools.tools]
+        if tools
+        else []
+    )
+    servers = [s.name for s in tools.mcp_servers] if tools else []
+    print(f"ok: {len(names)} tool(s): {', '.join(str(n) for n in names) or 'none'}")
+    if servers:
+        print(f"ok: {len(servers)} MCP server(s): {', '.join(servers)}")
+    where = config.store.path if config.store.backend == "sqlite" else config.store.backend
+    print(f"ok: store {config.store.backend} ({where})")
+    access = "open (no key needed)" if config.api.open else f"{len(config.api.keys)} key(s)"
+    print(f"ok: api on port {config.api.port}, {access}")
+    return 0
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    import secrets
+
+    from agents.api.spec import ApiKey, hash_key
+
+    key = "rak_" + secrets.token_urlsafe(32)
+    entry = ApiKey(tenant=args.tenant, sha256=hash_key(key), name=args.name)
+    print(f"key: {key}")
+    print("# Give the key to its holder; it is not stored anywhere. Config entry (api.keys):")
+    print(f"- tenant: {entry.tenant}")
+    print(f"  sha256: {entry.sha256}")
+    if entry.name:
+        print(f"  name: {entry.name}")
+    print(f"# or in ${{RAY_AGENTS_API_KEYS}}: {entry.tenant}:{entry.sha256}")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from agents.client._chat import run_chat
+
+    return run_chat(args.agent, url=args.url, key=args.key)
 
 
 def _models_prepare(args: argparse.Namespace) -> int:

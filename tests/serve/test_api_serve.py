@@ -179,3 +179,62 @@ def test_schemathesis_finds_no_server_error(url: str) -> None:
         check()
     assert len(calls) >= 1000, len(calls)
     assert not failures, failures[:10]
+
+
+async def test_sdk_send_stream_and_approve(url: str) -> None:
+    from agents.client import AsyncClient, Client, NotFoundError
+
+    with Client(url, KEYS["acme"]) as client:
+        assert [a.name for a in client.agents.list()] == ["triage", "billing", "tech"]
+        conversation = client.conversations.create(agent="triage")
+        result = conversation.send("refund please")
+        assert result.answer == "Billing here: refund issued." and conversation.agent == "billing"
+        with conversation.stream("anything else") as stream:
+            events = list(stream)
+        assert "".join(e.text for e in events if e.type == "token") == "ok"
+        assert [e.type for e in conversation.messages()].count("done") == 2
+        conversation.delete()
+        with pytest.raises(NotFoundError):
+            client.conversations.get(conversation.id)
+    async with AsyncClient(url, KEYS["acme"]) as aclient:
+        tech = await aclient.conversations.create(agent="tech")
+        paused = await tech.send("shout")
+        assert paused.status == "paused"
+        resumed = await tech.approve(paused.pending_approvals[0].call_id)
+        assert resumed.answer == "Shouted."
+
+
+def test_chat_cli_in_a_terminal(url: str) -> None:
+    import sys
+    from pathlib import Path
+
+    import pexpect
+
+    cli = Path(sys.executable).with_name("ray-agents")
+    chat = pexpect.spawn(
+        str(cli),
+        ["chat", "tech", "--url", url, "--key", KEYS["acme"]],
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 160),
+    )
+    try:
+        chat.expect("Talking to tech")
+        chat.expect_exact("you> ")
+        chat.sendline("sum 2 and 3")
+        chat.expect_exact("[tool] add(a=2, b=3)")
+        chat.expect_exact("[result] 5")
+        chat.expect_exact("It is 5.")
+        chat.expect_exact("you> ")
+        chat.sendline("shout")
+        chat.expect_exact("[tool] shout")
+        chat.expect_exact('approve shout(text="ok")? [y/N] ')
+        chat.sendline("y")
+        chat.expect_exact("[result] OK")
+        chat.expect_exact("Shouted.")
+        chat.expect_exact("you> ")
+        chat.sendeof()
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close()
+    assert chat.exitstatus == 0

@@ -1,19 +1,19 @@
-"""Agents with the real default model: a triage agent hands off to a specialist."""
+"""Agents with the real default model through the HTTP API and the SDK: a triage agent
+hands off to a specialist."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
+from agents.api.spec import ApiKey, ApiSpec, hash_key
 from agents.builder import build_agents_app
+from agents.client import Client
 from agents.events import AnswerEvent, DoneEvent, ErrorEvent, Event, HandoffEvent, TokenEvent
 from agents.pool.spec import PoolSpec
-from agents.protocol import SendRequest
 from agents.spec import AgentSpec
-from agents.store import SQLiteStore, StoreSpec
+from agents.store import StoreSpec
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1200)]
 
@@ -46,8 +46,11 @@ AGENTS = [
 ]
 
 
+KEY = "vllm-test-key"
+
+
 @pytest.fixture(scope="module")
-def app(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from ray import serve
 
     db = tmp_path_factory.mktemp("agents-vllm") / "conversations.db"
@@ -55,43 +58,38 @@ def app(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -
         [AgentSpec.model_validate(a) for a in AGENTS],
         PoolSpec.model_validate(POOL),
         store=StoreSpec(backend="sqlite", path=str(db)),
+        api=ApiSpec(keys=[ApiKey(tenant="t", sha256=hash_key(KEY))], keys_env=None),
     )
-    serve.run(built, name=APP, route_prefix=None)
-    yield serve.get_app_handle(APP), db
+    serve.run(built, name=APP, route_prefix="/")
+    yield f"http://127.0.0.1:{ray_cluster['http']}"
     serve.delete(APP)
 
 
-async def test_triage_hands_off_to_a_specialist_who_answers(app: Any) -> None:
-    handle, db = app
-    conversation = uuid.uuid4().hex
-    request = SendRequest(
-        message="I was charged twice for my order. Can I get a refund?",
-        conversation_id=conversation,
-    )
-    events: list[Event] = [
-        e async for batch in handle.options(stream=True).send.remote(request) for e in batch
-    ]
-    assert not [e for e in events if isinstance(e, ErrorEvent)], events
-    [handoff] = [e for e in events if isinstance(e, HandoffEvent)]
-    assert (handoff.agent, handoff.to_agent) == ("triage", "billing")
-    [answer] = [e for e in events if isinstance(e, AnswerEvent)]
-    assert answer.agent == "billing" and answer.text.strip()
-    # The answer streamed token by token out of the JSON action as it was generated.
-    tokens = [e.text for e in events if isinstance(e, TokenEvent)]
-    assert len(tokens) > 3 and "".join(tokens) == answer.text
-    done = events[-1]
-    assert isinstance(done, DoneEvent) and done.status == "ok"
-    assert done.active_agent == "billing" and done.usage.steps == 2
-    assert done.usage.completion_tokens > 0
+def test_sdk_talks_to_agents_on_the_real_model(url: str) -> None:
+    """Triage hands off to billing, who answers; streamed, then sent, through the SDK."""
+    with Client(url, KEY, timeout=300) as client:
+        conversation = client.conversations.create(agent="triage")
+        with conversation.stream("I was charged twice for my order. Can I get a refund?") as stream:
+            events: list[Event] = list(stream)
+        assert not [e for e in events if isinstance(e, ErrorEvent)], events
+        [handoff] = [e for e in events if isinstance(e, HandoffEvent)]
+        assert (handoff.agent, handoff.to_agent) == ("triage", "billing")
+        [answer] = [e for e in events if isinstance(e, AnswerEvent)]
+        assert answer.agent == "billing" and answer.text.strip()
+        # The answer streamed token by token out of the JSON action as it was generated.
+        tokens = [e.text for e in events if isinstance(e, TokenEvent)]
+        assert len(tokens) > 3 and "".join(tokens) == answer.text
+        done = events[-1]
+        assert isinstance(done, DoneEvent) and done.status == "ok"
+        assert done.active_agent == "billing" and done.usage.steps == 2
+        assert done.usage.completion_tokens > 0
+        assert conversation.agent == "billing"
 
-    # A follow-up goes straight to the specialist, who sees the whole history.
-    follow = SendRequest(message="Thanks! How long will it take?", conversation_id=conversation)
-    events = [e async for batch in handle.options(stream=True).send.remote(follow) for e in batch]
-    answers = [e for e in events if isinstance(e, AnswerEvent)]
-    assert [a.agent for a in answers] == ["billing"] and answers[0].text.strip()
+        # A follow-up goes straight to the specialist, who sees the whole history.
+        result = conversation.send("Thanks! How long will it take?")
+        assert result.status == "ok" and result.agent == "billing"
+        assert result.answer is not None and result.answer.strip()
+        assert [e.agent for e in result.events if isinstance(e, AnswerEvent)] == ["billing"]
 
-    store = SQLiteStore(db)
-    await store.open()
-    stored = [e.type for e in await store.events(conversation)]
-    await store.close()
-    assert stored == ["message", "handoff", "answer", "done", "message", "answer", "done"]
+        stored = [e.type for e in conversation.messages()]
+        assert stored == ["message", "handoff", "answer", "done", "message", "answer", "done"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= builtin:smollm2-135m-instruct
-CONFIG ?= configs/pool.yaml
+CONFIG ?= configs/app.yaml
 PYTEST := $(BIN)/python -m pytest
 
 .PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools clean
@@ -25,11 +25,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/ray-agents pool up $(CONFIG)
+	$(BIN)/ray-agents up $(CONFIG)
 
 lint: $(STAMP)
-	$(BIN)/ruff check agents tools tests benchmarks
-	$(BIN)/ruff format --check agents tools tests benchmarks
+	$(BIN)/ruff check agents tools tests benchmarks examples serve_app.py
+	$(BIN)/ruff format --check agents tools tests benchmarks examples serve_app.py
 	$(BIN)/mypy
 
 # Every tier: unit, Serve with the scripted engine, real vLLM on CPU.

@@ -13,6 +13,7 @@ ingress binds every agent so that all of them deploy.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from ray import serve
 from ray.serve.deployment import Application
 
 from agents.api.spec import ApiSpec
+from agents.config import AppConfig, AppSection, check_app
 from agents.conversations import DEFAULT_TURN_TIMEOUT_S
 from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
 from agents.errors import ConfigError
@@ -30,10 +32,10 @@ from agents.service import DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
 from tools.deployment import DEPLOYMENT_NAME as TOOLS_DEPLOYMENT
-from tools.deployment import ToolDeployment, build_registry
+from tools.deployment import ToolDeployment
 from tools.spec import ToolsConfig
 
-__all__ = ["INGRESS_NAME", "build_agents_app", "check_agents", "tools_deployment"]
+__all__ = ["INGRESS_NAME", "build_agents_app", "build_app", "tools_deployment"]
 
 INGRESS_NAME = "agents-ingress"
 # Every call carries the conversation id as its session id: one replica per conversation.
@@ -41,26 +43,6 @@ _STICKY = {
     "request_router_class": CONSISTENT_HASH_ROUTER,
     "request_router_kwargs": {"num_fallback_replicas": 0},
 }
-
-
-def check_agents(agents: Sequence[AgentSpec], pool: PoolSpec) -> None:
-    """Raise ConfigError if names repeat, a peer is missing or a model is not pooled."""
-    names = [a.name for a in agents]
-    if not names:
-        raise ConfigError("an app needs at least one agent")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ConfigError(f"agent names must be unique: {', '.join(repeated)}")
-    models = {m.id for m in pool.models}
-    for spec in agents:
-        missing = [p for p in spec.peers if p not in names]
-        if missing:
-            raise ConfigError(f"agent {spec.name!r} names unknown peer(s): {', '.join(missing)}")
-        if spec.model not in models:
-            raise ConfigError(
-                f"agent {spec.name!r} uses model {spec.model!r}, which the pool does not "
-                f"serve ({', '.join(sorted(models))})"
-            )
 
 
 def build_agents_app(
@@ -74,15 +56,28 @@ def build_agents_app(
     tools: ToolsConfig | None = None,
     cache_size: int = DEFAULT_CACHE_SIZE,
     api: ApiSpec | None = None,
+    python_path: Sequence[str] = (),
 ) -> Application:
     """One Serve application: the entry, one deployment per agent, the tool executor
     (when ``tools`` declares any) and the pool.
 
     With ``api`` the entry is the HTTP API (``agents-api``); without, it is
-    ``agents-ingress``, reached through its DeploymentHandle.
+    ``agents-ingress``, reached through its DeploymentHandle. ``python_path``: folders
+    the tool executor imports function tools from (an app's own tool modules).
+
+    Raises ConfigError naming every broken reference (unknown peers, models, tools).
     """
-    check_agents(agents, pool)
-    tools_app = tools_deployment(agents, tools)
+    if not agents:
+        raise ConfigError("an app needs at least one agent")
+    check_app(
+        AppConfig(
+            app=AppSection(default_agent=default_agent),
+            pool=pool,
+            tools=tools,
+            agents=list(agents),
+        )
+    )
+    tools_app = tools_deployment(agents, tools, python_path=python_path)
     servers, _ = pool_servers(pool)
     descriptions = {a.name: a.description for a in agents}
     bound: dict[str, Application] = {}
@@ -139,8 +134,31 @@ def build_agents_app(
     return app
 
 
-def tools_deployment(agents: Sequence[AgentSpec], tools: ToolsConfig | None) -> Any:
-    """The bound tool executor, after checking every granted tool is registered."""
+def build_app(config: AppConfig) -> Application:
+    """The Serve application a loaded app config describes (``load_app_config``)."""
+    return build_agents_app(
+        config.agent_specs,
+        config.pool,
+        store=config.store,
+        default_agent=config.default_agent,
+        max_hops=config.app.max_hops,
+        turn_timeout_s=config.app.turn_timeout_s,
+        tools=config.tools,
+        cache_size=config.app.cache_size,
+        api=config.api,
+        python_path=config.app.python_path,
+    )
+
+
+def tools_deployment(
+    agents: Sequence[AgentSpec], tools: ToolsConfig | None, *, python_path: Sequence[str] = ()
+) -> Any:
+    """The bound tool executor serving the tools ``agents`` are granted (None if none).
+
+    ``python_path`` goes on the executor's (and its workers') PYTHONPATH, so function
+    tools of an app's own modules import there. Raises ConfigError when agents use
+    tools but none are declared (``check_app`` checks each name).
+    """
     wanted = {spec.name: spec.tools for spec in agents if spec.tools}
     if not wanted:
         return None
@@ -148,16 +166,11 @@ def tools_deployment(agents: Sequence[AgentSpec], tools: ToolsConfig | None) -> 
         raise ConfigError(
             f"agents {', '.join(sorted(wanted))} use tools, but no tools are declared"
         )
-    registered = set(build_registry(tools).names)
-    # MCP tools are listed when the executor connects; their prefix is known now.
-    prefixes = tuple(f"{server.name}." for server in tools.mcp_servers)
-    for agent, names in wanted.items():
-        missing = [n for n in names if n not in registered and not n.startswith(prefixes)]
-        if missing:
-            raise ConfigError(
-                f"agent {agent!r} uses unknown tool(s) {', '.join(missing)}; "
-                f"registered: {', '.join(sorted(registered)) or 'none'}"
-            )
+    actor: dict[str, Any] = {"num_cpus": 0}
+    if python_path:
+        inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        path = os.pathsep.join([*python_path, *inherited])
+        actor["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
     options = {
         "name": TOOLS_DEPLOYMENT,
         "autoscaling_config": {
@@ -166,7 +179,7 @@ def tools_deployment(agents: Sequence[AgentSpec], tools: ToolsConfig | None) -> 
             "target_ongoing_requests": 16,
         },
         # Tool calls run in worker processes; the replica itself only waits on them.
-        "ray_actor_options": {"num_cpus": 0},
+        "ray_actor_options": actor,
         "max_ongoing_requests": 256,
     }
     return _deployment(ToolDeployment).options(**options).bind(tools, wanted)

@@ -54,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", type=Path, default=Path("configs/schema"))
     schema.set_defaults(func=_schema)
 
+    app_up = sub.add_parser("up", help="start Ray and serve an app config until Ctrl-C")
+    app_up.add_argument(
+        "config", nargs="?", default=Path("configs/app.yaml"), type=Path, help="the app file"
+    )
+    app_up.add_argument(
+        "--address", default=None, help="an existing Ray cluster to deploy onto (ray://, auto)"
+    )
+    app_up.add_argument("--host", default="127.0.0.1", help="where the HTTP API listens")
+    app_up.add_argument("--port", type=int, default=None, help="HTTP port (default: api.port)")
+    app_up.set_defaults(func=_up)
+
     validate = sub.add_parser("validate", help="check an app config and every reference in it")
     validate.add_argument("config", type=Path, help="the app file, e.g. configs/app.yaml")
     validate.set_defaults(func=_validate)
@@ -78,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.set_defaults(func=_chat)
     return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    from agents.up import run_app
+
+    run_app(args.config, address=args.address, host=args.host, port=args.port)
+    return 0
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agents.builder import tools_deployment
+from agents.builder import build_agents_app, tools_deployment
 from agents.errors import ConfigError
+from agents.pool.spec import PoolSpec
 from agents.spec import AgentSpec
+from agents.store.spec import StoreSpec
 from tools.base import ToolCallRequest
 from tools.deployment import build_registry
 from tools.executor import ToolRunner
@@ -57,8 +59,11 @@ def test_the_app_checks_every_granted_tool() -> None:
     agent = AgentSpec(name="a", model="m", tools=["plus", "wx.forecast"])
     assert tools_deployment([agent], CONFIG) is not None  # MCP names are checked at connect
     unknown = AgentSpec(name="a", model="m", tools=["minus"])
-    with pytest.raises(ConfigError, match="unknown tool\\(s\\) minus; registered: "):
-        tools_deployment([unknown], CONFIG)
+    pool = PoolSpec.model_validate(
+        {"models": [{"id": "m", "source": "builtin:smollm2-135m-instruct"}]}
+    )
+    with pytest.raises(ConfigError, match=r"agents\.0\.tools\.0: no tool named 'minus'; known: "):
+        build_agents_app([unknown], pool, store=StoreSpec(), tools=CONFIG)
     with pytest.raises(ConfigError, match="no tools are declared"):
         tools_deployment([agent], None)
     assert tools_deployment([AgentSpec(name="a", model="m")], None) is None

@@ -1,5 +1,5 @@
-"""`ray-agents pool up` (what `make run` runs): starts Ray and the pool, prints how to
-reach it, answers, and stops cleanly on Ctrl-C."""
+"""What `make run` runs, and Ray's own `serve run`, on the default config with the real
+default model: each starts Ray and the app, and an agent answers."""
 
 from __future__ import annotations
 
@@ -10,53 +10,86 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
-
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 
 
-def test_pool_up_serves_the_default_config_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    log = (tmp_path / "up.log").open("w+")
-    cli = Path(sys.executable).with_name("ray-agents")
-    proc = subprocess.Popen(
-        [str(cli), "pool", "up", "configs/pool.yaml", "--port", str(port)],
+def readme_curl() -> str:
+    """The first `curl` command of the README (backslash continuations joined)."""
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(curl .*?)\n```", text, re.S)
+    assert block is not None, "the README shows no curl"
+    return block.group(1).replace("\\\n", " ")
+
+
+def wait_for(log: Path, pattern: str, proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while not re.search(pattern, text):
+        assert proc.poll() is None, f"exited early:\n{text[-3000:]}"
+        assert time.monotonic() < deadline, f"no {pattern!r} in:\n{text[-3000:]}"
+        time.sleep(2)
+        text = log.read_text()
+    return text
+
+
+def start(args: list[str], log: IO[bytes], **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args,
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "RAY_ADDRESS": ""},
+        env={**os.environ, "RAY_ADDRESS": "", **env},
     )
-    try:
-        deadline = time.monotonic() + 600
-        text = ""
-        while "pool ready at" not in text:
-            assert proc.poll() is None, f"pool up exited early:\n{text[-3000:]}"
-            assert time.monotonic() < deadline, f"no ready line:\n{text[-3000:]}"
-            time.sleep(2)
-            text = Path(log.name).read_text()
-        url = re.search(r"pool ready at (\S+)", text)
-        assert url is not None and url.group(1) == f"http://127.0.0.1:{port}/v1"
-        assert "curl " in text
-        reply = httpx.post(
-            f"{url.group(1)}/chat/completions",
-            json={
-                "model": "smollm2",
-                "messages": [{"role": "user", "content": "What is the capital of France?"}],
-                "temperature": 0,
-                "max_tokens": 24,
-            },
-            timeout=120,
-        )
-        assert reply.status_code == 200, reply.text
-        assert "Paris" in reply.json()["choices"][0]["message"]["content"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=120)
+
+
+def test_up_serves_the_default_app_and_the_readme_curl_answers(tmp_path: Path) -> None:
+    path = tmp_path / "up.log"
+    env = {"RAY_AGENTS_DB": str(tmp_path / "conversations.db")}
+    with path.open("wb") as log:
+        proc = start([str(BIN / "ray-agents"), "up"], log, **env)
+        try:
+            text = wait_for(path, r"app 'agents' ready at (\S+)\.", proc, 600)
+            assert "agents: assistant (default), math" in text
+            assert "curl http://127.0.0.1:8000/v1/chat/completions" in text
+            reply = subprocess.run(
+                ["bash", "-c", readme_curl() + " --silent --max-time 300"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            body = httpx.Response(200, content=reply.stdout).json()
+            assert body["object"] == "chat.completion", body
+            assert body["choices"][0]["message"]["content"].strip(), body
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
     assert code == 0
-    assert "shutting down" in Path(log.name).read_text()
+    assert "shutting down" in path.read_text()
+
+
+def test_serve_run_serves_the_default_app(tmp_path: Path) -> None:
+    path = tmp_path / "serve.log"
+    env = {"RAY_AGENTS_DB": str(tmp_path / "conversations.db")}
+    with path.open("wb") as log:
+        proc = start([str(BIN / "serve"), "run", "serve_app:app"], log, **env)
+        try:
+            wait_for(path, r"Deployed app 'default' successfully", proc, 600)
+            reply = httpx.post(
+                "http://127.0.0.1:8000/v1/chat/completions",
+                headers={"Authorization": "Bearer dev-local-key"},
+                json={"model": "assistant", "messages": [{"role": "user", "content": "Hello!"}]},
+                timeout=300,
+            )
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["choices"][0]["message"]["content"].strip()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)

@@ -119,8 +119,10 @@ def build_agents_app(
                 "target_ongoing_requests": 64,
             },
             ray_actor_options={"num_cpus": 0},
-            # The API answers 503 past its own turn limit; Serve's queue stays short.
+            # The API answers 503 past its own turn limit, and Serve's proxy past
+            # this queue: no request waits in an unbounded queue.
             max_ongoing_requests=api.limits.max_concurrent_turns + 64,
+            max_queued_requests=api.limits.max_concurrent_turns,
         )
         app = http.bind(bound, list(agents), store, api, **entry)
         return app

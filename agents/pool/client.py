@@ -9,8 +9,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from agents.errors import EngineError, RayAgentsError, UnknownModelError, remote_cause
-from agents.pool.builder import deployment_name
 from agents.pool.generator import Generator
+from agents.pool.spec import deployment_name
 from agents.pool.types import Chunk, GenerateRequest
 
 __all__ = ["PoolClient"]

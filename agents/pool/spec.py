@@ -22,6 +22,7 @@ __all__ = [
     "PoolSpec",
     "Replicas",
     "ScriptRule",
+    "deployment_name",
     "pool_file_schema",
 ]
 
@@ -282,3 +283,8 @@ def pool_file_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "$defs": defs,
     }
+
+
+def deployment_name(model_id: str, role: str = "decode") -> str:
+    """The Serve deployment name of a model's role ('decode' or 'prefill')."""
+    return f"pool-{model_id}" if role == "decode" else f"pool-{model_id}-prefill"

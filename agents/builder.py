@@ -25,6 +25,7 @@ from agents.config import AppConfig, AppSection, check_app
 from agents.conversations import DEFAULT_TURN_TIMEOUT_S
 from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
 from agents.errors import ConfigError
+from agents.observability.spec import ObservabilitySpec
 from agents.pool.builder import CONSISTENT_HASH_ROUTER, pool_servers
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS
@@ -57,6 +58,7 @@ def build_agents_app(
     cache_size: int = DEFAULT_CACHE_SIZE,
     api: ApiSpec | None = None,
     python_path: Sequence[str] = (),
+    observability: ObservabilitySpec | None = None,
 ) -> Application:
     """One Serve application: the entry, one deployment per agent, the tool executor
     (when ``tools`` declares any) and the pool.
@@ -64,6 +66,7 @@ def build_agents_app(
     With ``api`` the entry is the HTTP API (``agents-api``); without, it is
     ``agents-ingress``, reached through its DeploymentHandle. ``python_path``: folders
     the tool executor imports function tools from (an app's own tool modules).
+    ``observability`` reaches every deployment's replicas through their environment.
 
     Raises ConfigError naming every broken reference (unknown peers, models, tools).
     """
@@ -77,8 +80,9 @@ def build_agents_app(
             agents=list(agents),
         )
     )
-    tools_app = tools_deployment(agents, tools, python_path=python_path)
-    servers, _ = pool_servers(pool)
+    env = (observability or ObservabilitySpec()).env_vars()
+    tools_app = tools_deployment(agents, tools, python_path=python_path, env_vars=env)
+    servers, _ = pool_servers(pool, env_vars=env)
     descriptions = {a.name: a.description for a in agents}
     bound: dict[str, Application] = {}
     for spec in agents:
@@ -87,7 +91,7 @@ def build_agents_app(
             "autoscaling_config": spec.scaling.model_dump(),
             "request_router_config": _STICKY,
             # Agents wait on the pool and the store; they need no core of their own.
-            "ray_actor_options": {"num_cpus": 0},
+            "ray_actor_options": _actor(env),
             "max_ongoing_requests": max(64, int(spec.scaling.target_ongoing_requests * 2)),
         }
         bound[spec.name] = (
@@ -118,7 +122,7 @@ def build_agents_app(
                 "max_replicas": api.max_replicas,
                 "target_ongoing_requests": 64,
             },
-            ray_actor_options={"num_cpus": 0},
+            ray_actor_options=_actor(env),
             # The API answers 503 past its own turn limit, and Serve's proxy past
             # this queue: no request waits in an unbounded queue.
             max_ongoing_requests=api.limits.max_concurrent_turns + 64,
@@ -129,7 +133,7 @@ def build_agents_app(
     ingress = _deployment(ConversationsDeployment).options(
         name=INGRESS_NAME,
         request_router_config=_STICKY,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options=_actor(env),
         max_ongoing_requests=1024,
     )
     app = ingress.bind(bound, store, **entry)
@@ -149,11 +153,16 @@ def build_app(config: AppConfig) -> Application:
         cache_size=config.app.cache_size,
         api=config.api,
         python_path=config.app.python_path,
+        observability=config.observability,
     )
 
 
 def tools_deployment(
-    agents: Sequence[AgentSpec], tools: ToolsConfig | None, *, python_path: Sequence[str] = ()
+    agents: Sequence[AgentSpec],
+    tools: ToolsConfig | None,
+    *,
+    python_path: Sequence[str] = (),
+    env_vars: dict[str, str] | None = None,
 ) -> Any:
     """The bound tool executor serving the tools ``agents`` are granted (None if none).
 
@@ -168,11 +177,10 @@ def tools_deployment(
         raise ConfigError(
             f"agents {', '.join(sorted(wanted))} use tools, but no tools are declared"
         )
-    actor: dict[str, Any] = {"num_cpus": 0}
+    env = dict(env_vars or {})
     if python_path:
         inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        path = os.pathsep.join([*python_path, *inherited])
-        actor["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
+        env["PYTHONPATH"] = os.pathsep.join([*python_path, *inherited])
     options = {
         "name": TOOLS_DEPLOYMENT,
         "autoscaling_config": {
@@ -181,10 +189,16 @@ def tools_deployment(
             "target_ongoing_requests": 16,
         },
         # Tool calls run in worker processes; the replica itself only waits on them.
-        "ray_actor_options": actor,
+        "ray_actor_options": _actor(env),
         "max_ongoing_requests": 256,
     }
     return _deployment(ToolDeployment).options(**options).bind(tools, wanted)
+
+
+def _actor(env: dict[str, str]) -> dict[str, Any]:
+    # No core of its own (it waits on others); ``env`` for its replicas. A fresh dict
+    # per deployment: Serve keeps (and may amend) the one it is given.
+    return {"num_cpus": 0, "runtime_env": {"env_vars": dict(env)}}
 
 
 def _deployment(cls: type) -> Any:

@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     app_up.add_argument("--port", type=int, default=None, help="HTTP port (default: api.port)")
     app_up.set_defaults(func=_up)
 
+    status = sub.add_parser("status", help="a live table of a running app's deployments")
+    status.add_argument("--address", default=None, help="the Ray cluster (default: auto)")
+    status.add_argument("--app", default=None, help="one application (default: all)")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    status.add_argument("--once", action="store_true", help="print one table and exit")
+    status.set_defaults(func=_status)
+
     validate = sub.add_parser("validate", help="check an app config and every reference in it")
     validate.add_argument("config", type=Path, help="the app file, e.g. configs/app.yaml")
     validate.set_defaults(func=_validate)
@@ -96,6 +103,12 @@ def _up(args: argparse.Namespace) -> int:
 
     run_app(args.config, address=args.address, host=args.host, port=args.port)
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agents.observability.status import run_status
+
+    return run_status(args.address, args.app, args.interval, args.once)
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -11,10 +11,12 @@ runs the turn on the conversation's active agent, and closes it with a stored
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from agents._streams import closing
 from agents.errors import (
@@ -24,6 +26,7 @@ from agents.errors import (
     UnknownAgentError,
 )
 from agents.events import (
+    AnswerEvent,
     ApprovalEvent,
     ApprovalRequiredEvent,
     DoneEvent,
@@ -32,6 +35,9 @@ from agents.events import (
     MessageEvent,
     TurnUsage,
 )
+from agents.observability.logging import content
+from agents.observability.scope import Scope
+from agents.observability.tracing import carrier, end_span, start_span, trace_id_of
 from agents.peers import Peers
 from agents.protocol import (
     DEFAULT_MAX_HOPS,
@@ -43,12 +49,16 @@ from agents.protocol import (
 from agents.store._batch import busy
 from agents.store.base import ConversationInfo, ConversationStore
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
 __all__ = ["Conversations", "drive_turn"]
 
 DEFAULT_TURN_TIMEOUT_S = 300.0
 LEASE_GRACE_S = 10.0
 _NEW_CONVERSATIONS = uuid.UUID("0b8f6a62-2f7e-4a57-9a8e-2b3f9d3c6a10")
 RunTurn = Callable[[str, TurnRequest], AsyncIterator[Event]]
+log = logging.getLogger("ray_agents.conversations")
 
 
 class Conversations:
@@ -137,9 +147,21 @@ class Conversations:
         try:
             for event in stored:
                 yield event
+            # The turn's span (a child of the API request's, if any) and its trace id
+            # go to every agent the turn reaches; a random id when tracing is off.
+            span = start_span(
+                "conversation.turn",
+                attributes={
+                    "ray_agents.conversation_id": conversation_id,
+                    "ray_agents.turn_id": turn.turn_id,
+                    "ray_agents.agent": agent,
+                },
+            )
             context = TurnContext(
                 conversation_id=conversation_id,
                 turn_id=turn.turn_id,
+                trace_id=trace_id_of(span) or uuid.uuid4().hex,
+                trace=carrier(span),
                 deadline=deadline,
                 max_hops=self._max_hops,
                 variables=variables,
@@ -149,7 +171,7 @@ class Conversations:
             request = TurnRequest(context=context, after_seq=after or 0, resume=resume)
             running = True  # from here drive_turn closes the turn, however it ends
             driven = drive_turn(self.store, self._peers.run, agent, request)
-            async with closing(driven) as driving:
+            async with closing(_observed(driven, context, span, agent, opening)) as driving:
                 async for event in driving:
                     yield event
         finally:
@@ -289,6 +311,46 @@ async def drive_turn(
         if not closed:
             # The caller went away (or the store failed) mid-turn: do not leave it running.
             await asyncio.shield(_fail(store, ctx.conversation_id, ctx.turn_id))
+
+
+async def _observed(
+    events: AsyncIterator[Event],
+    ctx: TurnContext,
+    span: Span,
+    agent: str,
+    opening: MessageEvent | ApprovalEvent,
+) -> AsyncIterator[Event]:
+    """The turn's events, each produced inside its span with its conversation and
+    trace in the log fields; a log line when it starts and one when it ends."""
+    scope = Scope(span, conversation_id=ctx.conversation_id, trace_id=ctx.trace_id)
+    said = content(user_message=opening.content) if isinstance(opening, MessageEvent) else {}
+    with scope.active():
+        log.info("turn started", extra={"turn_id": ctx.turn_id, "agent": agent, **said})
+    answer: dict[str, str] = {}
+    status = "cancelled"
+    try:
+        async with closing(scope.stream(events)) as scoped:
+            async for event in scoped:
+                if isinstance(event, AnswerEvent):
+                    answer = content(answer=event.text)
+                elif isinstance(event, DoneEvent):
+                    status = event.status
+                    with scope.active():
+                        log.info(
+                            "turn ended",
+                            extra={
+                                "turn_id": ctx.turn_id,
+                                "status": event.status,
+                                "active_agent": event.active_agent,
+                                "steps": event.usage.steps,
+                                "hops": event.usage.hops,
+                                **answer,
+                            },
+                        )
+                yield event
+    finally:
+        span.set_attribute("ray_agents.status", status)
+        end_span(span, None if status in ("ok", "paused") else status)
 
 
 async def _fail(store: ConversationStore, conversation_id: str, turn_id: str) -> None:

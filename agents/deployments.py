@@ -22,6 +22,7 @@ from agents.conversations import Conversations
 from agents.errors import PeerUnavailable, RayAgentsError, UnknownAgentError, remote_cause
 from agents.events import Event
 from agents.messages import dump_messages
+from agents.observability import configure_from_env
 from agents.peers import Peers
 from agents.pool.client import PoolClient
 from agents.protocol import AskRequest, AskResult, DecisionRequest, SendRequest, TurnRequest
@@ -120,6 +121,7 @@ class AgentDeployment:
         peer_descriptions: dict[str, str] | None = None,
         cache_size: int = 4096,
     ) -> None:
+        configure_from_env()
         self._store = create_store(store)
         await self._store.open()
         loop = AgentLoop(
@@ -164,6 +166,7 @@ class ConversationsDeployment:
         max_hops: int,
         turn_timeout_s: float,
     ) -> None:
+        configure_from_env()
         self._store = create_store(store)
         await self._store.open()
         self.conversations = Conversations(

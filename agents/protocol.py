@@ -1,8 +1,9 @@
 """The values agents send each other through DeploymentHandles.
 
 Every agent-to-agent message carries a ``TurnContext``: the conversation and turn it
-belongs to, a trace id, how many hops the turn has taken (and which), and the
-caller's deadline, so every hop enforces the same limits.
+belongs to, a trace id (and the caller's span, when traced), how many hops the turn
+has taken (and which), and the caller's deadline, so every hop enforces the same
+limits.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class TurnContext(BaseModel):
     )
     variables: dict[str, str] = Field(
         default_factory=dict, description="Values for the agents' instruction placeholders."
+    )
+    trace: dict[str, str] = Field(
+        default_factory=dict,
+        description="The caller's span as W3C trace context ('traceparent'); empty untraced.",
     )
 
     def hop(self, edge: str) -> TurnContext:

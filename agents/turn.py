@@ -25,6 +25,8 @@ from typing import Any, Literal, TypeVar
 
 from langchain_core.messages import BaseMessage, ToolMessage
 
+from agents._streams import closing
+from agents._turn_telemetry import GenerationTelemetry, TurnTelemetry
 from agents.actions import Action, ActionSpace, AnswerStream, action_schema, describe_actions
 from agents.actions import parse_action as parse_schema_action
 from agents.errors import (
@@ -35,6 +37,7 @@ from agents.errors import (
     HopLimitExceeded,
     InvalidActionError,
     MaxStepsExceeded,
+    RayAgentsError,
     TurnLimitExceeded,
 )
 from agents.events import (
@@ -60,6 +63,7 @@ from agents.messages import (
     result_message,
     to_pool_messages,
 )
+from agents.observability.tracing import carrier, end_span, start_span, tracer
 from agents.peers import Peers
 from agents.pool.generator import Generator
 from agents.pool.types import GenerateRequest, Message, TextChunk, collect
@@ -121,7 +125,31 @@ class AgentLoop:
         record: Recorder,
         resume: ApprovalEvent | None = None,
     ) -> AsyncIterator[Event]:
-        """This agent's part of the turn; ``history`` ends with what it must act on."""
+        """This agent's part of the turn; ``history`` ends with what it must act on.
+
+        The part is traced (``agent.turn``) and measured (see ``_turn_telemetry``).
+        """
+        telemetry = TurnTelemetry(self.spec.name, ctx)
+        try:
+            events = telemetry.scope.stream(self._run(ctx, history, record, resume, telemetry))
+            async with closing(events) as scoped:
+                async for event in scoped:
+                    telemetry.seen(event)
+                    yield event
+        except Exception as exc:
+            telemetry.raised(exc)
+            raise
+        finally:
+            telemetry.end()
+
+    async def _run(
+        self,
+        ctx: TurnContext,
+        history: list[BaseMessage],
+        record: Recorder,
+        resume: ApprovalEvent | None,
+        telemetry: TurnTelemetry,
+    ) -> AsyncIterator[Event]:
         usage = TurnUsage(hops=ctx.hops)
         deadline = self._clock() + self.spec.limits.turn_timeout_s
         if ctx.deadline is not None:
@@ -136,7 +164,10 @@ class AgentLoop:
                 request = self._request(ctx, history, space, usage)
                 step: list[Any] = []
                 answer_stream = AnswerStream()
-                async for token in self._generate(request, deadline, step, answer_stream):
+                generation = telemetry.generation(request)
+                async for token in self._generate(
+                    generation.request, deadline, step, answer_stream, generation
+                ):
                     yield self._event(TokenEvent(text=token), ctx)
                 completion = collect(step)
                 usage.steps += 1
@@ -212,7 +243,12 @@ class AgentLoop:
         )
 
     async def _generate(
-        self, request: GenerateRequest, deadline: float, out: list[Any], answer: AnswerStream
+        self,
+        request: GenerateRequest,
+        deadline: float,
+        out: list[Any],
+        answer: AnswerStream,
+        telemetry: GenerationTelemetry,
     ) -> AsyncIterator[str]:
         """Stream the step's visible answer text; gather every chunk into ``out``.
 
@@ -220,17 +256,24 @@ class AgentLoop:
         """
         schema_mode = request.json_schema is not None
         stream = self._generator.generate(request)
+        error: str | None = "cancelled"
         try:
             while True:
                 chunk = await self._before(deadline, anext(stream, None))
                 if chunk is None:
+                    error = None
                     return
+                telemetry.chunk()
                 out.append(chunk)
                 if isinstance(chunk, TextChunk):
                     text = answer.feed(chunk.text) if schema_mode else chunk.text
                     if text:
                         yield text
+        except RayAgentsError as exc:
+            error = exc.code
+            raise
         finally:
+            telemetry.end(out, error)
             await stream.aclose()  # type: ignore[attr-defined]
 
     def _actions(self, text: str, calls: list[Any], space: ActionSpace) -> list[Action]:
@@ -293,21 +336,27 @@ class AgentLoop:
         approved: bool,
     ) -> AsyncIterator[Event]:
         """Execute a recorded call and record its result; ``history`` has the call."""
-        result = await self._before(
-            deadline,
-            self._tools.execute(
-                ToolCallRequest(
-                    call_id=call.call_id,
-                    name=call.name,
-                    arguments=call.arguments,
-                    conversation_id=ctx.conversation_id,
-                    agent=self.spec.name,
-                    trace_id=ctx.trace_id,
-                    deadline=deadline,
-                    approved=approved,
-                )
-            ),
-        )
+        attributes = {"ray_agents.tool": call.name, "ray_agents.call_id": call.call_id}
+        with tracer().start_as_current_span("tool.call", attributes=attributes) as span:
+            result = await self._before(
+                deadline,
+                self._tools.execute(
+                    ToolCallRequest(
+                        call_id=call.call_id,
+                        name=call.name,
+                        arguments=call.arguments,
+                        conversation_id=ctx.conversation_id,
+                        agent=self.spec.name,
+                        trace_id=ctx.trace_id,
+                        trace=carrier(),
+                        deadline=deadline,
+                        approved=approved,
+                    )
+                ),
+            )
+            span.set_attribute("ray_agents.status", "error" if result.is_error else "ok")
+            if result.error_type is not None:
+                span.set_attribute("error.type", result.error_type)
         event = ToolResultEvent(
             call_id=call.call_id, name=call.name, content=result.content, is_error=result.is_error
         )
@@ -352,10 +401,16 @@ class AgentLoop:
         call_id = f"ask_{uuid.uuid4().hex[:12]}"
         ask = AskEvent(call_id=call_id, to_agent=action.agent, question=action.text)
         yield await record(self._event(ask, ctx))
-        result = await self._peers.ask(
-            action.agent,
-            AskRequest(context=inner, call_id=call_id, asker=self.spec.name, question=action.text),
-        )
+        with tracer().start_as_current_span(
+            "agent.ask", attributes={"ray_agents.to_agent": action.agent}
+        ):
+            inner = inner.model_copy(update={"trace": carrier()})
+            result = await self._peers.ask(
+                action.agent,
+                AskRequest(
+                    context=inner, call_id=call_id, asker=self.spec.name, question=action.text
+                ),
+            )
         _add(usage, result.usage)
         if result.error is not None:
             content, is_error = f"{result.error.code}: {result.error.message}", True
@@ -385,15 +440,23 @@ class AgentLoop:
         history.append(
             ToolMessage(f"Handed off to {action.agent}.", tool_call_id=call_id, name=HANDOFF)
         )
+        # The span covers the peer's whole part; it is never current across a yield.
+        span = start_span("agent.handoff", attributes={"ray_agents.to_agent": action.agent})
         request = TurnRequest(
-            context=inner, after_seq=handoff.seq or 0, history=dump_messages(history)
+            context=inner.model_copy(update={"trace": carrier(span)}),
+            after_seq=handoff.seq or 0,
+            history=dump_messages(history),
         )
-        async for event in self._peers.run(action.agent, request):
-            if isinstance(event, DoneEvent):
-                _add(usage, event.usage)
-                yield event.model_copy(update={"usage": usage})
-            else:
-                yield event
+        try:
+            async with closing(self._peers.run(action.agent, request)) as events:
+                async for event in events:
+                    if isinstance(event, DoneEvent):
+                        _add(usage, event.usage)
+                        yield event.model_copy(update={"usage": usage})
+                    else:
+                        yield event
+        finally:
+            end_span(span)
 
     # -- helpers --------------------------------------------------------------------
 

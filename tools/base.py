@@ -37,6 +37,10 @@ class ToolCallRequest(BaseModel):
     conversation_id: str | None = None
     agent: str | None = None
     trace_id: str | None = None
+    trace: dict[str, str] = Field(
+        default_factory=dict,
+        description="The caller's span as W3C trace context ('traceparent'); empty untraced.",
+    )
     deadline: float | None = Field(None, description="Epoch seconds the caller waits until.")
     approved: bool = Field(
         False, description="A person approved this call (tools that require approval)."

@@ -93,7 +93,11 @@ def _python(sandbox: Sandbox) -> Runner:
         result = await sandbox.run_python(arguments["code"])
         if not result.ok:
             detail = result.stderr.strip()[-2000:]
-            raise ToolFailed(f"the code {result.describe()}: {detail}", error_type="SandboxError")
+            raise ToolFailed(
+                f"the code {result.describe()}: {detail}",
+                error_type="SandboxError",
+                killed=result.killed,
+            )
         return result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
 
     return run

@@ -9,6 +9,7 @@ from typing import Any
 from ray.serve.handle import DeploymentHandle
 
 from agents.errors import RayAgentsError, UnknownToolError, remote_cause
+from agents.observability import configure_from_env
 from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
 from tools.executor import ToolRunner
 from tools.mcp import MCPSource
@@ -37,6 +38,7 @@ class ToolDeployment:
     async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
         self, config: ToolsConfig, grants: Mapping[str, list[str]]
     ) -> None:
+        configure_from_env()
         registry = build_registry(config)
         self._sources: list[MCPSource] = []
         try:

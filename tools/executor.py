@@ -7,12 +7,16 @@ arguments fit the schema. Then the call runs under the tool's concurrency limit 
 timeout (never past the caller's deadline), isolated tools in worker processes;
 idempotent tools are retried with exponential backoff; long output is cut with a
 visible marker.
+
+Each call is traced (``tool.execute``, a child of the caller's ``tool.call`` span),
+measured (calls, latency, timeouts, errors, killed processes) and logged once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,6 +26,10 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from agents.errors import RayAgentsError, ToolForbidden
+from agents.observability import metrics as m
+from agents.observability.logging import content
+from agents.observability.scope import Scope
+from agents.observability.tracing import end_span, start_span
 from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
 from tools.registry import Tool, ToolRegistry
 from tools.workers import ToolCrashed, ToolFailed, ToolTimeout, WorkerPool
@@ -29,6 +37,7 @@ from tools.workers import ToolCrashed, ToolFailed, ToolTimeout, WorkerPool
 __all__ = ["ToolRunner"]
 
 _RETRYABLE = (ToolFailed, ToolCrashed, ToolTimeout)
+log = logging.getLogger("ray_agents.tools")
 
 
 class ToolRunner(ToolExecutor):
@@ -58,10 +67,28 @@ class ToolRunner(ToolExecutor):
 
     async def execute(self, request: ToolCallRequest) -> ToolResult:
         """Run one call; every failure comes back as an error result."""
-        try:
-            return await self._execute(request)
-        except Exception as exc:  # a defect below must still reach the agent as a result
-            return _error(request, "internal", f"{type(exc).__name__}: {exc}")
+        # Names the model made up are not a metric's tag each.
+        tool = request.name if request.name in self.registry.names else "unknown"
+        span = start_span(
+            "tool.execute",
+            parent=request.trace,
+            attributes={"ray_agents.tool": tool, "ray_agents.call_id": request.call_id},
+        )
+        scope = Scope(
+            span,
+            conversation_id=request.conversation_id,
+            agent=request.agent,
+            trace_id=request.trace_id,
+        )
+        started = time.monotonic()
+        with scope.active():
+            try:
+                result = await self._execute(request)
+            except Exception as exc:  # a defect below must still reach the agent as a result
+                result = _error(request, "internal", f"{type(exc).__name__}: {exc}")
+            _observe(tool, request, result, (time.monotonic() - started) * 1000)
+        end_span(span, result.error_type)
+        return result
 
     async def _execute(self, request: ToolCallRequest) -> ToolResult:
         try:
@@ -126,13 +153,45 @@ class ToolRunner(ToolExecutor):
                 async with asyncio.timeout(timeout):
                     return await tool.run(arguments)
             except TimeoutError as exc:
+                if tool.sandboxed:  # cancelled, the sandbox killed its processes
+                    m.TOOL_SANDBOX_KILLS.inc(tool=tool.name)
                 raise ToolTimeout(f"the tool ran past its {timeout:g} s timeout") from exc
-            except (ToolFailed, ToolCrashed, ToolTimeout, RayAgentsError):
+            except ToolFailed as exc:
+                if exc.killed:
+                    m.TOOL_SANDBOX_KILLS.inc(tool=tool.name)
+                raise
+            except (ToolCrashed, ToolTimeout, RayAgentsError):
                 raise
             except Exception as exc:  # the tool's own failure: the agent's to read
                 raise ToolFailed(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
         assert tool.function is not None  # a Tool has a runner or a function
-        return await self._workers.call(tool.function, arguments, timeout_s=timeout)
+        try:
+            return await self._workers.call(tool.function, arguments, timeout_s=timeout)
+        except (ToolTimeout, ToolCrashed):  # the worker was killed, or died
+            m.TOOL_SANDBOX_KILLS.inc(tool=tool.name)
+            raise
+
+
+def _observe(tool: str, request: ToolCallRequest, result: ToolResult, elapsed_ms: float) -> None:
+    status = "error" if result.is_error else "ok"
+    m.TOOL_CALLS.inc(tool=tool, status=status)
+    m.TOOL_LATENCY.observe(elapsed_ms, tool=tool)
+    if result.error_type is not None:
+        m.TOOL_ERRORS.inc(tool=tool, error_type=result.error_type)
+        if result.error_type == ToolTimeout.code:
+            m.TOOL_TIMEOUTS.inc(tool=tool)
+    said = content(arguments=request.arguments, result=result.content)
+    log.info(
+        "tool call",
+        extra={
+            "tool": request.name,
+            "call_id": request.call_id,
+            "status": status,
+            "error_type": result.error_type,
+            "ms": round(elapsed_ms, 1),
+            **said,
+        },
+    )
 
 
 def _error(request: ToolCallRequest, kind: str, message: str) -> ToolResult:

@@ -99,6 +99,12 @@ class SandboxResult:
         """Exited 0 within its time."""
         return self.exit_code == 0 and not self.timed_out
 
+    @property
+    def killed(self) -> bool:
+        """Killed: past its wall-clock time, or by a signal (a limit, or the kernel)."""
+        code = self.exit_code
+        return self.timed_out or (code is not None and code > 128 and code - 128 in _SIGNALS)
+
     def describe(self) -> str:
         """Why it failed, in words an agent can act on."""
         if self.timed_out:

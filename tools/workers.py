@@ -18,16 +18,18 @@ __all__ = ["ToolCrashed", "ToolFailed", "ToolTimeout", "WorkerPool"]
 
 
 class ToolFailed(RayAgentsError):
-    """The tool raised; ``error_type`` is its exception's class name."""
+    """The tool raised; ``error_type`` is its exception's class name. ``killed``: its
+    process was killed for a limit (a sandbox's time or CPU)."""
 
     code = "tool_error"
 
-    def __init__(self, message: str, error_type: str = "Exception") -> None:
+    def __init__(self, message: str, error_type: str = "Exception", killed: bool = False) -> None:
         super().__init__(message)
         self.error_type = error_type
+        self.killed = killed
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
-        return (type(self), (self.message, self.error_type))
+        return (type(self), (self.message, self.error_type, self.killed))
 
 
 class ToolCrashed(RayAgentsError):

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agents.api._errors import ApiError, error_response
+from agents.observability.logging import bind
 
 __all__ = ["RequestGuard"]
 
@@ -19,7 +20,8 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 class RequestGuard:
     """Gives every request an id (the caller's ``X-Request-ID`` when it sends a sane
-    one) and answers 413 to a body over ``max_body_bytes`` before the app reads it.
+    one; bound to the request's log lines) and answers 413 to a body over
+    ``max_body_bytes`` before the app reads it.
 
     ``add_header``: set ``X-Request-ID`` on responses (Ray Serve's proxy already does).
     """
@@ -62,7 +64,8 @@ class RequestGuard:
                     await self._too_large(scope, receive, send_with_id)
                     return
             receive = _replay(body, receive)
-        await self.app(scope, receive, send_with_id)
+        with bind(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = ApiError(

@@ -32,6 +32,7 @@ from agents.api._guard import RequestGuard
 from agents.api._limits import RateLimiter, Slots
 from agents.api._openai import ChatCompletionRequest, ChunkWriter, completion, split_history
 from agents.api._sse import HEARTBEAT, EventStreamResponse, data_frame, event_frame
+from agents.api._telemetry import RequestTelemetry
 from agents.api.spec import ApiSpec
 from agents.api.types import (
     AgentInfo,
@@ -55,6 +56,7 @@ from agents.events import (
     TokenEvent,
     TurnUsage,
 )
+from agents.observability import metrics as m
 from agents.protocol import DecisionRequest, SendRequest
 from agents.spec import AgentSpec
 from agents.store.base import ConversationInfo
@@ -89,6 +91,7 @@ def create_app(
     app.add_middleware(
         RequestGuard, max_body_bytes=spec.limits.max_body_bytes, add_header=not behind_serve
     )
+    app.add_middleware(RequestTelemetry)  # the last added is the outermost
     app.include_router(_router)
     return app
 
@@ -134,7 +137,11 @@ class _Api:
         Errors before the first event (an unknown agent, a busy conversation) become
         plain error responses; after it, the turn reports them as events.
         """
-        self.key_turns.take(caller.key_hash)
+        try:
+            self.key_turns.take(caller.key_hash)
+        except ApiError:
+            m.API_RATE_LIMITED.inc(reason="streams")
+            raise
         try:
             self.turns.take()
         except ApiError:
@@ -191,7 +198,11 @@ def _api(request: Request) -> _Api:
 def _caller(request: Request) -> Caller:
     api = _api(request)
     caller = api.auth(request)
-    api.rate.take(caller.key_hash)
+    try:
+        api.rate.take(caller.key_hash)
+    except ApiError:
+        m.API_RATE_LIMITED.inc(reason="rate")
+        raise
     return caller
 
 

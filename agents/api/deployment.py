@@ -19,6 +19,7 @@ from agents.api.app import create_app
 from agents.api.spec import ApiSpec
 from agents.conversations import Conversations
 from agents.deployments import HandlePeers
+from agents.observability import configure_from_env
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec, create_store
 
@@ -42,6 +43,7 @@ class ApiDeployment:
         max_hops: int,
         turn_timeout_s: float,
     ) -> None:
+        configure_from_env()
         self._store = create_store(store)
         await self._store.open()
         self.conversations = Conversations(

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from agents.api.spec import ApiSpec
 from agents.conversations import DEFAULT_TURN_TIMEOUT_S
+from agents.observability.spec import ObservabilitySpec
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS
 from agents.service import DEFAULT_CACHE_SIZE
@@ -97,6 +98,10 @@ class AppConfig(BaseModel):
     )
     store: StoreSpec = Field(default_factory=StoreSpec, description="Where conversations are kept.")
     api: ApiSpec = Field(default_factory=ApiSpec, description="The HTTP API: keys and limits.")
+    observability: ObservabilitySpec = Field(
+        default_factory=ObservabilitySpec,
+        description="Traces, logs and metrics of every deployment.",
+    )
 
     @property
     def agent_specs(self) -> list[AgentSpec]:

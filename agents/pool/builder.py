@@ -13,6 +13,7 @@ One OpenAI ingress (Ray Serve LLM's) serves every model over HTTP; agents call
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from agents.pool.server import (
     PoolPrefillServer,
     PoolServer,
 )
-from agents.pool.spec import ModelSpec, PoolSpec, Replicas
+from agents.pool.spec import ModelSpec, PoolSpec, Replicas, deployment_name
 from agents.pool.testing import ScriptedEngine
 
 __all__ = [
@@ -53,21 +54,21 @@ CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router:Consiste
 _NIXL_PORT_BASE = 20000
 
 
-def deployment_name(model_id: str, role: str = "decode") -> str:
-    """The Serve deployment name of a model's role ('decode' or 'prefill')."""
-    return f"pool-{model_id}" if role == "decode" else f"pool-{model_id}-prefill"
-
-
-def pool_servers(spec: PoolSpec) -> tuple[dict[str, Application], dict[str, Any]]:
+def pool_servers(
+    spec: PoolSpec, *, env_vars: Mapping[str, str] | None = None
+) -> tuple[dict[str, Application], dict[str, Any]]:
     """Each model's bound server deployment (``pool-<id>``) and its OpenAI model card.
 
     Other applications' builders bind these into their deployments to reach the
-    pool through DeploymentHandles within one Serve application.
+    pool through DeploymentHandles within one Serve application. ``env_vars`` join
+    every replica's environment (e.g. ``ObservabilitySpec.env_vars()``).
     """
     servers: dict[str, Application] = {}
     cards: dict[str, Any] = {}
     for index, model in enumerate(spec.models):
-        decode_cfg, prefill_cfg = llm_configs(model, spec.model_cache_dir, index=index)
+        decode_cfg, prefill_cfg = llm_configs(
+            model, spec.model_cache_dir, index=index, env_vars=env_vars
+        )
         bind: dict[str, Any] = {}
         if model.scripted is not None:
             bind["engine_cls"] = ScriptedEngine
@@ -99,9 +100,9 @@ def pool_servers(spec: PoolSpec) -> tuple[dict[str, Application], dict[str, Any]
     return servers, cards
 
 
-def build_pool_app(spec: PoolSpec) -> Application:
+def build_pool_app(spec: PoolSpec, *, env_vars: Mapping[str, str] | None = None) -> Application:
     """The pool as one Serve application whose ingress speaks OpenAI HTTP."""
-    servers, cards = pool_servers(spec)
+    servers, cards = pool_servers(spec, env_vars=env_vars)
     options = copy.deepcopy(DEFAULT_INGRESS_OPTIONS)
     options["name"] = INGRESS_NAME
     options["ray_actor_options"] = {"num_cpus": 0}
@@ -115,8 +116,12 @@ def llm_configs(
     cache_dir: Path | None = None,
     *,
     index: int = 0,
+    env_vars: Mapping[str, str] | None = None,
 ) -> tuple[LLMConfig, LLMConfig | None]:
-    """The Ray Serve LLM configs of a model: (decode or aggregated, prefill or None)."""
+    """The Ray Serve LLM configs of a model: (decode or aggregated, prefill or None).
+
+    ``env_vars`` join the replicas' environment.
+    """
     if model.scripted is not None:
         source = model.id
     else:
@@ -150,7 +155,7 @@ def llm_configs(
         if replicas.cpu_bind is not None and model.accelerator == "cpu":
             binds = replicas.cpu_bind
             exp[CPU_BIND_KEY] = [binds] if isinstance(binds, str) else list(binds)
-        env: dict[str, str] = {}
+        env: dict[str, str] = dict(env_vars or {})
         if model.accelerator == "cpu" and model.engine.kv_cache_gib is not None:
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{model.engine.kv_cache_gib:g}"
         accel: dict[str, Any]

@@ -11,8 +11,10 @@ whose new (not yet cached) tokens are few is prefilled by the decode engine itse
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,14 +36,20 @@ from ray.serve._private.constants import SERVE_SESSION_ID
 from ray.serve._private.http_util import session_id_from_headers
 
 from agents.errors import EngineError, GenerationError, InvalidRequestError, UnknownModelError
+from agents.observability import configure_from_env
 from agents.pool._protocol import chat_request_kwargs, check_request, parse_stream
 from agents.pool._sessions import SessionPrefixes
+from agents.pool._telemetry import GenerateTelemetry
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
 
 # Keys of LLMConfig.experimental_configs that the builder sets for these classes.
 MIN_REMOTE_PREFILL_KEY = "ray_agents_min_remote_prefill_tokens"
 CPU_BIND_KEY = "ray_agents_cpu_bind"
 _MAX_SESSIONS = 4096
+# When the running request's remote prefill answered (set around each step of it).
+_PREFILLED: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "ray_agents_prefilled", default=None
+)
 
 
 class _Generate:
@@ -58,6 +66,18 @@ class _Generate:
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[list[Chunk]]:
         """Generate a chat reply as batches of chunks; the last chunk is a FinishChunk."""
+        telemetry = GenerateTelemetry(request, self._replica_name())
+        try:
+            async for batch in self._generate(request):
+                telemetry.batch(batch)
+                yield batch
+        except GenerationError as exc:
+            telemetry.error = exc.code
+            raise
+        finally:
+            telemetry.end()
+
+    async def _generate(self, request: GenerateRequest) -> AsyncIterator[list[Chunk]]:
         check_request(request)
         if request.model != self._llm_config.model_id:
             raise UnknownModelError(
@@ -97,6 +117,7 @@ class PoolServer(_Generate, LLMServer):
     """An aggregated engine replica: prefill and decode in one vLLM engine."""
 
     async def __init__(self, llm_config: Any, **kwargs: Any) -> None:  # type: ignore[misc]
+        configure_from_env()
         _bind_cpus(llm_config)
         await super().__init__(llm_config, **kwargs)
 
@@ -105,6 +126,7 @@ class PoolPrefillServer(PDPrefillServer):
     """A prefill replica: computes prompts' KV caches for the decode replicas."""
 
     async def __init__(self, llm_config: Any, **kwargs: Any) -> None:  # type: ignore[misc]
+        configure_from_env()
         _bind_cpus(llm_config)
         await super().__init__(llm_config, **kwargs)
 
@@ -113,6 +135,7 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
     """A decode replica that sends only long new prompts to the prefill replicas."""
 
     async def __init__(self, llm_config: Any, **kwargs: Any) -> None:  # type: ignore[misc]
+        configure_from_env()
         _bind_cpus(llm_config)
         await super().__init__(llm_config, **kwargs)
         self._min_remote = int(llm_config.experimental_configs.get(MIN_REMOTE_PREFILL_KEY, 0))
@@ -132,16 +155,17 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
         ids = await self._prompt_ids(request) if self._min_remote > 0 else []
         new = self._prefixes.new_tokens(session, ids)
         remote = self._min_remote == 0 or new >= self._min_remote
-        self._routes[request.request_id] = RouteInfo(
+        route = RouteInfo(
             disaggregated=remote,
             decode_replica=self._replica_name(),
             new_tokens_estimate=new if ids else None,
         )
+        self._routes[request.request_id] = route
         while len(self._routes) > _MAX_SESSIONS:
             self._routes.popitem(last=False)
         stream: AsyncIterator[Any]
         if remote:
-            stream = super()._pd_handle_request(request, raw_request_info)
+            stream = _timing_prefill(super()._pd_handle_request(request, raw_request_info), route)
         else:
             stream = await LLMServer.chat(self, request, raw_request_info)
         last = None
@@ -149,6 +173,13 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
             last = chunk
             yield chunk
         self._prefixes.remember(session, ids, _completion_tokens(last))
+
+    def _decode_reuse_ids(self, prefill_chunk: Any) -> Any:
+        # Ray's PD flow calls this as soon as the prefill replica answered.
+        marks = _PREFILLED.get()
+        if marks is not None:
+            marks.append(time.monotonic())
+        return super()._decode_reuse_ids(prefill_chunk)
 
     async def _prompt_ids(self, request: Any) -> list[int]:
         if self._tokenizer is not None:
@@ -172,6 +203,26 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
                 raise InvalidRequestError(f"cannot tokenize the prompt: {response}")
             return list(tokens)
         return []
+
+
+async def _timing_prefill(stream: AsyncIterator[Any], route: RouteInfo) -> AsyncIterator[Any]:
+    """``stream``; sets ``route.kv_transfer_ms``: from the prefill's answer to the first
+    decoded chunk (the decode engine pulls the KV cache, then decodes one step)."""
+    marks: list[float] = []
+    try:
+        while True:
+            token = _PREFILLED.set(marks)
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            finally:
+                _PREFILLED.reset(token)
+            if marks and route.kv_transfer_ms is None:
+                route.kv_transfer_ms = (time.monotonic() - marks[0]) * 1000
+            yield chunk
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
 
 
 def _completion_tokens(item: Any) -> int:

@@ -82,6 +82,10 @@ class GenerateRequest(BaseModel):
         None, description="A conversation id: requests that share it share replicas."
     )
     request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    trace: dict[str, str] = Field(
+        default_factory=dict,
+        description="The caller's span as W3C trace context ('traceparent'); empty untraced.",
+    )
 
 
 class Usage(BaseModel):
@@ -99,6 +103,13 @@ class RouteInfo(BaseModel):
     decode_replica: str | None = None
     new_tokens_estimate: int | None = Field(
         None, description="Prompt tokens the router expected the decode cache to miss."
+    )
+    kv_transfer_ms: float | None = Field(
+        None,
+        description=(
+            "Disaggregated: milliseconds from the prefill replica's reply to the first "
+            "decoded chunk (the KV transfer, then one decode step)."
+        ),
     )
 
 

@@ -7,7 +7,7 @@ MODEL ?= builtin:smollm2-135m-instruct
 CONFIG ?= configs/app.yaml
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools clean
+.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api clean
 
 install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
@@ -40,7 +40,7 @@ test: install lint
 test-fast: $(STAMP)
 	$(PYTEST) -p no:cacheprovider -m "not serve and not vllm" -q
 
-bench: bench-pool bench-agents bench-tools
+bench: bench-pool bench-agents bench-tools bench-api
 
 bench-pool: install
 	$(BIN)/python -m benchmarks.pool --out benchmarks/results/pool.json
@@ -50,6 +50,9 @@ bench-agents: install
 
 bench-tools: install
 	$(BIN)/python -m benchmarks.tools --out benchmarks/results/tools.json
+
+bench-api: install
+	$(BIN)/python -m benchmarks.api --out benchmarks/results/api.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

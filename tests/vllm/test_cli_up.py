@@ -81,7 +81,7 @@ def test_serve_run_serves_the_default_app(tmp_path: Path) -> None:
     with path.open("wb") as log:
         proc = start([str(BIN / "serve"), "run", "serve_app:app"], log, **env)
         try:
-            wait_for(path, r"Deployed app 'default' successfully", proc, 600)
+            wait_for(path, r"Application 'default' is ready at", proc, 600)
             reply = httpx.post(
                 "http://127.0.0.1:8000/v1/chat/completions",
                 headers={"Authorization": "Bearer dev-local-key"},

@@ -41,13 +41,27 @@ def wait_for(log: Path, pattern: str, proc: subprocess.Popen[bytes], timeout_s: 
 
 
 def start(args: list[str], log: IO[bytes], **env: str) -> subprocess.Popen[bytes]:
+    # A session of its own: stop() can take the command's whole local Ray down with it.
     return subprocess.Popen(
         args,
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RAY_ADDRESS": "", **env},
+        start_new_session=True,
     )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C, as a user would; a command (and its Ray) still up after 5 min is killed,
+    so a stuck shutdown cannot leave engines eating the memory of later tests."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        raise
 
 
 def test_up_serves_the_default_app_and_the_readme_curl_answers(tmp_path: Path) -> None:
@@ -69,8 +83,7 @@ def test_up_serves_the_default_app_and_the_readme_curl_answers(tmp_path: Path) -
             assert body["object"] == "chat.completion", body
             assert body["choices"][0]["message"]["content"].strip(), body
         finally:
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=120)
+            code = stop(proc)
     assert code == 0
     assert "shutting down" in path.read_text()
 
@@ -91,5 +104,4 @@ def test_serve_run_serves_the_default_app(tmp_path: Path) -> None:
             assert reply.status_code == 200, reply.text
             assert reply.json()["choices"][0]["message"]["content"].strip()
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
+            stop(proc)

@@ -28,12 +28,19 @@ from agents.pool.client import PoolClient
 from agents.protocol import AskRequest, AskResult, DecisionRequest, SendRequest, TurnRequest
 from agents.service import AgentService
 from agents.spec import AgentSpec
+from agents.store.base import ConversationStore
 from agents.store.spec import StoreSpec, create_store
 from agents.turn import AgentLoop
 from tools.deployment import HandleTools
 from tools.testing import FunctionTools
 
-__all__ = ["AgentDeployment", "ConversationsDeployment", "HandlePeers", "agent_deployment_name"]
+__all__ = [
+    "AgentDeployment",
+    "ConversationsDeployment",
+    "HandlePeers",
+    "agent_deployment_name",
+    "open_conversations",
+]
 
 # A replica that died before anything reached us is retried, after a pause that lets
 # the router learn of the death; the retry goes on from what the dead one stored.
@@ -154,6 +161,29 @@ class AgentDeployment:
         await self._store.close()
 
 
+async def open_conversations(
+    agents: Mapping[str, DeploymentHandle[Any]],
+    store: StoreSpec,
+    *,
+    default_agent: str,
+    max_hops: int,
+    turn_timeout_s: float,
+) -> tuple[ConversationStore, Conversations]:
+    """An entry replica's opened store and the ``Conversations`` over the agents' handles
+    (what ``ConversationsDeployment`` and the API deployment both run)."""
+    opened = create_store(store)
+    await opened.open()
+    conversations = Conversations(
+        store=opened,
+        peers=HandlePeers(agents),
+        agents=agents,
+        default_agent=default_agent,
+        max_hops=max_hops,
+        turn_timeout_s=turn_timeout_s,
+    )
+    return opened, conversations
+
+
 class ConversationsDeployment:
     """The entry deployment: user messages in, turn events out."""
 
@@ -167,12 +197,9 @@ class ConversationsDeployment:
         turn_timeout_s: float,
     ) -> None:
         configure_from_env()
-        self._store = create_store(store)
-        await self._store.open()
-        self.conversations = Conversations(
-            store=self._store,
-            peers=HandlePeers(agents),
-            agents=agents,
+        self._store, self.conversations = await open_conversations(
+            agents,
+            store,
             default_agent=default_agent,
             max_hops=max_hops,
             turn_timeout_s=turn_timeout_s,

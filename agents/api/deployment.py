@@ -17,11 +17,10 @@ from ray.serve.handle import DeploymentHandle
 
 from agents.api.app import create_app
 from agents.api.spec import ApiSpec
-from agents.conversations import Conversations
-from agents.deployments import HandlePeers
+from agents.deployments import open_conversations
 from agents.observability import configure_from_env
 from agents.spec import AgentSpec
-from agents.store.spec import StoreSpec, create_store
+from agents.store.spec import StoreSpec
 
 __all__ = ["API_DEPLOYMENT", "ApiDeployment"]
 
@@ -44,12 +43,9 @@ class ApiDeployment:
         turn_timeout_s: float,
     ) -> None:
         configure_from_env()
-        self._store = create_store(store)
-        await self._store.open()
-        self.conversations = Conversations(
-            store=self._store,
-            peers=HandlePeers(agents),
-            agents=agents,
+        self._store, self.conversations = await open_conversations(
+            agents,
+            store,
             default_agent=default_agent,
             max_hops=max_hops,
             turn_timeout_s=turn_timeout_s,

@@ -67,6 +67,24 @@ def local_serve(port: int) -> Iterator[None]:
         ray.shutdown()
 
 
+async def wait_healthy(http: Any, server: Any, log_path: Path) -> None:
+    """Wait (up to 5 min) until vLLM's server subprocess answers ``/health``."""
+    import asyncio
+
+    import httpx
+
+    for _ in range(300):
+        if server.poll() is not None:
+            raise RuntimeError(f"vLLM's server exited; see {log_path}")
+        try:
+            if (await http.get("/health")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(1)
+    raise RuntimeError(f"vLLM's server did not come up; see {log_path}")
+
+
 def table(rows: Sequence[tuple[str, str, str]]) -> str:
     """A markdown table of (benchmark, measured, goal) rows."""
     rows = [("benchmark", "measured", "goal"), *rows]

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import httpx
 
 from agents.pool.types import GenerateRequest
-from benchmarks._common import local_serve, pct, run_phases, summary, table
+from benchmarks._common import local_serve, pct, run_phases, summary, table, wait_healthy
 
 MODEL = "builtin:smollm2-135m-instruct"
 MODEL_ID = "smollm2"
@@ -156,17 +156,7 @@ async def vllm_server(port: int, log_path: Path) -> AsyncIterator[httpx.AsyncCli
         server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
-                for _ in range(300):
-                    if server.poll() is not None:
-                        raise RuntimeError(f"vLLM's server exited; see {log_path}")
-                    try:
-                        if (await http.get("/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(1)
-                else:
-                    raise RuntimeError(f"vLLM's server did not come up; see {log_path}")
+                await wait_healthy(http, server, log_path)
                 yield http
         finally:
             server.terminate()

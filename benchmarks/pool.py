@@ -35,7 +35,7 @@ from agents.pool import weights
 from agents.pool.client import PoolClient
 from agents.pool.spec import PoolSpec
 from agents.pool.types import GenerateRequest, Message, SamplingParams, TextChunk
-from benchmarks._common import local_serve, pct, run_phases, table
+from benchmarks._common import local_serve, pct, run_phases, table, wait_healthy
 
 MODEL = "builtin:smollm2-135m-instruct"
 SETTINGS = {"stream_batching_ms": 10}  # set from the command line
@@ -246,15 +246,7 @@ async def phase_server(results: dict[str, Any]) -> None:
     vllm_out: dict[str, Any] = {}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
-            for _ in range(300):
-                if server.poll() is not None:
-                    raise RuntimeError(f"vLLM's server exited; see {log_path}")
-                try:
-                    if (await http.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(1)
+            await wait_healthy(http, server, log_path)
 
             async def via_server(i: int) -> tuple[float, int]:
                 body = {

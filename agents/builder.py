@@ -22,7 +22,7 @@ from ray.serve.deployment import Application
 
 from agents.api.spec import ApiSpec
 from agents.config import AppConfig, AppSection, check_app
-from agents.conversations import DEFAULT_TURN_TIMEOUT_S
+from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
 from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
 from agents.errors import ConfigError
 from agents.observability.spec import ObservabilitySpec
@@ -54,6 +54,7 @@ def build_agents_app(
     default_agent: str | None = None,
     max_hops: int = DEFAULT_MAX_HOPS,
     turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
+    turn_lease_s: float = DEFAULT_LEASE_S,
     tools: ToolsConfig | None = None,
     cache_size: int = DEFAULT_CACHE_SIZE,
     api: ApiSpec | None = None,
@@ -110,6 +111,7 @@ def build_agents_app(
         "default_agent": default_agent or agents[0].name,
         "max_hops": max_hops,
         "turn_timeout_s": turn_timeout_s,
+        "turn_lease_s": turn_lease_s,
     }
     app: Application
     if api is not None:
@@ -149,6 +151,7 @@ def build_app(config: AppConfig) -> Application:
         default_agent=config.default_agent,
         max_hops=config.app.max_hops,
         turn_timeout_s=config.app.turn_timeout_s,
+        turn_lease_s=config.app.turn_lease_s,
         tools=config.tools,
         cache_size=config.app.cache_size,
         api=config.api,

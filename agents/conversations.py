@@ -3,20 +3,34 @@
 It serializes the turns of each conversation (one at a time, in arrival order; across
 entry replicas the store's turn lease refuses a second replica's send with
 ``ConversationBusy``), stores the user message under its idempotency key before
-anything else happens,
-runs the turn on the conversation's active agent, and closes it with a stored
-``done`` event. A retried send replays the stored turn instead of running it again.
+anything else happens, runs the turn on the conversation's active agent, and closes it
+with a stored ``done`` event.
+
+Recovery, without a person:
+
+- The runner renews the turn's lease every few seconds (``lease_s``). A runner that
+  dies stops renewing; once its lease runs out the turn is *stale*.
+- A retried send (same idempotency key) joins its turn: it streams the stored events,
+  waits while a live runner goes on, takes a stale turn over and resumes it, and
+  replays a finished one. Never a 409, never a second message. ``after_seq`` (an SSE
+  ``Last-Event-ID``) skips what the caller already has.
+- ``recover`` (run every few seconds by the entry deployments) resumes stale turns
+  nobody retried; a new message to a conversation whose turn is stale closes that turn
+  with ``runner_lost`` and ``done``.
+- ``drive_turn`` resumes a turn whose agent replica died (``PeerLost``) from the
+  stored log, on another replica, a bounded number of times (``RECOVERY_DELAYS_S``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from agents._streams import closing
 from agents.errors import (
@@ -24,6 +38,7 @@ from agents.errors import (
     NoPendingApproval,
     RayAgentsError,
     UnknownAgentError,
+    remote_cause,
 )
 from agents.events import (
     AnswerEvent,
@@ -32,6 +47,7 @@ from agents.events import (
     DoneEvent,
     ErrorEvent,
     Event,
+    HandoffEvent,
     MessageEvent,
     TurnUsage,
 )
@@ -46,16 +62,21 @@ from agents.protocol import (
     TurnContext,
     TurnRequest,
 )
-from agents.store._batch import busy
-from agents.store.base import ConversationInfo, ConversationStore
+from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-__all__ = ["Conversations", "drive_turn"]
+__all__ = ["ENDS", "Conversations", "drive_turn"]
 
 DEFAULT_TURN_TIMEOUT_S = 300.0
-LEASE_GRACE_S = 10.0
+DEFAULT_LEASE_S = 6.0
+"""How long a turn's runner holds it without renewing; it renews every third of it."""
+JOIN_POLL_S = 0.2
+"""How often a joined send looks for the events of a turn that runs elsewhere."""
+RECOVERY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+"""The pauses before each resumption of a turn whose agent replica died: 4 tries in
+about 7.5 s, the time Serve takes to notice a dead replica and route around it."""
 _NEW_CONVERSATIONS = uuid.UUID("0b8f6a62-2f7e-4a57-9a8e-2b3f9d3c6a10")
 RunTurn = Callable[[str, TurnRequest], AsyncIterator[Event]]
 log = logging.getLogger("ray_agents.conversations")
@@ -73,6 +94,8 @@ class Conversations:
         default_agent: str,
         max_hops: int = DEFAULT_MAX_HOPS,
         turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
+        lease_s: float = DEFAULT_LEASE_S,
+        recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -83,11 +106,17 @@ class Conversations:
         self._peers = peers
         self._max_hops = max_hops
         self._turn_timeout_s = turn_timeout_s
+        self._lease_s = lease_s
+        self._recovery_delays_s = tuple(recovery_delays_s)
         self._clock = clock
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def send(self, request: SendRequest) -> AsyncGenerator[Event, None]:
-        """Store the message, run the turn, stream its events; ``done`` comes last."""
+        """Store the message, run the turn, stream its events; ``done`` comes last.
+
+        A retried send (the same idempotency key) joins the turn its first attempt
+        started, wherever that runs, instead of running it again.
+        """
         key = request.idempotency_key or uuid.uuid4().hex
         # A retried first send (same key, no id yet) must land in the same conversation.
         conversation_id = request.conversation_id or (
@@ -104,11 +133,39 @@ class Conversations:
                 key=key,
                 timeout_s=request.timeout_s,
                 variables=request.variables,
+                after_seq=request.after_seq,
             )
             # A caller that leaves closes the turn now, not at garbage collection.
             async with closing(turn) as events:
                 async for event in events:
                     yield event
+
+    async def recover(self, *, limit: int = 100) -> int:
+        """Resume the turns whose runner died and that nobody retried; how many.
+
+        Each stale turn is taken over (its lease, atomically: one replica wins) and
+        run on from its stored log to its ``done``, so no turn stays open.
+        """
+        claimed = []
+        for turn in await self.store.stale_turns(self._clock(), limit=limit):
+            runner = uuid.uuid4().hex
+            if await self.store.lease_turn(
+                turn.conversation_id, turn.turn_id, runner=runner, lease_until=self._lease()
+            ):  # else another replica (or the retried send) took it
+                claimed.append((turn, runner))
+        await asyncio.gather(*(self._resume(turn, runner) for turn, runner in claimed))
+        return len(claimed)
+
+    async def _resume(self, turn: TurnRecord, runner: str) -> None:
+        log.warning(
+            "resuming a turn whose runner died",
+            extra={"conversation_id": turn.conversation_id, "turn_id": turn.turn_id},
+        )
+        async with self._turn_lock(turn.conversation_id):
+            events = self._continue(turn, runner, seen=0, timeout_s=None, variables={})
+            async with closing(events) as running:
+                async for _ in running:
+                    pass
 
     async def _run_turn(
         self,
@@ -119,34 +176,70 @@ class Conversations:
         key: str,
         timeout_s: float | None,
         variables: dict[str, str],
+        after_seq: int = 0,
     ) -> AsyncIterator[Event]:
-        """Open (or find) the turn ``opening`` starts, then run it to its ``done``."""
-        deadline = self._clock() + (timeout_s or self._turn_timeout_s)
-        # The lease keeps other entry replicas off the conversation while this turn
-        # runs; a runner that dies frees it once the deadline (and grace) passed.
+        """Open the turn ``opening`` starts, or join the one its key opened before,
+        and stream it to its ``done``, leaving out events up to ``after_seq``."""
+        runner = uuid.uuid4().hex
         turn, created = await self.store.begin_turn(
             conversation_id,
             opening,
             idempotency_key=key,
             agent=agent,
-            lease_until=deadline + LEASE_GRACE_S,
+            lease_until=self._lease(),
+            runner=runner,
         )
-        if not created and turn.leased(self._clock()):
-            raise busy(conversation_id, turn.turn_id)  # the retried turn runs elsewhere
-        stored = await self.store.events(
-            conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
-        )
-        if not created and turn.status != "running":
-            for event in stored:  # a retry of a finished turn: the stored events are
-                if isinstance(event, DoneEvent):  # its result, as the first run gave it
-                    event = event.model_copy(update={"last_seq": event.seq})
+        seen = after_seq
+        if not created:
+            # A retry: follow the turn while it runs elsewhere, take it over if its
+            # runner died, replay it if it ended.
+            while True:
+                stored = await self.store.events(
+                    conversation_id, after_seq=max(seen, turn.user_seq - 1), turn_id=turn.turn_id
+                )
+                for event in stored:
+                    seen = event.seq or seen
+                    if isinstance(event, DoneEvent):  # its result, as the first run gave it
+                        yield event.model_copy(update={"last_seq": event.seq})
+                        return
+                    yield event
+                current = await self.store.turn(conversation_id, key)
+                if current is None or current.status != "running":
+                    continue  # it ended since: its done is stored, read it
+                if not current.leased(self._clock()) and await self.store.lease_turn(
+                    conversation_id, turn.turn_id, runner=runner, lease_until=self._lease()
+                ):
+                    break  # its runner died: this send runs it on
+                await asyncio.sleep(JOIN_POLL_S)
+        events = self._continue(turn, runner, seen=seen, timeout_s=timeout_s, variables=variables)
+        async with closing(events) as running:
+            async for event in running:
                 yield event
-            return
-        # A new turn, or one whose runner died before closing it: run (on) from here.
+
+    async def _continue(
+        self,
+        turn: TurnRecord,
+        runner: str,
+        *,
+        seen: int,
+        timeout_s: float | None,
+        variables: dict[str, str],
+    ) -> AsyncIterator[Event]:
+        """Run a turn this runner holds from its stored events to its ``done``,
+        renewing its lease meanwhile; events up to ``seen`` are not yielded again."""
+        conversation_id = turn.conversation_id
+        deadline = self._clock() + (timeout_s or self._turn_timeout_s)
         running = False
+        renewing = asyncio.create_task(self._renew(turn, runner))
         try:
+            stored = await self.store.events(
+                conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
+            )
             for event in stored:
-                yield event
+                if (event.seq or 0) > seen:
+                    yield event
+            info = await self.store.conversation(conversation_id)
+            agent = info.active_agent if info is not None else self.default_agent
             # The turn's span (a child of the API request's, if any) and its trace id
             # go to every agent the turn reaches; a random id when tracing is off.
             span = start_span(
@@ -166,17 +259,49 @@ class Conversations:
                 max_hops=self._max_hops,
                 variables=variables,
             )
-            after = stored[-1].seq if stored else turn.user_seq
-            resume = stored[0] if isinstance(stored[0], ApprovalEvent) else None
-            request = TurnRequest(context=context, after_seq=after or 0, resume=resume)
+            opening = stored[0]
+            resume = opening if isinstance(opening, ApprovalEvent) else None
+            request = TurnRequest(
+                context=context,
+                after_seq=stored[-1].seq or 0,
+                resume=resume,
+                retry=len(stored) > 1,  # a runner died after the turn began: go on
+            )
             running = True  # from here drive_turn closes the turn, however it ends
-            driven = drive_turn(self.store, self._peers.run, agent, request)
+            driven = drive_turn(
+                self.store,
+                self._peers.run,
+                agent,
+                request,
+                tail=stored[-1],
+                recovery_delays_s=self._recovery_delays_s,
+            )
             async with closing(_observed(driven, context, span, agent, opening)) as driving:
                 async for event in driving:
                     yield event
         finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
             if not running:  # the caller left before the turn ran: close it anyway
-                await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id))
+                await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id, None))
+
+    async def _renew(self, turn: TurnRecord, runner: str) -> None:
+        """Keep renewing the turn's lease while it runs (a task of ``_continue``)."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                held = await self.store.lease_turn(
+                    turn.conversation_id, turn.turn_id, runner=runner, lease_until=self._lease()
+                )
+            except RayAgentsError as exc:  # the store hiccuped; the lease has time left
+                log.warning("could not renew a turn's lease: %s", exc)
+                continue
+            if not held:
+                return  # the turn ended (or, after a stall longer than the lease, was taken)
+
+    def _lease(self) -> float:
+        return self._clock() + self._lease_s
 
     async def decide(self, request: DecisionRequest) -> AsyncGenerator[Event, None]:
         """Approve or reject a paused tool call and run the turn that resumes it.
@@ -271,28 +396,77 @@ class Conversations:
 
 
 async def drive_turn(
-    store: ConversationStore, run: RunTurn, agent: str, request: TurnRequest
+    store: ConversationStore,
+    run: RunTurn,
+    agent: str,
+    request: TurnRequest,
+    *,
+    tail: Event | None = None,
+    recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
 ) -> AsyncIterator[Event]:
     """Run a turn on ``agent`` and close it with a stored ``done`` event.
 
-    An agent that cannot be reached or dies mid-turn ends the turn with a stored
-    ``error`` event; what was stored before stays.
+    ``tail`` is the turn's last stored event, when a lost runner's turn is resumed:
+    a turn whose last event ended it (an answer, an error, a pause) is only closed.
+    A part whose agent replica died (a ``retryable`` error) is resumed from the stored
+    log on the agent the turn has reached, after each pause of ``recovery_delays_s``;
+    other errors, and the last failure, end the turn with a stored ``error`` event.
     """
     ctx = request.context
     done: DoneEvent | None = None
     closed = False
+    failure: BaseException | None = None
+    last = request.after_seq
     try:
-        try:
-            async with closing(run(agent, request)) as events:
-                async for event in events:
-                    if isinstance(event, DoneEvent):
-                        done = event
-                    else:
+        ending = ENDS.get(type(tail)) if tail is not None else None
+        if ending is not None:
+            done = DoneEvent(status=ending, usage=TurnUsage(hops=ctx.hops), active_agent=agent)
+        pauses = iter(recovery_delays_s)
+        while done is None:
+            try:
+                async with closing(run(agent, request)) as events:
+                    async for event in events:
+                        if isinstance(event, DoneEvent):
+                            done = event
+                            continue
+                        if event.seq is not None:
+                            if event.seq <= last:
+                                continue  # a resumed part passes on what it finds stored
+                            last, tail = event.seq, event
+                        if isinstance(event, HandoffEvent) and event.agent is not None:
+                            ctx = ctx.hop(f"{event.agent}->{event.to_agent}")
                         yield event
-        except RayAgentsError as exc:
-            error = ErrorEvent(code=exc.code, message=exc.message, agent=agent, turn_id=ctx.turn_id)
-            [stored] = await store.append(ctx.conversation_id, [error])
-            yield stored
+                break
+            except RayAgentsError as exc:
+                pause = next(pauses, None) if exc.retryable else None
+                deadline_left = ctx.deadline is None or ctx.deadline > time.time() + (pause or 0)
+                if pause is None or not deadline_left:
+                    error = ErrorEvent(
+                        code=exc.code, message=exc.message, agent=agent, turn_id=ctx.turn_id
+                    )
+                    [stored] = await store.append(ctx.conversation_id, [error])
+                    yield stored
+                    break
+                log.warning(
+                    "resuming a turn whose agent replica died: %s",
+                    exc.message,
+                    extra={"conversation_id": ctx.conversation_id, "turn_id": ctx.turn_id},
+                )
+                await asyncio.sleep(pause)
+            # Go on from what the lost part stored, on the agent the turn has reached.
+            for event in await store.events(
+                ctx.conversation_id, after_seq=last, turn_id=ctx.turn_id
+            ):
+                last, tail = event.seq or last, event
+                yield event
+            info = await store.conversation(ctx.conversation_id)
+            agent = info.active_agent if info is not None else agent
+            ending = ENDS.get(type(tail)) if tail is not None else None
+            if ending is not None:
+                done = DoneEvent(status=ending, usage=TurnUsage(hops=ctx.hops), active_agent=agent)
+            request = request.model_copy(
+                update={"context": ctx, "after_seq": last, "history": None, "retry": True}
+            )
         if done is None:
             final = DoneEvent(status="error", usage=TurnUsage(hops=ctx.hops), active_agent=agent)
         else:
@@ -307,10 +481,13 @@ async def drive_turn(
         [stored_done] = await store.append(ctx.conversation_id, [final])
         closed = True
         yield stored_done.model_copy(update={"last_seq": stored_done.seq})
+    except Exception as exc:
+        failure = exc
+        raise
     finally:
         if not closed:
-            # The caller went away (or the store failed) mid-turn: do not leave it running.
-            await asyncio.shield(_fail(store, ctx.conversation_id, ctx.turn_id))
+            # The caller went away (or something failed) mid-turn: do not leave it running.
+            await asyncio.shield(_fail(store, ctx.conversation_id, ctx.turn_id, failure))
 
 
 async def _observed(
@@ -318,7 +495,7 @@ async def _observed(
     ctx: TurnContext,
     span: Span,
     agent: str,
-    opening: MessageEvent | ApprovalEvent,
+    opening: Event,
 ) -> AsyncIterator[Event]:
     """The turn's events, each produced inside its span with its conversation and
     trace in the log fields; a log line when it starts and one when it ends."""
@@ -353,13 +530,29 @@ async def _observed(
         end_span(span, None if status in ("ok", "paused") else status)
 
 
-async def _fail(store: ConversationStore, conversation_id: str, turn_id: str) -> None:
+async def _fail(
+    store: ConversationStore, conversation_id: str, turn_id: str, failure: BaseException | None
+) -> None:
     # Close the turn the way every turn closes (error, then done), so a retry that
-    # replays it still ends with done.
-    error = ErrorEvent(
-        code="cancelled", message="the caller went away before the turn ended", turn_id=turn_id
-    )
+    # replays it still ends with done. The error says what happened: the caller left,
+    # or (a bug) what was raised.
+    if failure is None:
+        error = ErrorEvent(
+            code="cancelled", message="the caller went away before the turn ended", turn_id=turn_id
+        )
+    else:
+        cause = remote_cause(failure)
+        message = f"the turn failed: {type(cause).__name__}: {cause}"
+        error = ErrorEvent(code="internal", message=message, turn_id=turn_id)
     try:
         await store.append(conversation_id, [error, DoneEvent(status="error", turn_id=turn_id)])
     except RayAgentsError:
-        pass  # the store is down; the turn's lease runs out and frees the conversation
+        pass  # the store is down; the turn's lease runs out and it is resumed later
+
+
+# The events that end an agent's part of a turn, and the status each ends it with.
+ENDS: dict[type, Literal["ok", "error", "paused"]] = {
+    AnswerEvent: "ok",
+    ErrorEvent: "error",
+    ApprovalRequiredEvent: "paused",
+}

@@ -10,16 +10,24 @@ to one replica of each agent while that replica lives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ray import serve
-from ray.exceptions import ActorDiedError
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from agents._streams import batched
 from agents.conversations import Conversations
-from agents.errors import PeerUnavailable, RayAgentsError, UnknownAgentError, remote_cause
+from agents.errors import (
+    PeerLost,
+    PeerUnavailable,
+    RayAgentsError,
+    UnknownAgentError,
+    remote_cause,
+)
 from agents.events import Event
 from agents.messages import dump_messages
 from agents.observability import configure_from_env
@@ -38,6 +46,7 @@ __all__ = [
     "AgentDeployment",
     "ConversationsDeployment",
     "HandlePeers",
+    "Recovery",
     "agent_deployment_name",
     "open_conversations",
 ]
@@ -45,6 +54,7 @@ __all__ = [
 # A replica that died before anything reached us is retried, after a pause that lets
 # the router learn of the death; the retry goes on from what the dead one stored.
 _RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+log = logging.getLogger("ray_agents.deployments")
 
 
 def agent_deployment_name(agent: str) -> str:
@@ -74,28 +84,37 @@ class HandlePeers(Peers):
         return handle
 
     async def run(self, agent: str, request: TurnRequest) -> AsyncIterator[Event]:
-        """Stream the turn from the agent's replica for this conversation."""
+        """Stream the turn from the agent's replica for this conversation.
+
+        A replica that died before sending anything is retried here; one that died
+        mid-part raises ``PeerLost``, which the turn's runner resumes from the store.
+        Leaving early cancels the replica's part (and the generation under it).
+        """
         handle = self._handle(agent).options(
             stream=True, session_id=request.context.conversation_id
         )
         for attempt, delay in enumerate((*_RETRY_DELAYS_S, None)):
             started = False
+            retry = request.model_copy(update={"retry": True}) if attempt else request
+            stream: Any = handle.run.remote(retry)
             try:
-                retry = request.model_copy(update={"retry": True}) if attempt else request
-                stream: Any = handle.run.remote(retry)
                 async for batch in stream:
                     started = True
                     for event in batch:
                         yield event
                 return
-            except ActorDiedError as exc:
-                if started or delay is None:
-                    raise PeerUnavailable(f"agent {agent!r} died during the turn") from exc
+            except RayActorError as exc:
+                if started:
+                    raise PeerLost(f"agent {agent!r} died during the turn") from exc
+                if delay is None:
+                    raise PeerUnavailable(f"agent {agent!r} is unavailable: {exc}") from exc
                 await asyncio.sleep(delay)
             except RayAgentsError:
                 raise
             except Exception as exc:
                 raise PeerUnavailable(f"agent {agent!r} failed: {_cause(exc)}") from exc
+            finally:
+                stream.cancel()
 
     async def ask(self, agent: str, request: AskRequest) -> AskResult:
         """Ask the agent; the sub-conversation is routed like any conversation."""
@@ -168,6 +187,7 @@ async def open_conversations(
     default_agent: str,
     max_hops: int,
     turn_timeout_s: float,
+    turn_lease_s: float,
 ) -> tuple[ConversationStore, Conversations]:
     """An entry replica's opened store and the ``Conversations`` over the agents' handles
     (what ``ConversationsDeployment`` and the API deployment both run)."""
@@ -180,8 +200,33 @@ async def open_conversations(
         default_agent=default_agent,
         max_hops=max_hops,
         turn_timeout_s=turn_timeout_s,
+        lease_s=turn_lease_s,
     )
     return opened, conversations
+
+
+class Recovery:
+    """An entry replica's background task: every ``every_s``, resume the turns whose
+    runner died (``Conversations.recover``). Owned by the replica; ``stop`` ends it."""
+
+    def __init__(self, conversations: Conversations, every_s: float) -> None:
+        self._conversations = conversations
+        self._every_s = every_s
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._every_s)
+            try:
+                await self._conversations.recover()
+            except RayAgentsError as exc:  # the store is down: try again next round
+                log.warning("could not resume stale turns: %s", exc)
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it (turns it resumes close as cancelled)."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 class ConversationsDeployment:
@@ -195,6 +240,7 @@ class ConversationsDeployment:
         default_agent: str,
         max_hops: int,
         turn_timeout_s: float,
+        turn_lease_s: float,
     ) -> None:
         configure_from_env()
         self._store, self.conversations = await open_conversations(
@@ -203,7 +249,9 @@ class ConversationsDeployment:
             default_agent=default_agent,
             max_hops=max_hops,
             turn_timeout_s=turn_timeout_s,
+            turn_lease_s=turn_lease_s,
         )
+        self._recovery = Recovery(self.conversations, every_s=turn_lease_s)
 
     async def send(self, request: SendRequest) -> AsyncIterator[list[Event]]:
         """Run one turn and stream its events, in lists of the events that are ready."""
@@ -218,3 +266,7 @@ class ConversationsDeployment:
     async def history(self, conversation_id: str, after_seq: int = 0) -> list[Event]:
         """The conversation's stored events."""
         return await self.conversations.history(conversation_id, after_seq=after_seq)
+
+    async def __del__(self) -> None:
+        await self._recovery.stop()
+        await self._store.close()

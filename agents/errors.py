@@ -9,6 +9,7 @@
     │   │   ├── UnknownModelError  no model with that id in the pool (HTTP 404)
     │   │   └── PromptTooLongError the prompt does not fit max_model_len (HTTP 400)
     │   └── EngineError            the engine failed or is unavailable (HTTP 503)
+    │       └── EngineLost         the engine's replica died mid-request (retried)
     ├── AgentRunError              a turn could not finish; ``code`` names why
     │   ├── UnknownAgentError      no agent with that name (HTTP 404)
     │   ├── UnknownToolError       no tool with that name in the registry
@@ -20,14 +21,18 @@
     │   ├── HandoffCycleError      agents handed the turn back and forth (A->B->A->B)
     │   ├── DeadlineExceeded       the caller's deadline passed (HTTP 504)
     │   ├── NoPendingApproval      no tool call waits for that decision (HTTP 409)
+    │   ├── RunnerLost             the turn's runner died; the turn was closed
     │   └── PeerUnavailable        another agent could not be reached (HTTP 503)
+    │       └── PeerLost           the agent's replica died mid-turn (the turn is resumed)
     └── StoreError                 the conversation store failed
         ├── ConversationNotFound   no conversation with that id (HTTP 404)
         └── ConversationBusy       another turn of the conversation is running (HTTP 409)
 
 Errors cross DeploymentHandles, so every class pickles with its message alone.
 Lower-layer errors (vLLM, Ray) are translated at the pool's boundary and raised
-``from`` the original.
+``from`` the original. ``retryable`` marks the failures a turn recovers from by itself
+(a replica died; the store holds everything needed to go on): the turn runner resumes
+from the stored log instead of failing the turn.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = [
     "ConversationNotFound",
     "DeadlineExceeded",
     "EngineError",
+    "EngineLost",
     "GenerationError",
     "HandoffCycleError",
     "HopLimitExceeded",
@@ -49,9 +55,11 @@ __all__ = [
     "MaxStepsExceeded",
     "ModelSourceError",
     "NoPendingApproval",
+    "PeerLost",
     "PeerUnavailable",
     "PromptTooLongError",
     "RayAgentsError",
+    "RunnerLost",
     "StoreError",
     "ToolForbidden",
     "TurnLimitExceeded",
@@ -71,6 +79,8 @@ class RayAgentsError(Exception):
     """
 
     code = "internal"
+    retryable = False
+    """Whether the failure is transient: the work may be resumed from the store."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -95,21 +105,38 @@ class ModelSourceError(UserError):
 class GenerationError(RayAgentsError):
     """A generation request failed."""
 
+    code = "generation_failed"
+
 
 class InvalidRequestError(GenerationError):
     """The generation request is invalid (bad parameters or schema)."""
+
+    code = "invalid_generation_request"
 
 
 class UnknownModelError(InvalidRequestError):
     """The request names a model id that the pool does not serve."""
 
+    code = "unknown_model"
+
 
 class PromptTooLongError(InvalidRequestError):
     """The prompt plus max_tokens does not fit the model's context length."""
 
+    code = "prompt_too_long"
+
 
 class EngineError(GenerationError):
     """The engine failed while generating, or no healthy engine is available."""
+
+    code = "engine_failed"
+
+
+class EngineLost(EngineError):
+    """The replica that ran the generation died; the step can run again elsewhere."""
+
+    code = "engine_lost"
+    retryable = True
 
 
 class AgentRunError(RayAgentsError):
@@ -178,10 +205,23 @@ class NoPendingApproval(AgentRunError):
     code = "no_pending_approval"
 
 
+class RunnerLost(AgentRunError):
+    """The replica running the turn stopped renewing its lease; the turn was closed."""
+
+    code = "runner_lost"
+
+
 class PeerUnavailable(AgentRunError):
     """An agent's deployment could not be reached or died during the call."""
 
     code = "agent_unavailable"
+
+
+class PeerLost(PeerUnavailable):
+    """An agent's replica died during the turn; the turn goes on from the store."""
+
+    code = "agent_lost"
+    retryable = True
 
 
 class StoreError(RayAgentsError):

@@ -141,3 +141,11 @@ class SendRequest(BaseModel):
     variables: dict[str, str] = Field(
         default_factory=dict, description="Values for instruction placeholders this turn."
     )
+    after_seq: int = Field(
+        0,
+        ge=0,
+        description=(
+            "A reconnecting caller's last stored event (SSE Last-Event-ID): a retried "
+            "send streams its turn's events after this one only."
+        ),
+    )

@@ -11,17 +11,18 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from agents.conversations import drive_turn
+from agents.conversations import ENDS, drive_turn
+from agents.errors import PeerLost
 from agents.events import (
     AnswerEvent,
-    ApprovalRequiredEvent,
     DoneEvent,
     ErrorEvent,
     Event,
+    HandoffEvent,
     MessageEvent,
 )
 from agents.messages import load_messages, messages_from_events
@@ -83,14 +84,17 @@ class AgentService:
             earlier: list[Event] = [e for e in stored if not isinstance(e, DoneEvent)]
             for event in earlier:
                 yield event
-            if earlier and type(earlier[-1]) in _ENDS:
+            if earlier and type(earlier[-1]) in ENDS:
                 yield DoneEvent(
                     agent=self.name,
-                    status=_ENDS[type(earlier[-1])],
+                    status=ENDS[type(earlier[-1])],
                     active_agent=self.name,
                     replicas={self.name: self.replica_id},
                 )
                 return
+            handoffs = [e for e in earlier if isinstance(e, HandoffEvent)]
+            if handoffs:  # this part had ended: the turn goes on at the hand-off's target
+                raise PeerLost(f"the turn moved on to {handoffs[-1].to_agent!r}")
             if earlier:
                 request = request.model_copy(
                     update={"after_seq": earlier[-1].seq, "history": None, "resume": None}
@@ -102,7 +106,8 @@ class AgentService:
             self._remember(ctx.conversation_id, stored)
             return stored
 
-        async for event in self.loop.run(ctx, history, record, resume=request.resume):
+        events = self.loop.run(ctx, history, record, resume=request.resume, recover=request.retry)
+        async for event in events:
             if isinstance(event, DoneEvent):
                 replicas = {**event.replicas, self.name: self.replica_id}
                 event = event.model_copy(update={"replicas": replicas})
@@ -179,14 +184,6 @@ class AgentService:
         self._cache.move_to_end(conversation_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-
-
-# The events that end an agent's part of a turn, and the status each ends it with.
-_ENDS: dict[type, Literal["ok", "error", "paused"]] = {
-    AnswerEvent: "ok",
-    ErrorEvent: "error",
-    ApprovalRequiredEvent: "paused",
-}
 
 
 async def _replay(events: list[Event]) -> AsyncIterator[Event]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agents.conversations import Conversations
+from agents.conversations import DEFAULT_LEASE_S, RECOVERY_DELAYS_S, Conversations
 from agents.errors import EngineError
 from agents.events import Event
 from agents.peers import LocalPeers
@@ -98,6 +98,8 @@ class LocalApp:
         default_agent: str | None = None,
         max_hops: int = DEFAULT_MAX_HOPS,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        lease_s: float = DEFAULT_LEASE_S,
+        recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store or MemoryStore()
@@ -119,6 +121,8 @@ class LocalApp:
             agents=descriptions,
             default_agent=default_agent or specs[0].name,
             max_hops=max_hops,
+            lease_s=lease_s,
+            recovery_delays_s=recovery_delays_s,
             clock=clock,
         )
 

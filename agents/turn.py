@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from agents._streams import closing
 from agents._turn_telemetry import GenerationTelemetry, TurnTelemetry
@@ -32,6 +32,8 @@ from agents.actions import parse_action as parse_schema_action
 from agents.errors import (
     AgentRunError,
     DeadlineExceeded,
+    EngineError,
+    EngineLost,
     GenerationError,
     HandoffCycleError,
     HopLimitExceeded,
@@ -75,6 +77,12 @@ __all__ = ["AgentLoop", "Recorder"]
 
 Recorder = Callable[[Event], Awaitable[Event]]
 CHARS_PER_TOKEN = 3
+ENGINE_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+"""Pauses before each new try of a step whose pool replica died (Serve replaces it)."""
+INTERRUPTED = (
+    "interrupted: the replica running this call stopped before it returned; it may or "
+    "may not have run. Check its effect before calling it again."
+)
 T = TypeVar("T")
 
 
@@ -124,14 +132,22 @@ class AgentLoop:
         history: list[BaseMessage],
         record: Recorder,
         resume: ApprovalEvent | None = None,
+        *,
+        recover: bool = False,
     ) -> AsyncIterator[Event]:
         """This agent's part of the turn; ``history`` ends with what it must act on.
+
+        With ``recover`` the part resumes one whose runner died: the calls it left
+        without a result are answered first (an ask is asked again under its call id,
+        which its peer answers once; a tool call gets an error result saying it was
+        interrupted: a call that may have run is never run twice).
 
         The part is traced (``agent.turn``) and measured (see ``_turn_telemetry``).
         """
         telemetry = TurnTelemetry(self.spec.name, ctx)
         try:
-            events = telemetry.scope.stream(self._run(ctx, history, record, resume, telemetry))
+            part = self._run(ctx, history, record, resume, telemetry, recover)
+            events = telemetry.scope.stream(part)
             async with closing(events) as scoped:
                 async for event in scoped:
                     telemetry.seen(event)
@@ -149,6 +165,7 @@ class AgentLoop:
         record: Recorder,
         resume: ApprovalEvent | None,
         telemetry: TurnTelemetry,
+        recover: bool,
     ) -> AsyncIterator[Event]:
         usage = TurnUsage(hops=ctx.hops)
         deadline = self._clock() + self.spec.limits.turn_timeout_s
@@ -160,15 +177,29 @@ class AgentLoop:
             if resume is not None:
                 async for event in self._resume(ctx, resume, history, deadline, record):
                     yield event
+            if recover:
+                async for event in self._recover(ctx, history, usage, record):
+                    yield event
             for _ in range(self.spec.max_steps):
                 request = self._request(ctx, history, space, usage)
-                step: list[Any] = []
-                answer_stream = AnswerStream()
-                generation = telemetry.generation(request)
-                async for token in self._generate(
-                    generation.request, deadline, step, answer_stream, generation
-                ):
-                    yield self._event(TokenEvent(text=token), ctx)
+                for pause in (*ENGINE_RETRY_DELAYS_S, None):
+                    # A step whose pool replica died runs again (its tokens stream again).
+                    step: list[Any] = []
+                    answer_stream = AnswerStream()
+                    generation = telemetry.generation(request)
+                    try:
+                        async for token in self._generate(
+                            generation.request, deadline, step, answer_stream, generation
+                        ):
+                            yield self._event(TokenEvent(text=token), ctx)
+                        break
+                    except EngineLost as exc:
+                        if pause is None:
+                            raise EngineError(
+                                f"{exc.message}; gave up after {len(ENGINE_RETRY_DELAYS_S) + 1}"
+                                " tries"
+                            ) from exc
+                        await self._before(deadline, asyncio.sleep(pause))
                 completion = collect(step)
                 usage.steps += 1
                 usage.prompt_tokens += completion.usage.prompt_tokens
@@ -205,6 +236,8 @@ class AgentLoop:
         except _Paused:
             yield self._done(usage, status="paused")
         except (AgentRunError, GenerationError) as exc:
+            if exc.retryable:
+                raise  # a replica died: the turn's runner resumes the turn from the store
             error = ErrorEvent(code=exc.code, message=exc.message)
             yield await record(self._event(error, ctx))
             yield self._done(usage, status="error")
@@ -401,15 +434,28 @@ class AgentLoop:
         call_id = f"ask_{uuid.uuid4().hex[:12]}"
         ask = AskEvent(call_id=call_id, to_agent=action.agent, question=action.text)
         yield await record(self._event(ask, ctx))
-        with tracer().start_as_current_span(
-            "agent.ask", attributes={"ray_agents.to_agent": action.agent}
-        ):
+        args = {"agent": action.agent, "question": action.text}
+        history.append(call_message(self.spec.name, call_id, ASK, args))
+        async for event in self._asked(ctx, inner, call_id, action.text, history, usage, record):
+            yield event
+
+    async def _asked(
+        self,
+        ctx: TurnContext,
+        inner: TurnContext,
+        call_id: str,
+        question: str,
+        history: list[BaseMessage],
+        usage: TurnUsage,
+        record: Recorder,
+    ) -> AsyncIterator[Event]:
+        """Ask the peer ``inner`` leads to (the call is in ``history``); record the answer."""
+        peer = inner.path[-1].split("->")[-1]
+        with tracer().start_as_current_span("agent.ask", attributes={"ray_agents.to_agent": peer}):
             inner = inner.model_copy(update={"trace": carrier()})
             result = await self._peers.ask(
-                action.agent,
-                AskRequest(
-                    context=inner, call_id=call_id, asker=self.spec.name, question=action.text
-                ),
+                peer,
+                AskRequest(context=inner, call_id=call_id, asker=self.spec.name, question=question),
             )
         _add(usage, result.usage)
         if result.error is not None:
@@ -418,8 +464,25 @@ class AgentLoop:
             content, is_error = result.text, False
         event = ToolResultEvent(call_id=call_id, name=ASK, content=content, is_error=is_error)
         yield await record(self._event(event, ctx))
-        args = {"agent": action.agent, "question": action.text}
-        history += [call_message(self.spec.name, call_id, ASK, args), result_message(event)]
+        history.append(result_message(event))
+
+    async def _recover(
+        self, ctx: TurnContext, history: list[BaseMessage], usage: TurnUsage, record: Recorder
+    ) -> AsyncIterator[Event]:
+        """Answer the calls a dead runner left without a result (see ``run``)."""
+        for call in _unanswered_calls(history):
+            if call.name == ASK:
+                peer, question = str(call.arguments["agent"]), str(call.arguments["question"])
+                inner = self._hop(ctx, peer)
+                asked = self._asked(ctx, inner, call.call_id, question, history, usage, record)
+                async for event in asked:
+                    yield event
+                continue
+            event = ToolResultEvent(
+                call_id=call.call_id, name=call.name, content=INTERRUPTED, is_error=True
+            )
+            yield await record(self._event(event, ctx))
+            history.append(result_message(event))
 
     async def _handoff(
         self,
@@ -541,6 +604,19 @@ def _pending_call(history: list[BaseMessage], call_id: str) -> ToolCallEvent | N
             if call["id"] == call_id:
                 return ToolCallEvent(call_id=call_id, name=call["name"], arguments=call["args"])
     return None
+
+
+def _unanswered_calls(history: list[BaseMessage]) -> list[ToolCallEvent]:
+    """This turn's calls (after the last user message) that no result answers yet."""
+    start = max((i for i, m in enumerate(history) if isinstance(m, HumanMessage)), default=-1)
+    turn = history[start + 1 :]
+    answered = {m.tool_call_id for m in turn if isinstance(m, ToolMessage)}
+    return [
+        ToolCallEvent(call_id=call["id"], name=call["name"], arguments=call["args"])
+        for message in turn
+        for call in getattr(message, "tool_calls", None) or []
+        if call["id"] not in answered and call["name"] != HANDOFF
+    ]
 
 
 def _add(total: TurnUsage, part: TurnUsage) -> None:

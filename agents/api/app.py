@@ -4,7 +4,9 @@
     GET    /v1/agents, /v1/agents/{name}          the agents
     POST   /v1/conversations                      start one        GET/DELETE .../{id}
     GET    /v1/conversations/{id}/messages        stored events, paginated
-    POST   /v1/conversations/{id}/messages        a turn: JSON, or SSE with stream
+    POST   /v1/conversations/{id}/messages        a turn: JSON, or SSE with stream (a retry
+                                                  with the same idempotency key joins it;
+                                                  Last-Event-ID resumes its stream)
     POST   /v1/conversations/{id}/approvals/{call_id}   decide a paused tool call
     GET    /v1/models, POST /v1/chat/completions  OpenAI-compatible; model = agent
 
@@ -307,6 +309,7 @@ async def send_message(
         idempotency_key=body.idempotency_key,
         timeout_s=body.timeout_s,
         variables=body.variables,
+        after_seq=_last_event_id(request, body.idempotency_key),
     )
     started = await api.start(caller, api.conversations.send(send))
     return await _reply(request, api, conversation_id, started, body.stream)
@@ -432,6 +435,25 @@ async def _reply(
             yield event_frame(DoneEvent(status="error", conversation_id=conversation_id))
 
     return EventStreamResponse(frames(), started.finish)
+
+
+def _last_event_id(request: Request, idempotency_key: str | None) -> int:
+    """The SSE ``Last-Event-ID`` of a reconnecting stream: the seq it has up to.
+
+    It only makes sense for a retried send (the same idempotency key): without one the
+    send starts a new turn, whose events the caller cannot have seen.
+    """
+    raw = request.headers.get("last-event-id")
+    if raw is None or not raw.strip():
+        return 0
+    if not raw.strip().isdigit():
+        raise ApiError("invalid_request", f"Last-Event-ID: {raw!r} is not an event id (a seq)")
+    if idempotency_key is None:
+        raise ApiError(
+            "invalid_request",
+            "Last-Event-ID resumes a turn: send it with the turn's idempotency_key",
+        )
+    return int(raw)
 
 
 def _turn_result(conversation_id: str, events: list[Event]) -> TurnResult:

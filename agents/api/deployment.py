@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from agents.api.app import create_app
 from agents.api.spec import ApiSpec
-from agents.deployments import open_conversations
+from agents.deployments import Recovery, open_conversations
 from agents.observability import configure_from_env
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
@@ -41,6 +41,7 @@ class ApiDeployment:
         default_agent: str,
         max_hops: int,
         turn_timeout_s: float,
+        turn_lease_s: float,
     ) -> None:
         configure_from_env()
         self._store, self.conversations = await open_conversations(
@@ -49,7 +50,10 @@ class ApiDeployment:
             default_agent=default_agent,
             max_hops=max_hops,
             turn_timeout_s=turn_timeout_s,
+            turn_lease_s=turn_lease_s,
         )
+        # Turns whose runner (another API replica) died and nobody retried go on here.
+        self._recovery = Recovery(self.conversations, every_s=turn_lease_s)
         self._app = create_app(self.conversations, specs, api, behind_serve=True)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -57,4 +61,5 @@ class ApiDeployment:
         return self._app
 
     async def __del__(self) -> None:
+        await self._recovery.stop()
         await self._store.close()

@@ -21,6 +21,7 @@ from agents.client._base import (
     ConversationState,
     Pager,
     Requests,
+    Resumption,
     check_stream,
     retry_options,
 )
@@ -116,7 +117,10 @@ class AsyncClient:
         return response
 
     def _stream(self, call: Call[Any], observe: Callable[[Event], Event]) -> AsyncEventStream:
-        return AsyncEventStream(lambda: self._send(call, stream=True), observe)
+        resumption = Resumption(call, self._max_retries)
+        return AsyncEventStream(
+            lambda again: self._send(again, stream=True), resumption, observe, self._sleep
+        )
 
 
 class AsyncEventStream:
@@ -124,10 +128,12 @@ class AsyncEventStream:
 
     def __init__(
         self,
-        open_stream: Callable[[], Awaitable[httpx.Response]],
+        open_stream: Callable[[Call[Any]], Awaitable[httpx.Response]],
+        resumption: Resumption,
         observe: Callable[[Event], Event],
+        sleep: Callable[[float], Awaitable[None]],
     ) -> None:
-        self._events = self._run(open_stream, observe)
+        self._events = self._run(open_stream, resumption, observe, sleep)
 
     def __aiter__(self) -> Self:
         return self
@@ -152,23 +158,30 @@ class AsyncEventStream:
 
     @staticmethod
     async def _run(
-        open_stream: Callable[[], Awaitable[httpx.Response]], observe: Callable[[Event], Event]
+        open_stream: Callable[[Call[Any]], Awaitable[httpx.Response]],
+        resumption: Resumption,
+        observe: Callable[[Event], Event],
+        sleep: Callable[[float], Awaitable[None]],
     ) -> AsyncGenerator[Event, None]:
-        response = await open_stream()
-        try:
-            check_stream(response)
-            decoder = EventDecoder()
-            async for line in response.aiter_lines():
-                event = decoder.decode(line)
-                if event is not None:
-                    yield observe(event)
-                    if isinstance(event, DoneEvent):
-                        return
-        except httpx.TransportError as exc:
-            raise transport_error(exc) from exc
-        finally:
-            await response.aclose()
-        raise APIConnectionError("the stream ended before the turn's done event")
+        while True:
+            response = await open_stream(resumption.call())
+            try:
+                check_stream(response)
+                decoder = EventDecoder()
+                async for line in response.aiter_lines():
+                    event = decoder.decode(line)
+                    if event is not None:
+                        resumption.seen(event)
+                        yield observe(event)
+                        if isinstance(event, DoneEvent):
+                            return
+                error = APIConnectionError("the stream ended before the turn's done event")
+            except httpx.TransportError as exc:
+                error = transport_error(exc)
+                error.__cause__ = exc
+            finally:
+                await response.aclose()
+            await sleep(resumption.broken(error))
 
 
 class AsyncAgents:

@@ -59,6 +59,7 @@ __all__ = [
     "ConversationState",
     "Pager",
     "Requests",
+    "Resumption",
     "Retry",
     "check_stream",
     "retry_options",
@@ -96,6 +97,54 @@ class Call(Generic[T]):
     request: httpx.Request
     parse: Callable[[httpx.Response], T]
     retry: Retry = Retry.SAFE
+    resumable: bool = False
+    """A streamed send: a broken stream reconnects with ``Last-Event-ID``."""
+
+
+class Resumption:
+    """Where a streamed turn has got to, so a broken stream can pick up from there.
+
+    A send carries its idempotency key, so sending it again joins its turn (wherever
+    it runs, or after its runner died) instead of starting one; ``Last-Event-ID``
+    (the seq of the last stored event received) leaves out what was already received.
+    Tokens streamed while disconnected are lost; stored events are not.
+    """
+
+    def __init__(self, call: Call[Any], max_reconnects: int) -> None:
+        self._call = call
+        self._left = max_reconnects if call.resumable else 0
+        self._tries = 0
+        self.last_seq = 0
+
+    def call(self) -> Call[Any]:
+        """The call to (re)open the stream with."""
+        if not self.last_seq:
+            return self._call
+        request = self._call.request
+        headers = httpx.Headers(request.headers)
+        headers["Last-Event-ID"] = str(self.last_seq)
+        again = httpx.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            content=request.content,
+            extensions=request.extensions,
+        )
+        return Call(again, self._call.parse, self._call.retry, self._call.resumable)
+
+    def seen(self, event: Event) -> None:
+        """Note an event received."""
+        if event.seq is not None:
+            self.last_seq = max(self.last_seq, event.seq)
+
+    def broken(self, error: APIConnectionError) -> float:
+        """The seconds to wait before reconnecting; raises ``error`` when out of tries."""
+        if self._left <= 0:
+            raise error
+        self._left -= 1
+        self._tries += 1
+        log.info("stream broke (%s); reconnecting after seq %d", error, self.last_seq)
+        return min(0.25 * 2.0**self._tries, MAX_RETRY_WAIT)
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -228,7 +277,7 @@ class Requests:
         )
         path = f"/conversations/{_q(conversation_id)}/messages"
         request = self._request("POST", path, body=body, stream=stream, turn_timeout=timeout_s)
-        return Call(request, partial(_model, TurnResult))
+        return Call(request, partial(_model, TurnResult), resumable=stream)
 
     def decide(
         self, conversation_id: str, call_id: str, *, approve: bool, reason: str, stream: bool

@@ -21,6 +21,7 @@ from agents.client._base import (
     ConversationState,
     Pager,
     Requests,
+    Resumption,
     check_stream,
     retry_options,
 )
@@ -113,7 +114,10 @@ class Client:
         return response
 
     def _stream(self, call: Call[Any], observe: Callable[[Event], Event]) -> EventStream:
-        return EventStream(lambda: self._send(call, stream=True), observe)
+        resumption = Resumption(call, self._max_retries)
+        return EventStream(
+            lambda again: self._send(again, stream=True), resumption, observe, self._sleep
+        )
 
 
 class EventStream:
@@ -125,9 +129,13 @@ class EventStream:
     """
 
     def __init__(
-        self, open_stream: Callable[[], httpx.Response], observe: Callable[[Event], Event]
+        self,
+        open_stream: Callable[[Call[Any]], httpx.Response],
+        resumption: Resumption,
+        observe: Callable[[Event], Event],
+        sleep: Callable[[float], None],
     ) -> None:
-        self._events = self._run(open_stream, observe)
+        self._events = self._run(open_stream, resumption, observe, sleep)
 
     def __iter__(self) -> Self:
         return self
@@ -152,23 +160,30 @@ class EventStream:
 
     @staticmethod
     def _run(
-        open_stream: Callable[[], httpx.Response], observe: Callable[[Event], Event]
+        open_stream: Callable[[Call[Any]], httpx.Response],
+        resumption: Resumption,
+        observe: Callable[[Event], Event],
+        sleep: Callable[[float], None],
     ) -> Generator[Event, None, None]:
-        response = open_stream()
-        try:
-            check_stream(response)
-            decoder = EventDecoder()
-            for line in response.iter_lines():
-                event = decoder.decode(line)
-                if event is not None:
-                    yield observe(event)
-                    if isinstance(event, DoneEvent):
-                        return
-        except httpx.TransportError as exc:
-            raise transport_error(exc) from exc
-        finally:
-            response.close()
-        raise APIConnectionError("the stream ended before the turn's done event")
+        while True:
+            response = open_stream(resumption.call())
+            try:
+                check_stream(response)
+                decoder = EventDecoder()
+                for line in response.iter_lines():
+                    event = decoder.decode(line)
+                    if event is not None:
+                        resumption.seen(event)
+                        yield observe(event)
+                        if isinstance(event, DoneEvent):
+                            return
+                error = APIConnectionError("the stream ended before the turn's done event")
+            except httpx.TransportError as exc:
+                error = transport_error(exc)
+                error.__cause__ = exc
+            finally:
+                response.close()
+            sleep(resumption.broken(error))
 
 
 class Agents:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from agents.api.spec import ApiSpec
-from agents.conversations import DEFAULT_TURN_TIMEOUT_S
+from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
 from agents.observability.spec import ObservabilitySpec
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS
@@ -41,6 +41,16 @@ class AppSection(BaseModel):
     )
     turn_timeout_s: float = Field(
         DEFAULT_TURN_TIMEOUT_S, gt=0, description="Most seconds one turn may take, all agents."
+    )
+    turn_lease_s: float = Field(
+        DEFAULT_LEASE_S,
+        ge=1,
+        le=300,
+        description=(
+            "Seconds a turn's runner holds the turn without renewing it (it renews every "
+            "third of it). A runner that dies is noticed after this long, and its turn "
+            "is resumed by another replica."
+        ),
     )
     cache_size: int = Field(
         DEFAULT_CACHE_SIZE,

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from agents.errors import EngineError, RayAgentsError, UnknownModelError, remote_cause
+from agents.errors import EngineError, EngineLost, RayAgentsError, UnknownModelError, remote_cause
 from agents.pool.generator import Generator
 from agents.pool.spec import deployment_name
 from agents.pool.types import Chunk, GenerateRequest
@@ -49,13 +50,17 @@ class PoolClient(Generator):
             )
         if request.session_id:
             handle = handle.options(session_id=request.session_id)
+        stream: Any = handle.generate.remote(request)
         try:
-            stream: Any = handle.generate.remote(request)
             async for batch in stream:
                 for chunk in batch:
                     yield chunk
         except Exception as exc:
             raise _translate(exc) from exc
+        finally:
+            # A caller that stops reading (a client left, a deadline passed) stops the
+            # replica's generation too, and with it the engine's request.
+            stream.cancel()
 
 
 def _translate(exc: Exception) -> RayAgentsError:
@@ -63,4 +68,6 @@ def _translate(exc: Exception) -> RayAgentsError:
     cause = remote_cause(exc)
     if isinstance(cause, RayAgentsError):
         return type(cause)(cause.message)
+    if isinstance(cause, RayActorError):  # the replica (and its engine) died
+        return EngineLost(f"the pool's replica died: {type(cause).__name__}")
     return EngineError(f"the pool failed: {type(cause).__name__}: {cause}")

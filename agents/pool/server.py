@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionRequest,
     TokenizeChatRequest,
@@ -35,7 +36,13 @@ from ray.llm._internal.serve.serving_patterns.prefill_decode.pd_server import (
 from ray.serve._private.constants import SERVE_SESSION_ID
 from ray.serve._private.http_util import session_id_from_headers
 
-from agents.errors import EngineError, GenerationError, InvalidRequestError, UnknownModelError
+from agents.errors import (
+    EngineError,
+    EngineLost,
+    GenerationError,
+    InvalidRequestError,
+    UnknownModelError,
+)
 from agents.observability import configure_from_env
 from agents.pool._protocol import chat_request_kwargs, check_request, parse_stream
 from agents.pool._sessions import SessionPrefixes
@@ -98,6 +105,8 @@ class _Generate:
                 yield batch
         except GenerationError:
             raise
+        except RayActorError as exc:  # the prefill replica died under the request
+            raise EngineLost(f"a pool replica died: {type(exc).__name__}") from exc
         except Exception as exc:
             raise EngineError(f"{type(exc).__name__}: {exc}") from exc
 

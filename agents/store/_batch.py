@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from agents.errors import ConversationBusy, ConversationNotFound
-from agents.events import DoneEvent, Event, HandoffEvent, TokenEvent
+from agents.events import DoneEvent, ErrorEvent, Event, HandoffEvent, TokenEvent
 from agents.store.base import TurnStatus
 
-__all__ = ["Batch", "busy", "new_turn_id", "not_found", "now", "number"]
+__all__ = ["Batch", "busy", "lost_runner", "new_turn_id", "not_found", "now", "number"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,13 @@ def busy(conversation_id: str, turn_id: str) -> ConversationBusy:
         f"conversation {conversation_id!r} is busy: turn {turn_id} is still running; "
         "retry when it ends"
     )
+
+
+def lost_runner(turn_id: str) -> list[Event]:
+    """The events that close a turn whose runner died (its lease ran out)."""
+    error = ErrorEvent(
+        code="runner_lost",
+        message="the replica running this turn stopped before it ended; send again to retry",
+        turn_id=turn_id,
+    )
+    return [error, DoneEvent(status="error", turn_id=turn_id)]

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from agents.events import ApprovalEvent, Event, MessageEvent, event_adapter
-from agents.store._batch import Batch, busy, new_turn_id, not_found, now, number
+from agents.store._batch import Batch, busy, lost_runner, new_turn_id, not_found, now, number
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 
 __all__ = ["ADDED_COLUMNS", "SCHEMA", "Flow", "Query", "Row", "SQLStore", "Statements"]
@@ -66,10 +66,16 @@ SCHEMA = (
         PRIMARY KEY (conversation_id, idempotency_key),
         UNIQUE (conversation_id, turn_id)
     )""",
+    # The reaper's look-up of running turns whose runner died.
+    "CREATE INDEX IF NOT EXISTS turns_running ON {turns} (status, lease_until)",
 )
 """The tables, as templates (see the module docstring)."""
 
-ADDED_COLUMNS = (("{conversations}", "owner TEXT"), ("{conversations}", "metadata TEXT"))
+ADDED_COLUMNS = (
+    ("{conversations}", "owner TEXT"),
+    ("{conversations}", "metadata TEXT"),
+    ("{turns}", "runner TEXT"),
+)
 """Columns added since the first schema: a backend adds them to an older database."""
 
 
@@ -121,13 +127,21 @@ class Statements:
         " AND turn_id = %s ORDER BY seq LIMIT %s"
     )
     insert_turn: str = (
-        "INSERT INTO {turns}"
-        " (conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, created_at)"
-        " VALUES (%s, %s, %s, %s, 'running', %s, %s)"
+        "INSERT INTO {turns} (conversation_id, idempotency_key, turn_id, user_seq, status,"
+        " lease_until, runner, created_at) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s)"
     )
     select_turn: str = (
-        "SELECT turn_id, user_seq, status, lease_until FROM {turns}"
+        "SELECT turn_id, user_seq, status, lease_until, runner FROM {turns}"
         " WHERE conversation_id = %s AND idempotency_key = %s"
+    )
+    lease_turn: str = (
+        "UPDATE {turns} SET lease_until = %s, runner = %s"
+        " WHERE conversation_id = %s AND turn_id = %s AND status = 'running'"
+        " AND (runner = %s OR lease_until IS NULL OR lease_until <= %s) RETURNING turn_id"
+    )
+    select_stale: str = (
+        "SELECT conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, runner"
+        " FROM {turns} WHERE status = 'running' AND lease_until <= %s LIMIT %s"
     )
     select_running: str = (
         "SELECT turn_id, lease_until FROM {turns} WHERE conversation_id = %s AND status = 'running'"
@@ -182,9 +196,12 @@ class SQLStore(ConversationStore):
         idempotency_key: str,
         agent: str,
         lease_until: float | None = None,
+        runner: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
-        flow = _begin_turn(self._sql, conversation_id, message, idempotency_key, agent, lease_until)
+        flow = _begin_turn(
+            self._sql, conversation_id, message, idempotency_key, agent, (lease_until, runner)
+        )
         return await self._run(flow, write=True)
 
     async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
@@ -231,6 +248,19 @@ class SQLStore(ConversationStore):
         rows = await self._run(_fetch(query), write=False)
         return _turn(conversation_id, idempotency_key, rows[0]) if rows else None
 
+    async def lease_turn(
+        self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
+    ) -> bool:
+        """Renew or take over a turn's lease (see ``ConversationStore.lease_turn``)."""
+        params = (lease_until, runner, conversation_id, turn_id, runner, time.time())
+        rows = await self._run(_fetch(Query(self._sql.lease_turn, params)), write=True)
+        return bool(rows)
+
+    async def stale_turns(self, now: float, *, limit: int = 100) -> list[TurnRecord]:
+        """Running turns whose lease ran out before ``now``."""
+        rows = await self._run(_fetch(Query(self._sql.select_stale, (now, limit))), write=False)
+        return [_turn(cid, key, tuple(rest)) for cid, key, *rest in rows]
+
     async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
         """Mark a still-running turn as ended in error."""
         query = Query(self._sql.fail_turn, (conversation_id, turn_id))
@@ -243,8 +273,9 @@ def _begin_turn(
     message: MessageEvent | ApprovalEvent,
     key: str,
     agent: str,
-    lease_until: float | None,
+    lease: tuple[float | None, str | None],
 ) -> Flow[tuple[TurnRecord, bool]]:
+    lease_until, runner = lease
     stamp = now()
     yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp, None, None))
     # The key is looked up only once the conversation is locked: a retry racing its
@@ -258,12 +289,16 @@ def _begin_turn(
         for other, until in (yield Query(sql.select_running, (conversation_id,))):
             if until is not None and until > clock:
                 raise busy(conversation_id, other)
-            yield Query(sql.fail_turn, (conversation_id, other))  # its runner is gone
+            # Its runner is gone: close the turn in the log, as every turn closes.
+            closed = number(lost_runner(other), last_seq)
+            yield from _write(sql, conversation_id, closed, stamp)
+            last_seq = closed.last_seq
     turn_id = new_turn_id()
     batch = number([message.model_copy(update={"turn_id": turn_id})], last_seq)
     yield from _write(sql, conversation_id, batch, stamp)
     yield Query(
-        sql.insert_turn, (conversation_id, key, turn_id, batch.last_seq, lease_until, stamp)
+        sql.insert_turn,
+        (conversation_id, key, turn_id, batch.last_seq, lease_until, runner, stamp),
     )
     turn = TurnRecord(
         conversation_id=conversation_id,
@@ -272,6 +307,7 @@ def _begin_turn(
         user_seq=batch.last_seq,
         status="running",
         lease_until=lease_until,
+        runner=runner,
     )
     return turn, True
 
@@ -322,7 +358,7 @@ def _fetch(query: Query) -> Flow[list[Row]]:
 
 
 def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
-    turn_id, user_seq, status, lease_until = row
+    turn_id, user_seq, status, lease_until, runner = row
     return TurnRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
@@ -330,4 +366,5 @@ def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
         user_seq=user_seq,
         status=status,
         lease_until=lease_until,
+        runner=runner,
     )

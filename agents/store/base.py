@@ -54,6 +54,9 @@ class TurnRecord(BaseModel):
     lease_until: float | None = Field(
         None, description="Epoch seconds the turn's runner holds the conversation until."
     )
+    runner: str | None = Field(
+        None, description="Who holds the lease: the id of the attempt that runs the turn."
+    )
 
     def leased(self, now: float) -> bool:
         """Whether the turn still runs under a live lease."""
@@ -102,6 +105,7 @@ class ConversationStore(abc.ABC):
         idempotency_key: str,
         agent: str,
         lease_until: float | None = None,
+        runner: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn, creating the conversation if new.
 
@@ -113,10 +117,12 @@ class ConversationStore(abc.ABC):
         conversation, nothing is stored and the earlier turn is returned with False.
         The stored message gets the turn's ``turn_id`` and its ``seq``.
 
-        With ``lease_until`` (epoch seconds, the turn's deadline) the turn is exclusive:
-        while another turn of the conversation runs under a live lease, nothing is
-        stored and ``ConversationBusy`` is raised; a running turn whose lease ran out
-        (its runner died) is closed as 'error' first. Without it, turns never conflict.
+        With ``lease_until`` (epoch seconds; the runner renews it with ``lease_turn``
+        while the turn runs) the turn is exclusive and held by ``runner``: while another
+        turn of the conversation runs under a live lease, nothing is stored and
+        ``ConversationBusy`` is raised; a running turn whose lease ran out (its runner
+        died) is closed first, in the log: a ``runner_lost`` error and a ``done``.
+        Without a lease, turns never conflict.
         """
 
     @abc.abstractmethod
@@ -147,6 +153,20 @@ class ConversationStore(abc.ABC):
     @abc.abstractmethod
     async def turn(self, conversation_id: str, idempotency_key: str) -> TurnRecord | None:
         """The turn opened under ``idempotency_key``, or None."""
+
+    @abc.abstractmethod
+    async def lease_turn(
+        self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
+    ) -> bool:
+        """Hold a running turn for ``runner`` until ``lease_until``; whether it did.
+
+        It renews ``runner``'s own lease, or takes over a turn whose lease ran out (its
+        runner died). False when the turn ended or another runner's lease is live.
+        """
+
+    @abc.abstractmethod
+    async def stale_turns(self, now: float, *, limit: int = 100) -> list[TurnRecord]:
+        """Running turns whose lease ran out before ``now``: their runners died."""
 
     @abc.abstractmethod
     async def fail_turn(self, conversation_id: str, turn_id: str) -> None:

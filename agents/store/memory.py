@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agents.events import ApprovalEvent, Event, MessageEvent
-from agents.store._batch import busy, new_turn_id, not_found, now, number
+from agents.store._batch import busy, lost_runner, new_turn_id, not_found, now, number
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, TurnStatus
 
 __all__ = ["MemoryStore"]
@@ -72,6 +72,7 @@ class MemoryStore(ConversationStore):
         idempotency_key: str,
         agent: str,
         lease_until: float | None = None,
+        runner: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         conv = self._conversations.get(conversation_id)
@@ -85,7 +86,7 @@ class MemoryStore(ConversationStore):
             for running in [t for t in conv.turns.values() if t.status == "running"]:
                 if running.leased(clock):
                     raise busy(conversation_id, running.turn_id)
-                self._close_turns(conv, {running.turn_id: "error"}, only_running=True)
+                self._append(conv, lost_runner(running.turn_id))  # its runner is gone
         turn_id = new_turn_id()
         self._append(conv, [message.model_copy(update={"turn_id": turn_id})])
         turn = TurnRecord(
@@ -95,6 +96,7 @@ class MemoryStore(ConversationStore):
             user_seq=len(conv.events),
             status="running",
             lease_until=lease_until,
+            runner=runner,
         )
         conv.turns[idempotency_key] = turn
         return turn, True
@@ -131,6 +133,34 @@ class MemoryStore(ConversationStore):
         """The turn opened under ``idempotency_key``, or None."""
         conv = self._conversations.get(conversation_id)
         return None if conv is None else conv.turns.get(idempotency_key)
+
+    async def lease_turn(
+        self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
+    ) -> bool:
+        """Renew or take over a turn's lease (see ``ConversationStore.lease_turn``)."""
+        until = lease_until
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return False
+        for key, turn in conv.turns.items():
+            if turn.turn_id != turn_id or turn.status != "running":
+                continue
+            expired = turn.lease_until is None or turn.lease_until <= time.time()
+            if turn.runner != runner and not expired:
+                return False
+            conv.turns[key] = turn.model_copy(update={"runner": runner, "lease_until": until})
+            return True
+        return False
+
+    async def stale_turns(self, now: float, *, limit: int = 100) -> list[TurnRecord]:
+        """Running turns whose lease ran out before ``now``."""
+        stale = [
+            turn
+            for conv in self._conversations.values()
+            for turn in conv.turns.values()
+            if turn.status == "running" and turn.lease_until is not None and turn.lease_until <= now
+        ]
+        return stale[:limit]
 
     async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
         """Mark a still-running turn as ended in error."""

@@ -19,6 +19,7 @@ from agents.errors import ConversationBusy, ConversationNotFound
 from agents.events import (
     AnswerEvent,
     DoneEvent,
+    ErrorEvent,
     Event,
     HandoffEvent,
     MessageEvent,
@@ -237,6 +238,76 @@ class StoreContract:
         assert new and turn.status == "running"
         closed = await store.turn(cid, "k1")
         assert closed is not None and closed.turn_id == dead.turn_id and closed.status == "error"
+        # Closed in the log too, as every turn closes: runner_lost, then done.
+        events = await store.events(cid)
+        assert [(e.type, e.turn_id == dead.turn_id) for e in events] == [
+            ("message", True),
+            ("error", True),
+            ("done", True),
+            ("message", False),
+        ]
+        assert isinstance(events[1], ErrorEvent) and events[1].code == "runner_lost"
+        assert turn.user_seq == 4
+
+    async def test_a_lease_is_renewed_by_its_runner_only(self, store: ConversationStore) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(
+            cid,
+            user("one"),
+            idempotency_key="k1",
+            agent="a",
+            lease_until=time.time() + 60,
+            runner="r1",
+        )
+        assert turn.runner == "r1"
+        later = time.time() + 120
+        assert await store.lease_turn(cid, turn.turn_id, runner="r1", lease_until=later)
+        renewed = await store.turn(cid, "k1")
+        assert renewed is not None and renewed.lease_until == later and renewed.runner == "r1"
+        # Another runner cannot take a live lease.
+        assert not await store.lease_turn(cid, turn.turn_id, runner="r2", lease_until=later)
+        await store.append(cid, [DoneEvent(turn_id=turn.turn_id)])
+        # Nor can anyone hold an ended turn.
+        assert not await store.lease_turn(cid, turn.turn_id, runner="r1", lease_until=later)
+
+    async def test_a_lapsed_lease_is_taken_over_once(self, store: ConversationStore) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(
+            cid,
+            user("one"),
+            idempotency_key="k1",
+            agent="a",
+            lease_until=time.time() - 1,
+            runner="dead",
+        )
+        later = time.time() + 60
+        takers = await asyncio.gather(
+            *(
+                store.lease_turn(cid, turn.turn_id, runner=f"r{i}", lease_until=later)
+                for i in range(5)
+            )
+        )
+        assert sorted(takers) == [False] * 4 + [True]
+        held = await store.turn(cid, "k1")
+        assert held is not None and held.runner == f"r{takers.index(True)}"
+        assert not held.leased(time.time() - 1) or held.lease_until == later
+
+    async def test_stale_turns_are_running_turns_whose_lease_lapsed(
+        self, store: ConversationStore
+    ) -> None:
+        cid, other = new_id(), new_id()
+        stale, _ = await store.begin_turn(
+            cid, user("one"), idempotency_key="k1", agent="a", lease_until=time.time() - 1
+        )
+        live, _ = await store.begin_turn(
+            other, user("two"), idempotency_key="k1", agent="a", lease_until=time.time() + 60
+        )
+        await store.begin_turn(new_id(), user("unleased"), idempotency_key="k", agent="a")
+        found = {t.turn_id for t in await store.stale_turns(time.time(), limit=1000)}
+        assert stale.turn_id in found and live.turn_id not in found
+        await store.append(cid, [DoneEvent(turn_id=stale.turn_id)])
+        found = {t.turn_id for t in await store.stale_turns(time.time(), limit=1000)}
+        assert stale.turn_id not in found
 
     async def test_create_keeps_owner_and_metadata(self, store: ConversationStore) -> None:
         cid = new_id()

@@ -113,6 +113,7 @@ class FakeServer:
         self.chunk: int | None = None
         self.indent: int | None = None
         self.extra_sse = ""
+        self.cut_after: int | None = None  # the next stream breaks after this many events
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -201,6 +202,7 @@ class FakeServer:
         return httpx.Response(200, json=body)
 
     def _send(self, request: httpx.Request, cid: str) -> httpx.Response:
+        self._last_event_id = request.headers.get("last-event-id")
         body = SendMessage.model_validate_json(request.content)
         stream = body.stream or request.headers.get("accept") == "text/event-stream"
         first = MessageEvent(content=body.content)
@@ -223,6 +225,9 @@ class FakeServer:
             return self.turn_replies.pop(0)
         if key is not None and key in self.by_key:
             events = self.by_key[key]  # a repeated key replays the stored turn
+            last = int(self._last_event_id or 0)  # ...after the stream's Last-Event-ID
+            stored = [e for e in events if not isinstance(e, TokenEvent)]  # tokens are not
+            events = [e for e in stored if e.seq is None or e.seq > last]
         else:
             events = self._run(cid, [first, *self.turns.pop(0)])
             if key is not None:
@@ -265,6 +270,8 @@ class FakeServer:
         return httpx.Response(200, text=result.model_dump_json())
 
     def _sse(self, events: list[Event]) -> httpx.Response:
+        if self.cut_after is not None:
+            events, self.cut_after = events[: self.cut_after], None
         nl = self.newline
         parts = [f": ping{nl}{nl}", self.extra_sse]
         for event in events:
@@ -519,9 +526,29 @@ async def test_stream_refused_before_it_starts_raises(client: Any, server: FakeS
     assert caught.value.type == "conversation_busy"
 
 
-async def test_stream_cut_before_done_is_a_connection_error(
+async def test_stream_cut_before_done_reconnects_after_its_last_event(
     client: Any, server: FakeServer
 ) -> None:
+    conv = await call(client.conversations.create())
+    server.turns.append(
+        [HandoffEvent(agent="triage", to_agent="billing"), *chat_turn("billing", "Hi you")]
+    )
+    server.cut_after = 3  # message, handoff, a token: then the connection drops
+    events = await collect(conv.stream("hi"))
+    # Every stored event exactly once, in order; the lost token is not sent again.
+    assert [e.type for e in events] == ["message", "handoff", "token", "answer", "done"]
+    assert [e.seq for e in events if e.seq is not None] == [1, 2, 3]
+    first, again = server.requests[-2:]
+    assert "last-event-id" not in first.headers and again.headers["last-event-id"] == "2"
+    assert (
+        json.loads(again.content)["idempotency_key"] == json.loads(first.content)["idempotency_key"]
+    )
+
+
+async def test_stream_cut_before_done_is_a_connection_error(
+    api: Callable[..., Any], server: FakeServer
+) -> None:
+    client = api(max_retries=0)
     conv = await call(client.conversations.create())
     body = b'event: token\ndata: {"type": "token", "text": "Hel"}\n\n'
     server.replies.append(

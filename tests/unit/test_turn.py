@@ -388,13 +388,16 @@ async def test_a_second_entry_is_refused_while_a_turn_runs() -> None:
     running = one.conversations.send(
         SendRequest(message="first", conversation_id="c11", idempotency_key="k1")
     )
-    assert isinstance(await anext(running), MessageEvent)  # stored; the turn holds its lease
+    first = await anext(running)
+    assert isinstance(first, MessageEvent)  # stored; the turn holds its lease
     with pytest.raises(ConversationBusy, match="busy"):
         await two.send("meanwhile", conversation_id="c11")
-    with pytest.raises(ConversationBusy):  # a retry of the running turn, elsewhere
-        await two.send("first", conversation_id="c11", idempotency_key="k1")
+    # A retry of the running turn, elsewhere, joins it: its stored events, no 409.
+    joined = asyncio.create_task(two.send("first", conversation_id="c11", idempotency_key="k1"))
     rest = [event async for event in running]
     assert isinstance(rest[-1], DoneEvent) and rest[-1].status == "ok"
+    stored = [e for e in [first, *rest] if not isinstance(e, TokenEvent)]
+    assert await joined == stored and len(gen.requests) == 1
     events = await two.send("after", conversation_id="c11")
     assert of(events, AnswerEvent)[0].text == "ok"
     messages = [e.content for e in await one.store.events("c11") if isinstance(e, MessageEvent)]

@@ -1,0 +1,288 @@
+"""Recovery without a person: leases, joined retries, resumed turns (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agents.errors import ConversationBusy, EngineLost, PeerLost
+from agents.events import (
+    AnswerEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    HandoffEvent,
+    MessageEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from agents.pool.generator import Generator
+from agents.pool.types import Chunk, GenerateRequest
+from agents.protocol import SendRequest, TurnRequest
+from agents.spec import AgentSpec
+from agents.testing import LocalApp, ScriptedGenerator, action
+from tools.testing import FunctionTools
+
+FAST = (0.01, 0.01)  # recovery pauses for tests
+
+
+def agent(name: str, **fields: Any) -> AgentSpec:
+    return AgentSpec(name=name, model="m", **fields)
+
+
+def rule(match: str, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"match": match, "json_reply": action(kind, **fields)}
+
+
+def stored_types(events: list[Event]) -> list[str]:
+    return [e.type for e in events if not isinstance(e, TokenEvent)]
+
+
+class Calls(FunctionTools):
+    """FunctionTools that count the calls that really ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[str] = []
+
+        def add(a: int, b: int) -> int:
+            """Add two integers."""
+            self.ran.append("add")
+            return a + b
+
+        schema = {"type": "object", "properties": {"a": {}, "b": {}}, "required": ["a", "b"]}
+        self.add("add", add, schema)
+
+
+async def dead_turn(app: LocalApp, cid: str, key: str, *events: Event) -> str:
+    """A turn begun by a runner that died at once: its lease runs out in 0.2 s."""
+    turn, created = await app.store.begin_turn(
+        cid,
+        MessageEvent(content="hello", agent="solo"),
+        idempotency_key=key,
+        agent="solo",
+        lease_until=time.time() + 0.2,
+        runner="dead",
+    )
+    assert created
+    if events:
+        await app.store.append(
+            cid, [e.model_copy(update={"turn_id": turn.turn_id}) for e in events]
+        )
+    return turn.turn_id
+
+
+async def test_a_retried_send_takes_over_a_turn_whose_runner_died() -> None:
+    gen = ScriptedGenerator([rule("hello", "answer", text="hi")])
+    app = LocalApp([agent("solo")], generator=gen)
+    turn_id = await dead_turn(app, "c1", "k1")
+    events = await app.send("hello", conversation_id="c1", idempotency_key="k1")
+    assert stored_types(events) == ["message", "answer", "done"]
+    assert {e.turn_id for e in events if not isinstance(e, TokenEvent)} == {turn_id}
+    log = await app.store.events("c1")
+    assert [e.type for e in log] == ["message", "answer", "done"]  # one message, one answer
+    # A reconnecting stream (Last-Event-ID) gets only what follows its last event.
+    again = await app.send("hello", conversation_id="c1", idempotency_key="k1", after_seq=2)
+    assert [e.type for e in again] == ["done"]
+
+
+async def test_a_new_message_closes_a_dead_runners_turn_with_runner_lost() -> None:
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    app = LocalApp([agent("solo")], generator=gen)
+    dead = await dead_turn(app, "c2", "k1")
+    with pytest.raises(ConversationBusy):  # its lease is still live
+        await app.send("next", conversation_id="c2")
+    await asyncio.sleep(0.25)
+    events = await app.send("next", conversation_id="c2")
+    assert stored_types(events) == ["message", "answer", "done"]
+    log = await app.store.events("c2")
+    assert [(e.type, e.turn_id == dead) for e in log] == [
+        ("message", True),
+        ("error", True),
+        ("done", True),
+        ("message", False),
+        ("answer", False),
+        ("done", False),
+    ]
+    assert isinstance(log[1], ErrorEvent) and log[1].code == "runner_lost"
+
+
+async def test_recover_resumes_stale_turns_and_never_repeats_a_stored_tool_call() -> None:
+    gen = ScriptedGenerator([rule("interrupted", "answer", text="tried once")])
+    tools = Calls()
+    app = LocalApp([agent("solo", tools=["add"])], generator=gen, tools=tools, lease_s=2)
+    call = ToolCallEvent(agent="solo", call_id="call_1", name="add", arguments={"a": 1, "b": 2})
+    await dead_turn(app, "c3", "k1", call)
+    assert await app.conversations.recover() == 0  # the lease is live: nothing to do
+    await asyncio.sleep(0.25)
+    assert await app.conversations.recover() == 1
+    assert await app.conversations.recover() == 0  # ended: nothing stale remains
+    log = await app.store.events("c3")
+    assert [e.type for e in log] == ["message", "tool_call", "tool_result", "answer", "done"]
+    result = log[2]
+    assert isinstance(result, ToolResultEvent) and result.is_error
+    assert result.call_id == "call_1" and result.content.startswith("interrupted")
+    assert tools.ran == []  # the interrupted call may have run: it is not run again
+    assert isinstance(log[-1], DoneEvent) and log[-1].status == "ok"
+
+
+async def test_a_stale_turn_that_had_answered_is_only_closed() -> None:
+    gen = ScriptedGenerator([])
+    app = LocalApp([agent("solo")], generator=gen)
+    await dead_turn(app, "c4", "k1", AnswerEvent(agent="solo", text="done already"))
+    await asyncio.sleep(0.25)
+    assert await app.conversations.recover() == 1
+    log = await app.store.events("c4")
+    assert [e.type for e in log] == ["message", "answer", "done"]
+    assert isinstance(log[-1], DoneEvent) and log[-1].status == "ok"
+    assert gen.requests == []  # the model is not asked again
+
+
+async def test_a_running_turn_renews_its_lease() -> None:
+    slow = {"match": ".", "json_reply": action("answer", text="a b c d e f"), "token_delay_s": 0.1}
+    gen = ScriptedGenerator([slow])
+    one = LocalApp([agent("solo")], generator=gen, lease_s=0.3)
+    two = LocalApp([agent("solo")], generator=gen, store=one.store, lease_s=0.3)
+    running = asyncio.create_task(one.send("first", conversation_id="c5"))
+    await asyncio.sleep(0.6)  # twice the lease: still held, because it was renewed
+    with pytest.raises(ConversationBusy):
+        await two.send("meanwhile", conversation_id="c5")
+    events = await running
+    assert isinstance(events[-1], DoneEvent) and events[-1].status == "ok"
+    assert await one.store.stale_turns(time.time() + 10) == []
+
+
+class Dying:
+    """Peers that lose an agent's replica after it streamed ``after`` stored events."""
+
+    def __init__(self, app: LocalApp, agent: str, after: int, times: int = 1) -> None:
+        self._peers = app.peers
+        self._agent, self._after, self._times = agent, after, times
+        self.runs: list[TurnRequest] = []
+        app.conversations._peers = self  # type: ignore[assignment]
+        for service in app.peers.services.values():
+            service.loop._peers = self
+
+    async def run(self, agent: str, request: TurnRequest) -> AsyncIterator[Event]:
+        self.runs.append(request)
+        dies = agent == self._agent and self._times > 0
+        seen = 0
+        async for event in self._peers.run(agent, request):
+            yield event
+            seen += event.seq is not None
+            if dies and seen >= self._after:
+                self._times -= 1
+                raise PeerLost(f"agent {agent!r} died during the turn")
+
+    async def ask(self, agent: str, request: Any) -> Any:
+        return await self._peers.ask(agent, request)
+
+
+async def test_a_turn_whose_agent_replica_died_mid_tool_call_goes_on() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("^sum", "tool", tool="add", arguments={"a": 2, "b": 3}),
+            rule(".", "answer", text="5"),
+        ]
+    )
+    tools = Calls()
+    app = LocalApp(
+        [agent("solo", tools=["add"])], generator=gen, tools=tools, recovery_delays_s=FAST
+    )
+    dying = Dying(app, "solo", after=1)  # dies once the tool call is stored, before it runs
+    events = await app.send("sum please", conversation_id="c6")
+    log = await app.store.events("c6")
+    assert [e.type for e in log] == ["message", "tool_call", "tool_result", "answer", "done"]
+    assert isinstance(log[2], ToolResultEvent) and log[2].content.startswith("interrupted")
+    assert isinstance(log[-1], DoneEvent) and log[-1].status == "ok"
+    assert [e.seq for e in events if e.seq] == [1, 2, 3, 4, 5]  # each stored event once
+    assert tools.ran == [] and dying.runs[-1].retry
+
+
+async def test_a_hand_off_whose_target_died_resumes_on_the_target() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule("refund", "handoff", agent="billing", message="refund"),
+            rule("Handed off to billing", "answer", text="refunded"),
+        ]
+    )
+    app = LocalApp(
+        [agent("triage", handoffs=["billing"], can_answer=False), agent("billing")],
+        generator=gen,
+        recovery_delays_s=FAST,
+    )
+    dying = Dying(app, "billing", after=0)  # billing dies before it stores anything
+    events = await app.send("refund please", conversation_id="c7")
+    assert stored_types(events) == ["message", "handoff", "answer", "done"]
+    handoff, answer, done = [e for e in events if e.type in ("handoff", "answer", "done")]
+    assert isinstance(handoff, HandoffEvent) and isinstance(answer, AnswerEvent)
+    assert answer.agent == "billing" and isinstance(done, DoneEvent) and done.status == "ok"
+    assert done.active_agent == "billing"
+    assert [r.retry for r in dying.runs] == [False, False, True]  # triage, billing, billing
+
+
+async def test_a_replica_that_keeps_dying_ends_the_turn_with_a_specific_code() -> None:
+    gen = ScriptedGenerator([rule(".", "answer", text="never")])
+    app = LocalApp([agent("solo")], generator=gen, recovery_delays_s=FAST)
+    Dying(app, "solo", after=0, times=10)
+    events = await app.send("hello", conversation_id="c8")
+    error, done = events[-2:]
+    assert isinstance(error, ErrorEvent) and error.code == "agent_lost"
+    assert isinstance(done, DoneEvent) and done.status == "error"
+    assert [e.type for e in await app.store.events("c8")] == ["message", "error", "done"]
+
+
+class LosesReplicas(Generator):
+    """A pool whose replica dies under the first ``times`` requests, mid-stream."""
+
+    def __init__(self, inner: Generator, times: int) -> None:
+        self._inner, self.times, self.requests = inner, times, 0
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        self.requests += 1
+        async for chunk in self._inner.generate(request):
+            if self.times > 0:
+                self.times -= 1
+                raise EngineLost("the pool's replica died: ActorDiedError")
+            yield chunk
+
+
+async def test_a_step_whose_pool_replica_died_runs_again() -> None:
+    pool = LosesReplicas(ScriptedGenerator([rule(".", "answer", text="fine")]), times=1)
+    app = LocalApp([agent("solo")], generator=pool)
+    events = await app.send("hello", conversation_id="c9")
+    assert stored_types(events) == ["message", "answer", "done"] and pool.requests == 2
+
+
+async def test_a_pool_that_keeps_dying_ends_the_turn_with_engine_failed() -> None:
+    pool = LosesReplicas(ScriptedGenerator([rule(".", "answer", text="fine")]), times=99)
+    app = LocalApp([agent("solo")], generator=pool)
+    events = await app.send("hello", conversation_id="c10", timeout_s=30)
+    error = next(e for e in events if isinstance(e, ErrorEvent))
+    assert error.code == "engine_failed" and "gave up after 4 tries" in error.message
+
+
+async def test_a_bug_is_stored_as_internal_with_its_cause() -> None:
+    class Broken(Generator):
+        async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+            raise KeyError("boom")
+            yield  # pragma: no cover
+
+    app = LocalApp([agent("solo")], generator=Broken())
+    with pytest.raises(KeyError):
+        await app.send("hello", conversation_id="c11")
+    log = await app.store.events("c11")
+    error = log[-2]
+    assert isinstance(error, ErrorEvent) and error.code == "internal"
+    assert "KeyError" in error.message and "went away" not in error.message
+    assert isinstance(log[-1], DoneEvent)
+
+
+async def test_send_request_after_seq_is_not_negative() -> None:
+    with pytest.raises(ValueError):
+        SendRequest(message="x", after_seq=-1)

@@ -106,8 +106,8 @@ class HandlePeers(Peers):
             except RayActorError as exc:
                 if started:
                     raise PeerLost(f"agent {agent!r} died during the turn") from exc
-                if delay is None:
-                    raise PeerUnavailable(f"agent {agent!r} is unavailable: {exc}") from exc
+                if delay is None:  # still no live replica: the turn's runner tries later
+                    raise PeerLost(f"agent {agent!r} has no live replica: {exc}") from exc
                 await asyncio.sleep(delay)
             except RayAgentsError:
                 raise

@@ -77,8 +77,9 @@ __all__ = ["AgentLoop", "Recorder"]
 
 Recorder = Callable[[Event], Awaitable[Event]]
 CHARS_PER_TOKEN = 3
-ENGINE_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
-"""Pauses before each new try of a step whose pool replica died (Serve replaces it)."""
+ENGINE_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+"""Pauses before each new try of a step whose pool replica died: 7.5 s in all, the
+time Serve takes to route around a dead replica or start its replacement."""
 INTERRUPTED = (
     "interrupted: the replica running this call stopped before it returned; it may or "
     "may not have run. Check its effect before calling it again."

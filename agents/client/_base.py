@@ -9,10 +9,11 @@ Retries: a call is retried on 429 and 503 (waiting ``Retry-After``, capped at
 ``MAX_RETRY_WAIT``, else exponential backoff with full jitter) and on connection
 failures that happened before the request reached the server. A call marked
 ``Retry.SAFE`` (GETs, DELETE, and sends and decisions, which carry an idempotency
-key) is also retried when the connection broke before a response came back; creating
-a conversation is not (a retry could create a second one). Timeouts are not retried.
-A stream is retried only until its response starts; once events flow, a broken
-connection is an ``APIConnectionError``.
+key) is also retried when the connection broke before a response came back, and on
+500, 502 and 504 (a replica that died under the request: the retried send joins the
+turn its first attempt started); creating a conversation is not (a retry could create
+a second one). Timeouts are not retried. A streamed send whose connection breaks
+once events flow reconnects with ``Last-Event-ID`` (``Resumption``).
 """
 
 from __future__ import annotations
@@ -154,7 +155,9 @@ _backoff = _wait_random_exponential(multiplier=0.5, max=8)
 
 def _should_retry(kind: Retry, exc: BaseException) -> bool:
     if isinstance(exc, APIStatusError):
-        return exc.status_code in (429, 503)
+        return exc.status_code in (429, 503) or (
+            kind is Retry.SAFE and exc.status_code in (500, 502, 504)
+        )
     if isinstance(exc, APIConnectionError):
         cause = exc.__cause__
         return isinstance(cause, _NOT_SENT) or (

@@ -156,6 +156,24 @@ async def test_send_is_idempotent(client: httpx.AsyncClient) -> None:
     assert [e["type"] for e in page["data"]].count("message") == 1
 
 
+async def test_a_stream_resumes_after_its_last_event_id(client: httpx.AsyncClient) -> None:
+    cid = await new_conversation(client, agent="tech")
+    url = f"/v1/conversations/{cid}/messages"
+    body = {"content": "sum 2 and 3", "stream": True, "idempotency_key": "k-sse"}
+    first = await client.post(url, json=body, headers=headers())
+    ids = [int(line[4:]) for line in first.text.splitlines() if line.startswith("id: ")]
+    assert len(ids) == 5  # message, tool_call, tool_result, answer, done
+    # The reconnect (same key) gets the stored events after Last-Event-ID, once each.
+    resumed = await client.post(url, json=body, headers={**headers(), "Last-Event-ID": str(ids[1])})
+    again = [int(line[4:]) for line in resumed.text.splitlines() if line.startswith("id: ")]
+    assert again == ids[2:] and "event: token" not in resumed.text
+    bad = await client.post(url, json=body, headers={**headers(), "Last-Event-ID": "x1"})
+    assert "not an event id" in error_of(bad, 400, "invalid_request")
+    keyless = {"content": "sum 2 and 3", "stream": True}
+    bad = await client.post(url, json=keyless, headers={**headers(), "Last-Event-ID": "3"})
+    assert "idempotency_key" in error_of(bad, 400, "invalid_request")
+
+
 async def test_sse_stream_of_a_tool_call(client: httpx.AsyncClient) -> None:
     cid = await new_conversation(client, agent="tech")
     async with aconnect_sse(

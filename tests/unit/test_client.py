@@ -833,14 +833,32 @@ async def test_max_retries_zero_disables_retries(
     assert len(server.requests) == 1 and waits.seconds == []
 
 
-@pytest.mark.parametrize("type_", ["invalid_request", "not_found", "internal_error"])
-async def test_client_errors_and_500_are_not_retried(
+@pytest.mark.parametrize("type_", ["invalid_request", "not_found"])
+async def test_client_errors_are_not_retried(
     client: Any, server: FakeServer, waits: Waits, type_: str
 ) -> None:
     server.replies.append(error(type_))
     with pytest.raises(APIStatusError):
         await call(client.agents.list())
     assert len(server.requests) == 1 and waits.seconds == []
+
+
+async def test_a_500_is_retried_only_where_a_retry_is_safe(
+    client: Any, server: FakeServer, waits: Waits
+) -> None:
+    # A send (it carries an idempotency key) retried after a replica died under it.
+    conv = await call(client.conversations.create())
+    server.turns.append(chat_turn())
+    server.replies.append(httpx.Response(500, text="Internal Server Error"))
+    result = await call(conv.send("hi"))
+    assert result.answer == "Hello there" and len(waits.seconds) == 1
+    keys = {json.loads(r.content)["idempotency_key"] for r in server.requests[-2:]}
+    assert len(keys) == 1
+    # Creating a conversation is not retried: a retry could create a second one.
+    server.replies.append(error("internal_error"))
+    with pytest.raises(InternalServerError):
+        await call(client.conversations.create())
+    assert len(waits.seconds) == 1
 
 
 async def test_connect_errors_are_retried_with_the_same_key(

@@ -264,7 +264,7 @@ async def test_a_pool_that_keeps_dying_ends_the_turn_with_engine_failed() -> Non
     app = LocalApp([agent("solo")], generator=pool)
     events = await app.send("hello", conversation_id="c10", timeout_s=30)
     error = next(e for e in events if isinstance(e, ErrorEvent))
-    assert error.code == "engine_failed" and "gave up after 4 tries" in error.message
+    assert error.code == "engine_failed" and "gave up after 5 tries" in error.message
 
 
 async def test_a_bug_is_stored_as_internal_with_its_cause() -> None:

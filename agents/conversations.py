@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 from agents._streams import closing
 from agents.errors import (
     ConversationNotFound,
+    LeaseLost,
     NoPendingApproval,
     RayAgentsError,
     UnknownAgentError,
@@ -258,6 +259,7 @@ class Conversations:
                 deadline=deadline,
                 max_hops=self._max_hops,
                 variables=variables,
+                runner=runner,
             )
             opening = stored[0]
             resume = opening if isinstance(opening, ApprovalEvent) else None
@@ -284,7 +286,7 @@ class Conversations:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
             if not running:  # the caller left before the turn ran: close it anyway
-                await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id, None))
+                await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id, None, runner))
 
     async def _renew(self, turn: TurnRecord, runner: str) -> None:
         """Keep renewing the turn's lease while it runs (a task of ``_continue``)."""
@@ -437,6 +439,9 @@ async def drive_turn(
                             ctx = ctx.hop(f"{event.agent}->{event.to_agent}")
                         yield event
                 break
+            except LeaseLost:
+                closed = True  # another runner holds the turn now: it closes it
+                raise
             except RayAgentsError as exc:
                 pause = next(pauses, None) if exc.retryable else None
                 deadline_left = ctx.deadline is None or ctx.deadline > time.time() + (pause or 0)
@@ -444,7 +449,7 @@ async def drive_turn(
                     error = ErrorEvent(
                         code=exc.code, message=exc.message, agent=agent, turn_id=ctx.turn_id
                     )
-                    [stored] = await store.append(ctx.conversation_id, [error])
+                    [stored] = await store.append(ctx.conversation_id, [error], runner=ctx.runner)
                     yield stored
                     break
                 log.warning(
@@ -478,7 +483,7 @@ async def drive_turn(
                 "conversation_id": ctx.conversation_id,
             }
         )
-        [stored_done] = await store.append(ctx.conversation_id, [final])
+        [stored_done] = await store.append(ctx.conversation_id, [final], runner=ctx.runner)
         closed = True
         yield stored_done.model_copy(update={"last_seq": stored_done.seq})
     except Exception as exc:
@@ -487,7 +492,9 @@ async def drive_turn(
     finally:
         if not closed:
             # The caller went away (or something failed) mid-turn: do not leave it running.
-            await asyncio.shield(_fail(store, ctx.conversation_id, ctx.turn_id, failure))
+            await asyncio.shield(
+                _fail(store, ctx.conversation_id, ctx.turn_id, failure, ctx.runner)
+            )
 
 
 async def _observed(
@@ -531,7 +538,11 @@ async def _observed(
 
 
 async def _fail(
-    store: ConversationStore, conversation_id: str, turn_id: str, failure: BaseException | None
+    store: ConversationStore,
+    conversation_id: str,
+    turn_id: str,
+    failure: BaseException | None,
+    runner: str | None,
 ) -> None:
     # Close the turn the way every turn closes (error, then done), so a retry that
     # replays it still ends with done. The error says what happened: the caller left,
@@ -545,7 +556,8 @@ async def _fail(
         message = f"the turn failed: {type(cause).__name__}: {cause}"
         error = ErrorEvent(code="internal", message=message, turn_id=turn_id)
     try:
-        await store.append(conversation_id, [error, DoneEvent(status="error", turn_id=turn_id)])
+        closing_events: list[Event] = [error, DoneEvent(status="error", turn_id=turn_id)]
+        await store.append(conversation_id, closing_events, runner=runner)
     except RayAgentsError:
         pass  # the store is down; the turn's lease runs out and it is resumed later
 

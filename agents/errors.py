@@ -26,7 +26,8 @@
     │       └── PeerLost           the agent's replica died mid-turn (the turn is resumed)
     └── StoreError                 the conversation store failed
         ├── ConversationNotFound   no conversation with that id (HTTP 404)
-        └── ConversationBusy       another turn of the conversation is running (HTTP 409)
+        ├── ConversationBusy       another turn of the conversation is running (HTTP 409)
+        └── LeaseLost              a turn's runner writes after another took the turn over
 
 Errors cross DeploymentHandles, so every class pickles with its message alone.
 Lower-layer errors (vLLM, Ray) are translated at the pool's boundary and raised
@@ -52,6 +53,7 @@ __all__ = [
     "HopLimitExceeded",
     "InvalidActionError",
     "InvalidRequestError",
+    "LeaseLost",
     "MaxStepsExceeded",
     "ModelSourceError",
     "NoPendingApproval",
@@ -246,3 +248,10 @@ def remote_cause(exc: BaseException) -> BaseException:
     """The exception a replica raised, unwrapped from Ray's wrapper (``RayTaskError``)."""
     cause: BaseException | None = getattr(exc, "cause", None)
     return cause or exc
+
+
+class LeaseLost(StoreError):
+    """A runner wrote to a turn it no longer holds: the turn ended, or another runner
+    took it over after this one stalled past its lease. The write is refused."""
+
+    code = "lease_lost"

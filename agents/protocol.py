@@ -49,6 +49,13 @@ class TurnContext(BaseModel):
         default_factory=dict,
         description="The caller's span as W3C trace context ('traceparent'); empty untraced.",
     )
+    runner: str | None = Field(
+        None,
+        description=(
+            "The attempt that holds the turn's lease; every write of the turn is fenced "
+            "with it, so a stalled attempt that lost the turn cannot write into it."
+        ),
+    )
 
     def hop(self, edge: str) -> TurnContext:
         """The context one hop further along ``edge`` ('a->b')."""

@@ -102,7 +102,7 @@ class AgentService:
         history = await self._history(ctx.conversation_id, request.after_seq, request.history)
 
         async def record(event: Event) -> Event:
-            [stored] = await self._store.append(ctx.conversation_id, [event])
+            [stored] = await self._store.append(ctx.conversation_id, [event], runner=ctx.runner)
             self._remember(ctx.conversation_id, stored)
             return stored
 
@@ -123,7 +123,10 @@ class AgentService:
             idempotency_key=request.call_id,
             agent=self.name,
         )
-        inner = ctx.model_copy(update={"conversation_id": sub_id, "turn_id": turn.turn_id})
+        # The sub-conversation's turn has no lease of its own: its writes are not fenced.
+        inner = ctx.model_copy(
+            update={"conversation_id": sub_id, "turn_id": turn.turn_id, "runner": None}
+        )
         result = AskResult(conversation_id=sub_id)
         if not created and turn.status != "running":
             # A retried ask: its answer is stored; do not answer twice.

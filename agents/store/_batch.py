@@ -12,11 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agents.errors import ConversationBusy, ConversationNotFound
+from agents.errors import ConversationBusy, ConversationNotFound, LeaseLost
 from agents.events import DoneEvent, ErrorEvent, Event, HandoffEvent, TokenEvent
 from agents.store.base import TurnStatus
 
-__all__ = ["Batch", "busy", "lost_runner", "new_turn_id", "not_found", "now", "number"]
+__all__ = [
+    "Batch",
+    "busy",
+    "lease_lost",
+    "lost_runner",
+    "new_turn_id",
+    "not_found",
+    "now",
+    "number",
+]
 
 
 @dataclass(frozen=True)
@@ -81,3 +90,11 @@ def lost_runner(turn_id: str) -> list[Event]:
         turn_id=turn_id,
     )
     return [error, DoneEvent(status="error", turn_id=turn_id)]
+
+
+def lease_lost(conversation_id: str, turn_id: str) -> LeaseLost:
+    """The error for a fenced write into a turn its runner no longer holds."""
+    return LeaseLost(
+        f"turn {turn_id} of conversation {conversation_id!r} is no longer held by this "
+        "runner (it ended, or another runner took it over); nothing was stored"
+    )

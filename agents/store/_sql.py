@@ -25,7 +25,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from agents.events import ApprovalEvent, Event, MessageEvent, event_adapter
-from agents.store._batch import Batch, busy, lost_runner, new_turn_id, not_found, now, number
+from agents.store._batch import (
+    Batch,
+    busy,
+    lease_lost,
+    lost_runner,
+    new_turn_id,
+    not_found,
+    now,
+    number,
+)
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 
 __all__ = ["ADDED_COLUMNS", "SCHEMA", "Flow", "Query", "Row", "SQLStore", "Statements"]
@@ -139,6 +148,10 @@ class Statements:
         " WHERE conversation_id = %s AND turn_id = %s AND status = 'running'"
         " AND (runner = %s OR lease_until IS NULL OR lease_until <= %s) RETURNING turn_id"
     )
+    select_held: str = (
+        "SELECT turn_id FROM {turns} WHERE conversation_id = %s AND turn_id = %s"
+        " AND status = 'running' AND runner = %s"
+    )
     select_stale: str = (
         "SELECT conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, runner"
         " FROM {turns} WHERE status = 'running' AND lease_until <= %s LIMIT %s"
@@ -204,9 +217,11 @@ class SQLStore(ConversationStore):
         )
         return await self._run(flow, write=True)
 
-    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+    async def append(
+        self, conversation_id: str, events: Sequence[Event], *, runner: str | None = None
+    ) -> list[Event]:
         """Append events atomically (see ``ConversationStore.append``)."""
-        return await self._run(_append(self._sql, conversation_id, events), write=True)
+        return await self._run(_append(self._sql, conversation_id, events, runner), write=True)
 
     async def events(
         self,
@@ -312,8 +327,14 @@ def _begin_turn(
     return turn, True
 
 
-def _append(sql: Statements, conversation_id: str, events: Sequence[Event]) -> Flow[list[Event]]:
+def _append(
+    sql: Statements, conversation_id: str, events: Sequence[Event], runner: str | None
+) -> Flow[list[Event]]:
     last_seq = yield from _lock(sql, conversation_id)
+    if runner is not None:
+        for turn_id in {e.turn_id for e in events if e.turn_id is not None}:
+            if not (yield Query(sql.select_held, (conversation_id, turn_id, runner))):
+                raise lease_lost(conversation_id, turn_id)
     batch = number(events, last_seq)
     if batch.events:
         yield from _write(sql, conversation_id, batch, now())

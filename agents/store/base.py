@@ -126,12 +126,18 @@ class ConversationStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+    async def append(
+        self, conversation_id: str, events: Sequence[Event], *, runner: str | None = None
+    ) -> list[Event]:
         """Append events atomically, in order; returns them with their ``seq`` set.
 
         A ``handoff`` event makes its ``to_agent`` the active agent; a ``done`` event
         closes its turn with its status. Token events are refused (never stored).
         Raises ``ConversationNotFound`` for an unknown conversation.
+
+        With ``runner`` the write is fenced: every event's turn must still run, held by
+        ``runner``; otherwise nothing is stored and ``LeaseLost`` is raised (a stalled
+        runner whose turn was taken over cannot write into it).
         """
 
     @abc.abstractmethod

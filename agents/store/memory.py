@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agents.events import ApprovalEvent, Event, MessageEvent
-from agents.store._batch import busy, lost_runner, new_turn_id, not_found, now, number
+from agents.store._batch import (
+    busy,
+    lease_lost,
+    lost_runner,
+    new_turn_id,
+    not_found,
+    now,
+    number,
+)
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, TurnStatus
 
 __all__ = ["MemoryStore"]
@@ -101,9 +109,17 @@ class MemoryStore(ConversationStore):
         conv.turns[idempotency_key] = turn
         return turn, True
 
-    async def append(self, conversation_id: str, events: Sequence[Event]) -> list[Event]:
+    async def append(
+        self, conversation_id: str, events: Sequence[Event], *, runner: str | None = None
+    ) -> list[Event]:
         """Append events atomically (see ``ConversationStore.append``)."""
-        return self._append(self._get(conversation_id), events)
+        conv = self._get(conversation_id)
+        if runner is not None:
+            held = {t.turn_id for t in conv.turns.values() if t.status == "running"}
+            held &= {t.turn_id for t in conv.turns.values() if t.runner == runner}
+            for turn_id in {e.turn_id for e in events if e.turn_id is not None} - held:
+                raise lease_lost(conversation_id, turn_id)
+        return self._append(conv, events)
 
     async def events(
         self,

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from agents.errors import ConversationBusy, ConversationNotFound
+from agents.errors import ConversationBusy, ConversationNotFound, LeaseLost
 from agents.events import (
     AnswerEvent,
     DoneEvent,
@@ -291,6 +291,28 @@ class StoreContract:
         held = await store.turn(cid, "k1")
         assert held is not None and held.runner == f"r{takers.index(True)}"
         assert not held.leased(time.time() - 1) or held.lease_until == later
+
+    async def test_a_fenced_append_needs_the_turns_lease(self, store: ConversationStore) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(
+            cid,
+            user("one"),
+            idempotency_key="k1",
+            agent="a",
+            lease_until=time.time() - 1,
+            runner="stalled",
+        )
+        answer = AnswerEvent(text="hi", turn_id=turn.turn_id)
+        [stored] = await store.append(cid, [answer], runner="stalled")  # still its own
+        assert stored.seq == 2
+        assert await store.lease_turn(cid, turn.turn_id, runner="new", lease_until=time.time() + 60)
+        with pytest.raises(LeaseLost):  # the stalled runner lost the turn: nothing stored
+            await store.append(cid, [answer, DoneEvent(turn_id=turn.turn_id)], runner="stalled")
+        assert [e.type for e in await store.events(cid)] == ["message", "answer"]
+        await store.append(cid, [DoneEvent(turn_id=turn.turn_id)], runner="new")
+        with pytest.raises(LeaseLost):  # an ended turn takes no fenced writes
+            await store.append(cid, [answer], runner="new")
+        await store.append(cid, [AnswerEvent(text="unfenced")])  # unfenced writes still go
 
     async def test_stale_turns_are_running_turns_whose_lease_lapsed(
         self, store: ConversationStore

@@ -14,7 +14,7 @@ ingress binds every agent so that all of them deploy.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ray import serve
@@ -92,7 +92,7 @@ def build_agents_app(
             "autoscaling_config": spec.scaling.model_dump(),
             "request_router_config": _STICKY,
             # Agents wait on the pool and the store; they need no core of their own.
-            "ray_actor_options": _actor(env),
+            "ray_actor_options": _actor(env, spec.resources),
             "max_ongoing_requests": max(64, int(spec.scaling.target_ongoing_requests * 2)),
         }
         bound[spec.name] = (
@@ -124,7 +124,7 @@ def build_agents_app(
                 "max_replicas": api.max_replicas,
                 "target_ongoing_requests": 64,
             },
-            ray_actor_options=_actor(env),
+            ray_actor_options=_actor(env, api.resources),
             # The API answers 503 past its own turn limit, and Serve's proxy past
             # this queue: no request waits in an unbounded queue.
             max_ongoing_requests=api.limits.max_concurrent_turns + 64,
@@ -135,7 +135,7 @@ def build_agents_app(
     ingress = _deployment(ConversationsDeployment).options(
         name=INGRESS_NAME,
         request_router_config=_STICKY,
-        ray_actor_options=_actor(env),
+        ray_actor_options=_actor(env, {}),
         max_ongoing_requests=1024,
     )
     app = ingress.bind(bound, store, **entry)
@@ -192,16 +192,20 @@ def tools_deployment(
             "target_ongoing_requests": 16,
         },
         # Tool calls run in worker processes; the replica itself only waits on them.
-        "ray_actor_options": _actor(env),
+        "ray_actor_options": _actor(env, tools.resources),
         "max_ongoing_requests": 256,
     }
     return _deployment(ToolDeployment).options(**options).bind(tools, wanted)
 
 
-def _actor(env: dict[str, str]) -> dict[str, Any]:
-    # No core of its own (it waits on others); ``env`` for its replicas. A fresh dict
-    # per deployment: Serve keeps (and may amend) the one it is given.
-    return {"num_cpus": 0, "runtime_env": {"env_vars": dict(env)}}
+def _actor(env: dict[str, str], resources: Mapping[str, float]) -> dict[str, Any]:
+    # No core of its own (it waits on others); ``env`` for its replicas; custom
+    # ``resources`` place them. A fresh dict per deployment: Serve keeps (and may
+    # amend) the one it is given.
+    options: dict[str, Any] = {"num_cpus": 0, "runtime_env": {"env_vars": dict(env)}}
+    if resources:
+        options["resources"] = dict(resources)
+    return options
 
 
 def _deployment(cls: type) -> Any:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents._yaml import load_model
-from agents.pool.spec import Autoscaling
+from agents.pool.spec import Autoscaling, Resources
 from agents.pool.types import SamplingParams
 
 __all__ = ["AgentLimits", "AgentSpec", "MemoryPolicy", "render_instructions"]
@@ -109,6 +109,13 @@ class AgentSpec(BaseModel):
     scaling: Autoscaling = Field(
         default_factory=lambda: Autoscaling(target_ongoing_requests=32),
         description="Replicas of this agent's deployment (min/max, target ongoing requests).",
+    )
+    resources: Resources = Field(
+        default_factory=dict,
+        description=(
+            "Custom Ray resources each replica requests, e.g. {'agent-node': 0.01}: the "
+            "replicas land on nodes that offer them."
+        ),
     )
     limits: AgentLimits = Field(default_factory=AgentLimits, description="Per-turn limits.")
 

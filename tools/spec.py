@@ -6,6 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agents.pool.spec import Resources
 from tools.sandbox import SandboxLimits
 
 __all__ = ["BUILTINS", "MCPServerSpec", "ToolSettings", "ToolSpec", "ToolsConfig"]
@@ -120,3 +121,7 @@ class ToolsConfig(BaseModel):
     workers: int = Field(2, ge=1, description="Worker processes per executor replica.")
     min_replicas: int = Field(1, ge=1, description="Fewest executor replicas.")
     max_replicas: int = Field(2, ge=1, description="Most executor replicas under load.")
+    resources: Resources = Field(
+        default_factory=dict,
+        description="Custom Ray resources each executor replica requests (placement).",
+    )

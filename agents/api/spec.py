@@ -15,6 +15,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.errors import ConfigError
+from agents.pool.spec import Resources
 
 __all__ = ["ApiKey", "ApiLimits", "ApiSpec", "hash_key"]
 
@@ -93,6 +94,10 @@ class ApiSpec(BaseModel):
     limits: ApiLimits = Field(default_factory=ApiLimits)
     min_replicas: int = Field(1, ge=1, description="Ingress replicas kept running.")
     max_replicas: int = Field(1, ge=1, description="Ingress replicas under load.")
+    resources: Resources = Field(
+        default_factory=dict,
+        description="Custom Ray resources each API replica requests (placement).",
+    )
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of Ray Serve's proxy.")
     route_prefix: str = Field("/", pattern=r"^/", description="Where the API is mounted.")
 

@@ -163,6 +163,15 @@ def llm_configs(
             accel = {"accelerator_config": {"kind": "cpu"}}
         else:
             accel = {"accelerator_type": model.accelerator_type} if model.accelerator_type else {}
+        placement: dict[str, Any] = {}
+        if replicas.resources:  # custom resources join the engine's own bundle
+            device = "CPU" if model.accelerator == "cpu" else "GPU"
+            placement = {
+                "placement_group_config": {
+                    "bundle_per_worker": {device: 1, **replicas.resources},
+                    "strategy": "PACK",
+                }
+            }
         return LLMConfig(
             model_loading_config={"model_id": model.id, "model_source": source},
             engine_kwargs=kwargs,
@@ -171,6 +180,7 @@ def llm_configs(
             experimental_configs=exp,
             log_engine_metrics=model.scripted is None,
             **accel,
+            **placement,
         )
 
     if model.mode == "aggregated":

@@ -10,7 +10,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from agents._yaml import load_model
 
@@ -21,12 +28,28 @@ __all__ = [
     "ModelSpec",
     "PoolSpec",
     "Replicas",
+    "Resources",
     "ScriptRule",
     "deployment_name",
     "pool_file_schema",
 ]
 
 _Strict = ConfigDict(extra="forbid")
+_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+def _custom_resources(resources: dict[str, float]) -> dict[str, float]:
+    for name, amount in resources.items():
+        if name in _BUILTIN_RESOURCES:
+            raise ValueError(f"{name!r} is set by the role itself; name custom resources only")
+        if amount <= 0:
+            raise ValueError(f"resource {name!r}: the amount must be above 0, got {amount}")
+    return resources
+
+
+Resources = Annotated[dict[str, float], AfterValidator(_custom_resources)]
+"""Custom Ray resources each replica requests (placement): ``{"agent-node": 0.01}``
+puts the replicas on nodes started with ``--resources '{"agent-node": N}'``."""
 
 
 class Autoscaling(BaseModel):
@@ -55,6 +78,13 @@ class Replicas(BaseModel):
     replicas: int | None = Field(1, ge=1, description="Fixed replica count.")
     autoscaling: Autoscaling | None = Field(
         None, description="Autoscaling bounds; when set, `replicas` must be left out."
+    )
+    resources: Resources = Field(
+        default_factory=dict,
+        description=(
+            "Custom Ray resources each replica's engine bundle requests, e.g. "
+            "{'engine-node': 1}: the replicas land on nodes that offer them."
+        ),
     )
     cpu_bind: str | list[str] | None = Field(
         None,

@@ -1,0 +1,103 @@
+"""Node loss: a three-node Ray cluster on this machine loses a worker node under load.
+
+Run in a process of its own (it starts its own Ray): ``python -m tests.chaos._node_loss
+OUT.json``. The head node runs the Serve controller, the proxy and the pool (whose
+replicas ask for ``engine-node``, which only the head offers); the API, agents and tool
+executor ask for ``agent-node``, which only the two worker nodes offer, so Serve spreads
+their replicas over those two. Three seconds into
+the load one worker node is removed (its raylet and every process on it die). The
+figures, and where the replicas were, go to OUT.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import ray
+from ray import serve
+from ray.cluster_utils import Cluster
+
+from tests.chaos._chaos import chaos_app, run_load
+
+APP = "agents-chaos-nodes"
+PLACED = {"agent-node": 0.01}
+ENGINES = {"engine-node": 1.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _replica_nodes() -> dict[str, str]:
+    """Serve replica actor name -> the node id it runs on (from the GCS actor table)."""
+    from ray._private import state
+
+    found = {}
+    for info in state.actors().values():
+        name = info.get("Name") or ""
+        if name.startswith(f"SERVE_REPLICA::{APP}#") and info.get("State") == "ALIVE":
+            found[name] = info["Address"]["NodeID"]
+    return found
+
+
+def main(out: Path) -> None:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 4,
+            "resources": {"engine-node": 4},
+            "gcs_server_port": _free_port(),
+            "include_dashboard": False,
+        },
+    )
+    try:
+        workers = [cluster.add_node(num_cpus=1, resources={"agent-node": 100}) for _ in range(2)]
+        ray.init(address=cluster.address, log_to_driver=False)
+        port = _free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
+        with tempfile.TemporaryDirectory() as tmp:
+            serve.run(
+                chaos_app(Path(tmp) / "c.db", placed=PLACED, engines=ENGINES),
+                name=APP,
+                route_prefix="/",
+            )
+            worker_ids = {w.node_id for w in workers}
+            before = _replica_nodes()
+            lost = workers[0]
+
+            async def lose_a_node() -> float:
+                await asyncio.sleep(3.0)
+                await asyncio.to_thread(cluster.remove_node, lost, False)
+                return time.monotonic()
+
+            figures: dict[str, Any] = asyncio.run(run_load(f"http://127.0.0.1:{port}", lose_a_node))
+            after = _replica_nodes()
+        placed = [n.split("#")[1] for n in before if before[n] in worker_ids]
+        figures["replicas"] = len(before)
+        figures["replicas_on_worker_nodes"] = dict(Counter(placed))
+        figures["replicas_on_lost_node"] = sorted(
+            n.split("#")[1] for n, node in before.items() if node == lost.node_id
+        )
+        figures["replicas_after"] = dict(Counter(n.split("#")[1] for n in after))
+        out.write_text(json.dumps(figures, indent=2))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

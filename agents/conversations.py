@@ -111,6 +111,8 @@ class Conversations:
         self._recovery_delays_s = tuple(recovery_delays_s)
         self._clock = clock
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # The turns this replica runs: set the event to stop one (it lost its lease).
+        self._running: dict[tuple[str, str], asyncio.Event] = {}
 
     async def send(self, request: SendRequest) -> AsyncGenerator[Event, None]:
         """Store the message, run the turn, stream its events; ``done`` comes last.
@@ -231,7 +233,8 @@ class Conversations:
         conversation_id = turn.conversation_id
         deadline = self._clock() + (timeout_s or self._turn_timeout_s)
         running = False
-        renewing = asyncio.create_task(self._renew(turn, runner))
+        lost = self._running[(conversation_id, turn.turn_id)] = asyncio.Event()
+        renewing = asyncio.create_task(self._renew(turn, runner, lost))
         try:
             stored = await self.store.events(
                 conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
@@ -278,18 +281,21 @@ class Conversations:
                 tail=stored[-1],
                 recovery_delays_s=self._recovery_delays_s,
             )
-            async with closing(_observed(driven, context, span, agent, opening)) as driving:
+            observed = _observed(driven, context, span, agent, opening)
+            async with closing(_until_lost(observed, lost, turn)) as driving:
                 async for event in driving:
                     yield event
         finally:
+            self._running.pop((conversation_id, turn.turn_id), None)
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
             if not running:  # the caller left before the turn ran: close it anyway
                 await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id, None, runner))
 
-    async def _renew(self, turn: TurnRecord, runner: str) -> None:
-        """Keep renewing the turn's lease while it runs (a task of ``_continue``)."""
+    async def _renew(self, turn: TurnRecord, runner: str, lost: asyncio.Event) -> None:
+        """Keep renewing the turn's lease while it runs (a task of ``_continue``); set
+        ``lost`` once the store says the turn is no longer this runner's."""
         while True:
             await asyncio.sleep(self._lease_s / 3)
             try:
@@ -299,8 +305,9 @@ class Conversations:
             except RayAgentsError as exc:  # the store hiccuped; the lease has time left
                 log.warning("could not renew a turn's lease: %s", exc)
                 continue
-            if not held:
-                return  # the turn ended (or, after a stall longer than the lease, was taken)
+            if not held:  # it ended, was deleted, or (after a stall) was taken over
+                lost.set()
+                return
 
     def _lease(self) -> float:
         return self._clock() + self._lease_s
@@ -366,8 +373,13 @@ class Conversations:
         return await self.store.conversation(conversation_id)
 
     async def delete(self, conversation_id: str) -> bool:
-        """Delete a conversation; ``ConversationBusy`` while one of its turns runs."""
-        return await self.store.delete(conversation_id)
+        """Delete a conversation, stopping a turn of it that runs (its generation and
+        tool call too): here at once, on another replica at its next lease renewal."""
+        deleted = await self.store.delete(conversation_id, force=True)
+        for (running, _), lost in list(self._running.items()):
+            if running == conversation_id:
+                lost.set()
+        return deleted
 
     async def history(
         self, conversation_id: str, *, after_seq: int = 0, limit: int | None = None
@@ -535,6 +547,38 @@ async def _observed(
     finally:
         span.set_attribute("ray_agents.status", status)
         end_span(span, None if status in ("ok", "paused") else status)
+
+
+async def _until_lost(
+    events: AsyncIterator[Event], lost: asyncio.Event, turn: TurnRecord
+) -> AsyncIterator[Event]:
+    """The turn's events until ``lost`` is set: then the work producing them is
+    cancelled (the model's generation, a tool call) and ``LeaseLost`` raised. Once the
+    turn's ``done`` came, its end is not a loss."""
+    watch = asyncio.ensure_future(lost.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(events))
+            await asyncio.wait({step, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+                raise LeaseLost(
+                    f"turn {turn.turn_id} was stopped: its conversation was deleted, or "
+                    "another runner took it over"
+                )
+            try:
+                event = step.result()
+            except StopAsyncIteration:
+                return
+            yield event
+            if isinstance(event, DoneEvent):
+                async for rest in events:  # nothing follows done; drain all the same
+                    yield rest
+                return
+    finally:
+        watch.cancel()
 
 
 async def _fail(

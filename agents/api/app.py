@@ -3,6 +3,7 @@
     GET    /healthz, /readyz                      liveness; readiness (the store answers)
     GET    /v1/agents, /v1/agents/{name}          the agents
     POST   /v1/conversations                      start one        GET/DELETE .../{id}
+                                                  (DELETE stops a running turn)
     GET    /v1/conversations/{id}/messages        stored events, paginated
     POST   /v1/conversations/{id}/messages        a turn: JSON, or SSE with stream (a retry
                                                   with the same idempotency key joins it;
@@ -265,7 +266,7 @@ async def get_conversation(conversation_id: str, api: ApiDep, caller: CallerDep)
 
 @_router.delete("/v1/conversations/{conversation_id}", status_code=204, tags=["conversations"])
 async def delete_conversation(conversation_id: str, api: ApiDep, caller: CallerDep) -> Response:
-    """Delete a conversation and everything stored with it (409 while a turn runs)."""
+    """Delete a conversation and everything stored with it; a turn that runs stops."""
     await api.owned(conversation_id, caller)
     await api.conversations.delete(conversation_id)
     return Response(status_code=204)

@@ -197,9 +197,9 @@ class SQLStore(ConversationStore):
             raise not_found(conversation_id)
         return info
 
-    async def delete(self, conversation_id: str) -> bool:
+    async def delete(self, conversation_id: str, *, force: bool = False) -> bool:
         """Delete a conversation (see ``ConversationStore.delete``)."""
-        return await self._run(_delete(self._sql, conversation_id), write=True)
+        return await self._run(_delete(self._sql, conversation_id, force), write=True)
 
     async def begin_turn(
         self,
@@ -341,13 +341,13 @@ def _append(
     return batch.events
 
 
-def _delete(sql: Statements, conversation_id: str) -> Flow[bool]:
+def _delete(sql: Statements, conversation_id: str, force: bool) -> Flow[bool]:
     rows = yield Query(sql.lock_conversation, (conversation_id,))
     if not rows:
         return False
     clock = time.time()
     for turn_id, until in (yield Query(sql.select_running, (conversation_id,))):
-        if until is not None and until > clock:
+        if until is not None and until > clock and not force:
             raise busy(conversation_id, turn_id)
     for statement in (sql.delete_events, sql.delete_turns, sql.delete_conversation):
         yield Query(statement, (conversation_id,))

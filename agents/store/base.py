@@ -90,10 +90,11 @@ class ConversationStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def delete(self, conversation_id: str) -> bool:
+    async def delete(self, conversation_id: str, *, force: bool = False) -> bool:
         """Delete the conversation with its events and turns; False if it did not exist.
 
-        Raises ``ConversationBusy`` while one of its turns runs under a live lease.
+        Raises ``ConversationBusy`` while one of its turns runs under a live lease,
+        unless ``force``: then the turn's runner finds its lease gone and stops.
         """
 
     @abc.abstractmethod

@@ -60,14 +60,14 @@ class MemoryStore(ConversationStore):
             )
         return _info(conversation_id, self._conversations[conversation_id])
 
-    async def delete(self, conversation_id: str) -> bool:
+    async def delete(self, conversation_id: str, *, force: bool = False) -> bool:
         """Delete a conversation (see ``ConversationStore.delete``)."""
         conv = self._conversations.get(conversation_id)
         if conv is None:
             return False
         clock = time.time()
         for turn in conv.turns.values():
-            if turn.leased(clock):
+            if turn.leased(clock) and not force:
                 raise busy(conversation_id, turn.turn_id)
         del self._conversations[conversation_id]
         return True

@@ -365,6 +365,24 @@ class StoreContract:
         turn, new = await store.begin_turn(cid, user("again"), idempotency_key="k", agent="a")
         assert new and turn.user_seq == 1
 
+    async def test_a_forced_delete_takes_a_running_turn_away(
+        self, store: ConversationStore
+    ) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(
+            cid,
+            user("hi"),
+            idempotency_key="k",
+            agent="a",
+            lease_until=time.time() + 60,
+            runner="r",
+        )
+        assert await store.delete(cid, force=True) is True
+        # Its runner finds the lease gone at its next renewal, and cannot write.
+        assert not await store.lease_turn(cid, turn.turn_id, runner="r", lease_until=time.time())
+        with pytest.raises(ConversationNotFound):
+            await store.append(cid, [AnswerEvent(text="x", turn_id=turn.turn_id)], runner="r")
+
     async def test_events_limit(self, store: ConversationStore) -> None:
         cid = new_id()
         for n in range(3):

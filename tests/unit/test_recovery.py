@@ -286,3 +286,43 @@ async def test_a_bug_is_stored_as_internal_with_its_cause() -> None:
 async def test_send_request_after_seq_is_not_negative() -> None:
     with pytest.raises(ValueError):
         SendRequest(message="x", after_seq=-1)
+
+
+class Watched(Generator):
+    """A slow generator that says when its generation was stopped."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._inner = ScriptedGenerator(
+            [{"match": ".", "json_reply": action("answer", text="w " * 200), "token_delay_s": 0.02}]
+        )
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        try:
+            async for chunk in self._inner.generate(request):
+                self.chunks += 1
+                if self.chunks == 3:
+                    self.started.set()
+                yield chunk
+        finally:
+            self.stopped.set()
+
+
+@pytest.mark.parametrize("where", ["here", "elsewhere"])
+async def test_deleting_a_conversation_stops_its_running_turn(where: str) -> None:
+    from agents.errors import LeaseLost
+
+    gen = Watched()
+    one = LocalApp([agent("solo")], generator=gen, lease_s=0.3)
+    other = LocalApp([agent("solo")], generator=gen, store=one.store, lease_s=0.3)
+    running = asyncio.create_task(one.send("talk", conversation_id="c12"))
+    await gen.started.wait()
+    deleter = one if where == "here" else other  # another replica: found at renewal
+    assert await deleter.conversations.delete("c12")
+    async with asyncio.timeout(1.0):  # the generation stops, not only the stream
+        await gen.stopped.wait()
+    with pytest.raises(LeaseLost, match="deleted"):
+        await running
+    assert gen.chunks < 50 and await one.store.conversation("c12") is None

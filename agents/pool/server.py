@@ -71,6 +71,13 @@ class _Generate:
     def _route(self, request: GenerateRequest) -> RouteInfo:
         return RouteInfo(disaggregated=False, decode_replica=self._replica_name())
 
+    async def running_requests(self) -> int:
+        """Requests this replica's engine is working on now (its unfinished requests)."""
+        engine: Any = getattr(self, "engine", None)
+        client = getattr(engine, "_engine_client", None) or engine  # vLLM's AsyncLLM
+        count = getattr(client, "get_num_unfinished_requests", None)
+        return int(count()) if callable(count) else 0
+
     async def generate(self, request: GenerateRequest) -> AsyncIterator[list[Chunk]]:
         """Generate a chat reply as batches of chunks; the last chunk is a FinishChunk."""
         telemetry = GenerateTelemetry(request, self._replica_name())

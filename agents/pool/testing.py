@@ -64,6 +64,7 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
         self.max_model_len = int(llm_config.engine_kwargs.get("max_model_len", 4096))
         self._prompts: deque[list[int]] = deque(maxlen=64)
         self._dead = False
+        self._streaming = 0
         self.engine_id = f"scripted-{id(self):x}"
         if llm_config.engine_kwargs.get("kv_transfer_config"):
             # What VLLMEngine does: sets up the KV connector backend PD servers need.
@@ -71,6 +72,10 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
 
     async def start(self) -> None:
         """Nothing to load."""
+
+    def get_num_unfinished_requests(self) -> int:
+        """Replies being streamed now (vLLM's ``AsyncLLM`` has the same method)."""
+        return self._streaming
 
     def routing_stats(self) -> dict[str, Any]:
         """No routing stats."""
@@ -163,11 +168,15 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
                 usage=usage,  # type: ignore[arg-type]
             )
             return
-        for piece in pieces:
-            if rule.token_delay_s:
-                await asyncio.sleep(rule.token_delay_s)
-            delta = {"content": piece} if isinstance(piece, str) else {"tool_calls": [piece]}
-            yield _sse(request, {"choices": [{"index": 0, "delta": delta}]})
+        self._streaming += 1
+        try:
+            for piece in pieces:
+                if rule.token_delay_s:
+                    await asyncio.sleep(rule.token_delay_s)
+                delta = {"content": piece} if isinstance(piece, str) else {"tool_calls": [piece]}
+                yield _sse(request, {"choices": [{"index": 0, "delta": delta}]})
+        finally:  # a cancelled request stops here, as vLLM aborts one
+            self._streaming -= 1
         yield _sse(request, {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
         yield _sse(request, {"choices": [], "usage": usage})
         yield "data: [DONE]\n\n"

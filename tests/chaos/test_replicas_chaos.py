@@ -85,3 +85,28 @@ def test_a_stream_whose_api_replicas_died_resumes_with_last_event_id(url: str) -
     assert isinstance(done, DoneEvent) and done.status == "ok"
     resumed = [r for r in sent if "last-event-id" in r.headers]
     assert resumed and resumed[0].headers["last-event-id"] == str(stored[0].seq)
+
+
+def test_a_client_that_leaves_mid_answer_stops_the_engines_request(url: str) -> None:
+    from ray import serve
+
+    with Client(url, KEY, max_retries=3, timeout=60) as client:
+        conv = client.conversations.create(agent="billing")
+        engine = serve.get_deployment_handle("pool-m", APP).options(session_id=conv.id)
+        with conv.stream("very slowly, please") as stream:
+            tokens = 0
+            for event in stream:
+                tokens += isinstance(event, TokenEvent)
+                if tokens == 3:
+                    break
+            assert engine.running_requests.remote().result() == 1  # the reply streams
+        left = time.monotonic()
+        while (running := engine.running_requests.remote().result()) and (
+            time.monotonic() - left < 2.0
+        ):
+            time.sleep(0.1)
+        stopped_after = time.monotonic() - left
+        log = conv.messages()
+    print(f"\nengine request stopped {stopped_after:.2f} s after the client left")
+    assert running == 0
+    assert [e.type for e in log] == ["message", "error", "done"]

@@ -189,9 +189,14 @@ def _answered(events: list[Event], done: DoneEvent | None) -> tuple[AnswerEvent,
     message = error.message if error is not None else "the turn ended without an answer"
     if code == "deadline_exceeded":
         raise ApiError("deadline_exceeded", message)
-    if code == "agent_unavailable":
-        raise ApiError("agent_unavailable", message, retry_after_s=1)
+    if code in _UNAVAILABLE:  # a replica or engine that could not be reached in time
+        raise ApiError("agent_unavailable", f"{code}: {message}", retry_after_s=1)
     raise ApiError("agent_error", f"{code}: {message}")
+
+
+_UNAVAILABLE = frozenset(
+    {"agent_unavailable", "agent_lost", "engine_failed", "engine_lost", "runner_lost"}
+)
 
 
 def _usage(done: DoneEvent) -> dict[str, Any]:

@@ -110,3 +110,20 @@ def test_a_client_that_leaves_mid_answer_stops_the_engines_request(url: str) -> 
     print(f"\nengine request stopped {stopped_after:.2f} s after the client left")
     assert running == 0
     assert [e.type for e in log] == ["message", "error", "done"]
+
+
+def test_a_deadline_that_passes_stops_the_engines_request(url: str) -> None:
+    from ray import serve
+
+    with Client(url, KEY, max_retries=3, timeout=60) as client:
+        conv = client.conversations.create(agent="billing")
+        engine = serve.get_deployment_handle("pool-m", APP).options(session_id=conv.id)
+        result = conv.send("very slowly, please", timeout_s=1.0)  # the reply takes 6 s
+        ended = time.monotonic()
+        while (running := engine.running_requests.remote().result()) and (
+            time.monotonic() - ended < 2.0
+        ):
+            time.sleep(0.1)
+    assert result.status == "error" and result.error is not None
+    assert result.error.code == "deadline_exceeded"
+    assert running == 0

@@ -24,12 +24,22 @@ from tools.deployment import build_registry
 from tools.executor import ToolRunner
 from tools.spec import ToolsConfig
 
+RUNNERS: list[ToolRunner] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_runners() -> AsyncIterator[None]:
+    """The runners' worker processes stop with their test."""
+    yield
+    while RUNNERS:
+        await RUNNERS.pop().close()
+
 
 def local_app() -> LocalApp:
     specs = api_app.agent_specs()
     tools = ToolsConfig.model_validate(api_app.TOOLS)
-    runner = ToolRunner(build_registry(tools), grants={s.name: s.tools for s in specs})
-    return LocalApp(specs, generator=ScriptedGenerator(api_app.SCRIPT), tools=runner)
+    RUNNERS.append(ToolRunner(build_registry(tools), grants={s.name: s.tools for s in specs}))
+    return LocalApp(specs, generator=ScriptedGenerator(api_app.SCRIPT), tools=RUNNERS[-1])
 
 
 async def client_for(**limits: Any) -> httpx.AsyncClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,22 @@ RULES = [
 ]
 
 
+RUNNERS: list[ToolRunner] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_runners() -> AsyncIterator[None]:
+    """The runners' worker processes stop with their test."""
+    yield
+    while RUNNERS:
+        await RUNNERS.pop().close()
+
+
 def runner() -> ToolRunner:
     registry = ToolRegistry()
     registry.add_function(testing.add, settings=ToolSettings(requires_approval=True))
-    return ToolRunner(registry, grants={"billing": ["add"]})
+    RUNNERS.append(ToolRunner(registry, grants={"billing": ["add"]}))
+    return RUNNERS[-1]
 
 
 def app(store: SQLiteStore) -> LocalApp:

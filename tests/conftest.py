@@ -1,6 +1,8 @@
 """Shared fixtures: one local Ray instance for every Serve tier of the session.
 
-Unit tests never reach Ray or a model (tests/unit/conftest.py forbids it).
+Unit tests never reach Ray or a model (tests/unit/conftest.py forbids it). The suite's
+hygiene (leaked processes fail the run, requirement markers, time per tier) is the
+plugin tests/_hygiene.py.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+
+pytest_plugins = ["tests._hygiene"]
 
 # Ray 2.60 turns token authentication on by default; a local test cluster needs none.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -23,7 +27,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[dict[str, int]]:
-    """A local Ray with Serve; yields its ports (metrics, HTTP)."""
+    """A local Ray with Serve; yields its ports (metrics, HTTP).
+
+    Stopped in a `finally`, so a failing `serve.start` or `serve.shutdown` cannot leave
+    Ray's processes behind (tests/_hygiene.py fails the run if they are)."""
     import ray
     from ray import serve
 
@@ -37,7 +44,11 @@ def ray_cluster() -> Iterator[dict[str, int]]:
         # Replica logs stay in /tmp/ray/session_latest/logs instead of flooding pytest.
         log_to_driver=False,
     )
-    serve.start(http_options={"host": "127.0.0.1", "port": ports["http"]})
-    yield ports
-    serve.shutdown()
-    ray.shutdown()
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": ports["http"]})
+        yield ports
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

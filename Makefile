@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?= builtin:smollm2-135m-instruct
 CONFIG ?= configs/app.yaml
-PYTEST := $(BIN)/python -m pytest
+# Extra pytest arguments, e.g. `make test-fast PYTEST_ARGS="-x -k store"`.
+PYTEST_ARGS ?=
+# pytest exits 5 when it collected no tests (a -m or path that matches nothing); make
+# fails on it like on any non-zero exit, and says so: an empty run is never green.
+PYTEST = $(BIN)/python -m pytest -p no:cacheprovider $(1) $(PYTEST_ARGS) || { rc=$$?; \
+	[ $$rc -ne 5 ] || echo "pytest collected no tests (exit 5): that is a failure" >&2; \
+	exit $$rc; }
 
 .PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api clean
 
@@ -32,13 +38,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check agents tools tests benchmarks examples serve_app.py
 	$(BIN)/mypy
 
-# Every tier: unit, Serve with the scripted engine, real vLLM on CPU.
+# Every tier: unit, PostgreSQL, Serve with the scripted engine, real vLLM on CPU, chaos.
+# Tests that need root, the package index or PostgreSQL fail, naming it, without them.
 test: install lint
-	$(PYTEST) -p no:cacheprovider -ra
+	$(call PYTEST,-ra)
 
-# The edit loop: no Ray, no model.
+# The edit loop: no Ray, no model, and none of root, network or PostgreSQL.
 test-fast: $(STAMP)
-	$(PYTEST) -p no:cacheprovider -m "not serve and not vllm" -q
+	$(call PYTEST,-q -m "not serve and not vllm and not chaos and not root and not network and not postgres")
 
 bench: bench-pool bench-agents bench-tools bench-api
 

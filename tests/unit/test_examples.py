@@ -319,6 +319,7 @@ async def code_turn(app: LocalApp) -> ApprovalRequiredEvent:
     return pending
 
 
+@pytest.mark.root  # the `python` tool runs in the sandbox
 async def test_code_assistant_writes_only_after_approval(run: Build, workspace: Path) -> None:
     app = await run(load("code_assistant"), CODE_RULES)
     pending = await code_turn(app)
@@ -329,6 +330,7 @@ async def test_code_assistant_writes_only_after_approval(run: Build, workspace: 
     assert (workspace / "results" / "power.txt").read_text() == BIG + "\n"
 
 
+@pytest.mark.root  # the `python` tool runs in the sandbox
 async def test_code_assistant_rejected_write_leaves_no_file(run: Build, workspace: Path) -> None:
     app = await run(load("code_assistant"), CODE_RULES)
     pending = await code_turn(app)

@@ -17,6 +17,8 @@ from tools.registry import ToolRegistry
 from tools.sandbox import Sandbox, SandboxLimits
 from tools.spec import ToolSettings, ToolSpec
 
+pytestmark = pytest.mark.root
+
 LIMITS = SandboxLimits(wall_s=4, cpu_s=1, memory_mib=256, processes=8)
 
 

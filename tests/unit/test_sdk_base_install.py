@@ -15,6 +15,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+# pip installs the base dependencies from its index.
+pytestmark = pytest.mark.network
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""

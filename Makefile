@@ -13,7 +13,7 @@ PYTEST = $(BIN)/python -m pytest -p no:cacheprovider $(1) $(PYTEST_ARGS) || { rc
 	[ $$rc -ne 5 ] || echo "pytest collected no tests (exit 5): that is a failure" >&2; \
 	exit $$rc; }
 
-.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api clean
+.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api bench-soak clean
 
 install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
@@ -60,6 +60,10 @@ bench-tools: install
 
 bench-api: install
 	$(BIN)/python -m benchmarks.api --out benchmarks/results/api.json
+
+# 30 minutes of steady load: memory of every replica and errors (not in `make bench`).
+bench-soak: install
+	$(BIN)/python -m benchmarks.soak --minutes 30 --out benchmarks/results/soak.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -93,9 +93,11 @@ def app(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -
         store=store,
         tools=ToolsConfig.model_validate(TOOLS),
     )
-    serve.run(built, name=APP, route_prefix=None)
-    yield serve.get_app_handle(APP), db
-    serve.delete(APP)
+    try:
+        serve.run(built, name=APP, route_prefix=None)
+        yield serve.get_app_handle(APP), db
+    finally:
+        serve.delete(APP)
 
 
 async def send(app: Any, message: str, conversation_id: str, **fields: Any) -> list[Event]:

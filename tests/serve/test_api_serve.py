@@ -40,9 +40,11 @@ def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -
         tools=ToolsConfig.model_validate(api_app.TOOLS),
         api=api_app.api_spec(heartbeat_s=0.1, requests_per_minute=100_000, burst=10_000),
     )
-    serve.run(built, name=APP, route_prefix="/")
-    yield f"http://127.0.0.1:{ray_cluster['http']}"
-    serve.delete(APP)
+    try:
+        serve.run(built, name=APP, route_prefix="/")
+        yield f"http://127.0.0.1:{ray_cluster['http']}"
+    finally:
+        serve.delete(APP)
 
 
 @pytest.fixture

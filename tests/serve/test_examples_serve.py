@@ -52,9 +52,11 @@ def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -
             "api": api_spec(),
         }
     )
-    serve.run(build_app(config), name=config.app.name, route_prefix="/support")
-    yield f"http://127.0.0.1:{ray_cluster['http']}/support"
-    serve.delete(config.app.name)
+    try:
+        serve.run(build_app(config), name=config.app.name, route_prefix="/support")
+        yield f"http://127.0.0.1:{ray_cluster['http']}/support"
+    finally:
+        serve.delete(config.app.name)
 
 
 def test_customer_support_example_through_the_sdk(url: str) -> None:

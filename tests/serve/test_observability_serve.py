@@ -98,19 +98,21 @@ def turn(
         api=api_app.api_spec(),
         observability=observability,
     )
-    serve.run(built, name=APP, route_prefix="/")
-    url = f"http://127.0.0.1:{ray_cluster['http']}"
-    with httpx.Client(base_url=url, headers=headers(), timeout=60) as client:
-        cid = client.post("/v1/conversations", json={}).json()["id"]
-        reply = client.post(
-            f"/v1/conversations/{cid}/messages",
-            json={"content": observed_app.MESSAGE},
-            headers={"traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01"},
-        )
-    assert reply.status_code == 200, reply.text
-    assert reply.json()["answer"] == "Refunded 5.", reply.text
-    yield {"conversation_id": cid, "metrics_port": ray_cluster["metrics"]}
-    serve.delete(APP)
+    try:
+        serve.run(built, name=APP, route_prefix="/")
+        url = f"http://127.0.0.1:{ray_cluster['http']}"
+        with httpx.Client(base_url=url, headers=headers(), timeout=60) as client:
+            cid = client.post("/v1/conversations", json={}).json()["id"]
+            reply = client.post(
+                f"/v1/conversations/{cid}/messages",
+                json={"content": observed_app.MESSAGE},
+                headers={"traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01"},
+            )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["answer"] == "Refunded 5.", reply.text
+        yield {"conversation_id": cid, "metrics_port": ray_cluster["metrics"]}
+    finally:
+        serve.delete(APP)
 
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:

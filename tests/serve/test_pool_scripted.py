@@ -63,9 +63,11 @@ def pool(ray_cluster: dict[str, int]) -> Iterator[PoolClient]:
     from ray import serve
 
     spec = PoolSpec.model_validate(SPEC)
-    serve.run(build_pool_app(spec), name=APP, route_prefix=f"/{APP}")
-    yield PoolClient.connect([m.id for m in spec.models], app_name=APP)
-    serve.delete(APP)
+    try:
+        serve.run(build_pool_app(spec), name=APP, route_prefix=f"/{APP}")
+        yield PoolClient.connect([m.id for m in spec.models], app_name=APP)
+    finally:
+        serve.delete(APP)
 
 
 def ask(model: str, text: str, session: str | None = None, **sampling: object) -> GenerateRequest:

@@ -60,9 +60,11 @@ def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -
         store=StoreSpec(backend="sqlite", path=str(db)),
         api=ApiSpec(keys=[ApiKey(tenant="t", sha256=hash_key(KEY))], keys_env=None),
     )
-    serve.run(built, name=APP, route_prefix="/")
-    yield f"http://127.0.0.1:{ray_cluster['http']}"
-    serve.delete(APP)
+    try:
+        serve.run(built, name=APP, route_prefix="/")
+        yield f"http://127.0.0.1:{ray_cluster['http']}"
+    finally:
+        serve.delete(APP)
 
 
 def test_sdk_talks_to_agents_on_the_real_model(url: str) -> None:

@@ -3,6 +3,7 @@ default model: each starts Ray and the app, and an agent answers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import psutil
 import pytest
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
@@ -52,16 +54,44 @@ def start(args: list[str], log: IO[bytes], **env: str) -> subprocess.Popen[bytes
     )
 
 
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    """Ctrl-C, as a user would; a command (and its Ray) still up after 5 min is killed,
-    so a stuck shutdown cannot leave engines eating the memory of later tests."""
+def group(pgid: int) -> list[psutil.Process]:
+    """The live processes of a process group, its leader excepted."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != pgid and os.getpgid(proc.pid) == pgid:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
+
+
+def command(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return f"pid {proc.pid} (gone)"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> tuple[int, list[str]]:
+    """Ctrl-C, as a user would; returns the exit code and the commands of what it left
+    running 10 s after it exited (its Ray), which are killed. A command still up after
+    5 min is killed with its Ray: nothing may outlive the test and eat the memory of
+    later tests."""
     proc.send_signal(signal.SIGINT)
     try:
-        return proc.wait(timeout=300)
+        code = proc.wait(timeout=300)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         raise
+    finally:
+        _, left = psutil.wait_procs(group(proc.pid), timeout=10)
+        commands = [command(p) for p in left]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return code, commands
 
 
 def test_up_serves_the_default_app_and_the_readme_curl_answers(tmp_path: Path) -> None:
@@ -83,8 +113,9 @@ def test_up_serves_the_default_app_and_the_readme_curl_answers(tmp_path: Path) -
             assert body["object"] == "chat.completion", body
             assert body["choices"][0]["message"]["content"].strip(), body
         finally:
-            code = stop(proc)
+            code, left = stop(proc)
     assert code == 0
+    assert not left, f"`ray-agents up` left these running after it exited: {left}"
     assert "shutting down" in path.read_text()
 
 

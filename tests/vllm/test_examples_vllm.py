@@ -47,8 +47,8 @@ def test_example_on_the_real_model(
             "api": api_spec(),
         }
     )
-    serve.run(build_app(config), name=config.app.name, route_prefix=f"/{example}")
     try:
+        serve.run(build_app(config), name=config.app.name, route_prefix=f"/{example}")
         url = f"http://127.0.0.1:{ray_cluster['http']}/{example}"
         with Client(url, KEYS["acme"], timeout=600) as client:
             conversation = client.conversations.create()

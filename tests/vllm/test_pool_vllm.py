@@ -74,9 +74,11 @@ def pool(ray_cluster: dict[str, int]) -> Iterator[PoolClient]:
     from ray import serve
 
     spec = PoolSpec.model_validate(SPEC)
-    serve.run(build_pool_app(spec), name=APP, route_prefix=f"/{APP}")
-    yield PoolClient.connect(["agg", "pd"], app_name=APP)
-    serve.delete(APP)
+    try:
+        serve.run(build_pool_app(spec), name=APP, route_prefix=f"/{APP}")
+        yield PoolClient.connect(["agg", "pd"], app_name=APP)
+    finally:
+        serve.delete(APP)
 
 
 def user(text: str, model: str = "agg", **kwargs: object) -> GenerateRequest:

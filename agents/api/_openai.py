@@ -194,9 +194,8 @@ def _answered(events: list[Event], done: DoneEvent | None) -> tuple[AnswerEvent,
     raise ApiError("agent_error", f"{code}: {message}")
 
 
-_UNAVAILABLE = frozenset(
-    {"agent_unavailable", "agent_lost", "engine_failed", "engine_lost", "runner_lost"}
-)
+# Replicas that died or could not be reached: 503, try again. A failed engine is 502.
+_UNAVAILABLE = frozenset({"agent_unavailable", "agent_lost", "engine_lost", "runner_lost"})
 
 
 def _usage(done: DoneEvent) -> dict[str, Any]:

@@ -94,9 +94,13 @@ def main(out: Path) -> None:
         figures["replicas_after"] = dict(Counter(n.split("#")[1] for n in after))
         out.write_text(json.dumps(figures, indent=2))
     finally:
-        serve.shutdown()
-        ray.shutdown()
-        cluster.shutdown()
+        try:
+            serve.shutdown()
+        finally:
+            try:
+                ray.shutdown()
+            finally:
+                cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ it is, and the process (with every Ray process it started) is gone when the test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -36,9 +37,10 @@ def test_losing_a_worker_node_under_load_loses_nothing(tmp_path: Path) -> None:
     try:
         assert proc.wait(timeout=780) == 0
     finally:
-        if proc.poll() is None:
+        # Whatever the run left in its session (a Ray that outlived it) goes too.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
     figures = json.loads(out.read_text())
     print(f"\nchaos (a worker node removed): {figures}")
     # The API, agents and tools ran on the worker nodes, and the lost one held some.

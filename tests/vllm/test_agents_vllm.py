@@ -95,3 +95,34 @@ def test_sdk_talks_to_agents_on_the_real_model(url: str) -> None:
 
         stored = [e.type for e in conversation.messages()]
         assert stored == ["message", "handoff", "answer", "done", "message", "answer", "done"]
+
+
+def test_a_client_that_leaves_mid_answer_stops_vllms_request(url: str) -> None:
+    """Cancellation reaches the engine: vLLM's unfinished requests drop within 2 s."""
+    import time
+
+    from ray import serve
+
+    with Client(url, KEY, timeout=300) as client:
+        conversation = client.conversations.create(agent="billing")
+        engine = serve.get_deployment_handle("pool-smollm2", APP).options(
+            session_id=conversation.id
+        )
+        question = "Explain in detail, step by step, how refunds for double charges work."
+        with conversation.stream(question) as stream:
+            tokens = 0
+            for event in stream:
+                tokens += isinstance(event, TokenEvent)
+                if tokens == 3:
+                    break
+            assert engine.running_requests.remote().result() == 1  # vLLM is generating
+        left = time.monotonic()
+        while (running := engine.running_requests.remote().result()) and (
+            time.monotonic() - left < 2.0
+        ):
+            time.sleep(0.05)
+        stopped_after = time.monotonic() - left
+        stored = [e.type for e in conversation.messages()]
+    print(f"\nvLLM's request ended {stopped_after:.2f} s after the client left")
+    assert running == 0
+    assert stored == ["message", "error", "done"]

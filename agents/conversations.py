@@ -156,7 +156,16 @@ class Conversations:
                 turn.conversation_id, turn.turn_id, runner=runner, lease_until=self._lease()
             ):  # else another replica (or the retried send) took it
                 claimed.append((turn, runner))
-        await asyncio.gather(*(self._resume(turn, runner) for turn, runner in claimed))
+        outcomes = await asyncio.gather(
+            *(self._resume(turn, runner) for turn, runner in claimed), return_exceptions=True
+        )
+        for (turn, _), outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # each turn closed itself; say why
+                log.warning(
+                    "a resumed turn failed: %s",
+                    outcome,
+                    extra={"conversation_id": turn.conversation_id, "turn_id": turn.turn_id},
+                )
         return len(claimed)
 
     async def _resume(self, turn: TurnRecord, runner: str) -> None:

@@ -221,6 +221,8 @@ class Recovery:
                 await self._conversations.recover()
             except RayAgentsError as exc:  # the store is down: try again next round
                 log.warning("could not resume stale turns: %s", exc)
+            except Exception:  # a bug: say so, and keep the loop (it is the safety net)
+                log.exception("resuming stale turns failed")
 
     async def stop(self) -> None:
         """Cancel the task and wait for it (turns it resumes close as cancelled)."""

@@ -29,6 +29,7 @@ APP = "soak"
 KEY = "soak-secret-key"
 PORT = 8431
 TURNS = ["refund for order {n}", "sum 2 and 3", "tell me more", "thanks"]
+QUESTIONS = ["What is the capital of France?", "Name a colour.", "What is 2 + 2?"]
 
 
 def app(db: Path) -> Any:
@@ -115,38 +116,23 @@ class Load:
         self.errors: list[str] = []
 
 
-async def scripted_loop(client: Any, load: Load, n: int, until: float) -> None:
+async def conversation_loop(
+    client: Any, load: Load, kind: str, agent: str | None, texts: list[str], until: float
+) -> None:
+    """Conversations of ``texts`` with ``agent`` (the app's default if None), one after
+    another until ``until``; each turn's latency and status is tallied under ``kind``."""
     while time.monotonic() < until:
-        conv = await client.conversations.create()
-        for text in TURNS:
+        conv = await client.conversations.create(agent=agent)
+        for text in texts:
             started = time.monotonic()
             try:
-                result = await conv.send(text.format(n=n))
+                result = await conv.send(text)
             except Exception as exc:  # a failed request is a soak error, recorded
                 load.errors.append(f"{type(exc).__name__}: {exc}")
-                load.statuses["scripted"]["exception"] += 1
+                load.statuses[kind]["exception"] += 1
                 continue
-            load.latency["scripted"].append(time.monotonic() - started)
-            load.statuses["scripted"][result.status] += 1
-            if result.status != "ok" and result.error is not None:
-                load.errors.append(f"{result.error.code}: {result.error.message}")
-        await conv.delete()
-
-
-async def real_loop(client: Any, load: Load, until: float) -> None:
-    questions = ["What is the capital of France?", "Name a colour.", "What is 2 + 2?"]
-    while time.monotonic() < until:
-        conv = await client.conversations.create(agent="assistant")
-        for question in questions:
-            started = time.monotonic()
-            try:
-                result = await conv.send(question)
-            except Exception as exc:  # recorded, as above
-                load.errors.append(f"{type(exc).__name__}: {exc}")
-                load.statuses["real model"]["exception"] += 1
-                continue
-            load.latency["real model"].append(time.monotonic() - started)
-            load.statuses["real model"][result.status] += 1
+            load.latency[kind].append(time.monotonic() - started)
+            load.statuses[kind][result.status] += 1
             if result.status != "ok" and result.error is not None:
                 load.errors.append(f"{result.error.code}: {result.error.message}")
         await conv.delete()
@@ -164,8 +150,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         until = started + args.minutes * 60
         async with AsyncClient(f"http://127.0.0.1:{PORT}", KEY, timeout=300) as client:
-            loops = [scripted_loop(client, load, n, until) for n in range(args.workers)]
-            running = asyncio.gather(*loops, real_loop(client, load, until))
+            loops = [
+                conversation_loop(
+                    client, load, "scripted", None, [t.format(n=n) for t in TURNS], until
+                )
+                for n in range(args.workers)
+            ]
+            real = conversation_loop(client, load, "real model", "assistant", QUESTIONS, until)
+            running = asyncio.gather(*loops, real)
             while not running.done():
                 samples.append((time.monotonic() - started, replica_rss()))
                 done = sum(sum(c.values()) for c in load.statuses.values())

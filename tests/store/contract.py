@@ -29,6 +29,7 @@ from agents.events import (
     TurnUsage,
 )
 from agents.store import ConversationStore
+from agents.store.base import TurnRecord
 
 StoreFactory = Callable[[], Awaitable[ConversationStore]]
 
@@ -66,6 +67,22 @@ async def send(store: ConversationStore, conversation_id: str, content: str) -> 
     )
     assert new
     return turn.user_seq
+
+
+async def leased(
+    store: ConversationStore, conversation_id: str, runner: str, *, for_s: float
+) -> TurnRecord:
+    """A turn begun by ``runner`` under a lease of ``for_s`` seconds (< 0: ran out)."""
+    turn, new = await store.begin_turn(
+        conversation_id,
+        user("one"),
+        idempotency_key="k1",
+        agent="a",
+        lease_until=time.time() + for_s,
+        runner=runner,
+    )
+    assert new
+    return turn
 
 
 async def assert_one_total_order(
@@ -251,14 +268,7 @@ class StoreContract:
 
     async def test_a_lease_is_renewed_by_its_runner_only(self, store: ConversationStore) -> None:
         cid = new_id()
-        turn, _ = await store.begin_turn(
-            cid,
-            user("one"),
-            idempotency_key="k1",
-            agent="a",
-            lease_until=time.time() + 60,
-            runner="r1",
-        )
+        turn = await leased(store, cid, "r1", for_s=60)
         assert turn.runner == "r1"
         later = time.time() + 120
         assert await store.lease_turn(cid, turn.turn_id, runner="r1", lease_until=later)
@@ -272,14 +282,7 @@ class StoreContract:
 
     async def test_a_lapsed_lease_is_taken_over_once(self, store: ConversationStore) -> None:
         cid = new_id()
-        turn, _ = await store.begin_turn(
-            cid,
-            user("one"),
-            idempotency_key="k1",
-            agent="a",
-            lease_until=time.time() - 1,
-            runner="dead",
-        )
+        turn = await leased(store, cid, "dead", for_s=-1)
         later = time.time() + 60
         takers = await asyncio.gather(
             *(
@@ -294,14 +297,7 @@ class StoreContract:
 
     async def test_a_fenced_append_needs_the_turns_lease(self, store: ConversationStore) -> None:
         cid = new_id()
-        turn, _ = await store.begin_turn(
-            cid,
-            user("one"),
-            idempotency_key="k1",
-            agent="a",
-            lease_until=time.time() - 1,
-            runner="stalled",
-        )
+        turn = await leased(store, cid, "stalled", for_s=-1)
         answer = AnswerEvent(text="hi", turn_id=turn.turn_id)
         [stored] = await store.append(cid, [answer], runner="stalled")  # still its own
         assert stored.seq == 2
@@ -369,14 +365,7 @@ class StoreContract:
         self, store: ConversationStore
     ) -> None:
         cid = new_id()
-        turn, _ = await store.begin_turn(
-            cid,
-            user("hi"),
-            idempotency_key="k",
-            agent="a",
-            lease_until=time.time() + 60,
-            runner="r",
-        )
+        turn = await leased(store, cid, "r", for_s=60)
         assert await store.delete(cid, force=True) is True
         # Its runner finds the lease gone at its next renewal, and cannot write.
         assert not await store.lease_turn(cid, turn.turn_id, runner="r", lease_until=time.time())

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 from agents._streams import closing
 from agents.errors import (
     ConversationNotFound,
+    IdempotencyConflict,
     LeaseLost,
     NoPendingApproval,
     RayAgentsError,
@@ -203,6 +204,7 @@ class Conversations:
         )
         seen = after_seq
         if not created:
+            await self._check_same(turn, opening, key)
             # A retry: follow the turn while it runs elsewhere, take it over if its
             # runner died, replay it if it ended.
             while True:
@@ -227,6 +229,20 @@ class Conversations:
         async with closing(events) as running:
             async for event in running:
                 yield event
+
+    async def _check_same(
+        self, turn: TurnRecord, opening: MessageEvent | ApprovalEvent, key: str
+    ) -> None:
+        """Refuse a retry whose request differs from the one that opened the turn."""
+        first = await self.store.events(
+            turn.conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id, limit=1
+        )
+        fields = ("type", "content", "call_id", "approved")
+        if first and any(getattr(first[0], f, None) != getattr(opening, f, None) for f in fields):
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} was used for a different request in this "
+                "conversation; a retry must repeat it exactly (a new message needs a new key)"
+            )
 
     async def _continue(
         self,

@@ -3,7 +3,8 @@
     RayAgentsError                 every error this package raises
     ├── UserError                  a developer mistake: fix the code or the config
     │   ├── ConfigError            a bad config file (names file, line and field)
-    │   └── ModelSourceError       a model source that cannot be resolved or prepared
+    │   ├── ModelSourceError       a model source that cannot be resolved or prepared
+    │   └── IdempotencyConflict    an idempotency key reused for another message (HTTP 400)
     ├── GenerationError            a generation request failed at run time
     │   ├── InvalidRequestError    the request itself is wrong (HTTP 400)
     │   │   ├── UnknownModelError  no model with that id in the pool (HTTP 404)
@@ -51,6 +52,7 @@ __all__ = [
     "GenerationError",
     "HandoffCycleError",
     "HopLimitExceeded",
+    "IdempotencyConflict",
     "InvalidActionError",
     "InvalidRequestError",
     "LeaseLost",
@@ -102,6 +104,13 @@ class ConfigError(UserError):
 
 class ModelSourceError(UserError):
     """A model source is unknown, missing, or its package is not installed."""
+
+
+class IdempotencyConflict(UserError):
+    """A send reused an idempotency key with a different message (or decision): a
+    retry must repeat its request exactly, so this is refused, never replayed."""
+
+    code = "idempotency_conflict"
 
 
 class GenerationError(RayAgentsError):

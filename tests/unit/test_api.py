@@ -162,6 +162,9 @@ async def test_send_is_idempotent(client: httpx.AsyncClient) -> None:
     first = await client.post(f"/v1/conversations/{cid}/messages", json=body, headers=headers())
     again = await client.post(f"/v1/conversations/{cid}/messages", json=body, headers=headers())
     assert first.json() == again.json() and first.json()["answer"] == "ok"
+    other = {"content": "something else", "idempotency_key": "k-1"}
+    reused = await client.post(f"/v1/conversations/{cid}/messages", json=other, headers=headers())
+    assert "different request" in error_of(reused, 400, "invalid_request")
     page = (await client.get(f"/v1/conversations/{cid}/messages", headers=headers())).json()
     assert [e["type"] for e in page["data"]].count("message") == 1
 

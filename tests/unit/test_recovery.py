@@ -326,3 +326,17 @@ async def test_deleting_a_conversation_stops_its_running_turn(where: str) -> Non
     with pytest.raises(LeaseLost, match="deleted"):
         await running
     assert gen.chunks < 50 and await one.store.conversation("c12") is None
+
+
+async def test_an_idempotency_key_reused_for_another_message_is_refused() -> None:
+    from agents.errors import IdempotencyConflict
+
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    app = LocalApp([agent("solo")], generator=gen)
+    await app.send("pay invoice 1", conversation_id="c13", idempotency_key="k1")
+    with pytest.raises(IdempotencyConflict, match="different request"):
+        await app.send("pay invoice 2", conversation_id="c13", idempotency_key="k1")
+    replay = await app.send("pay invoice 1", conversation_id="c13", idempotency_key="k1")
+    assert stored_types(replay) == ["message", "answer", "done"] and len(gen.requests) == 1
+    messages = [e for e in await app.store.events("c13") if isinstance(e, MessageEvent)]
+    assert [m.content for m in messages] == ["pay invoice 1"]

@@ -175,7 +175,7 @@ class Conversations:
             extra={"conversation_id": turn.conversation_id, "turn_id": turn.turn_id},
         )
         async with self._turn_lock(turn.conversation_id):
-            events = self._continue(turn, runner, seen=0, timeout_s=None, variables={})
+            events = self._continue(turn, runner, agent=None, seen=0, timeout_s=None, variables={})
             async with closing(events) as running:
                 async for _ in running:
                     pass
@@ -225,7 +225,15 @@ class Conversations:
                 ):
                     break  # its runner died: this send runs it on
                 await asyncio.sleep(JOIN_POLL_S)
-        events = self._continue(turn, runner, seen=seen, timeout_s=timeout_s, variables=variables)
+        # A new turn starts on the agent read above; a taken-over one reads where it got to.
+        events = self._continue(
+            turn,
+            runner,
+            agent=agent if created else None,
+            seen=seen,
+            timeout_s=timeout_s,
+            variables=variables,
+        )
         async with closing(events) as running:
             async for event in running:
                 yield event
@@ -249,12 +257,14 @@ class Conversations:
         turn: TurnRecord,
         runner: str,
         *,
+        agent: str | None,
         seen: int,
         timeout_s: float | None,
         variables: dict[str, str],
     ) -> AsyncIterator[Event]:
         """Run a turn this runner holds from its stored events to its ``done``,
-        renewing its lease meanwhile; events up to ``seen`` are not yielded again."""
+        renewing its lease meanwhile; events up to ``seen`` are not yielded again.
+        ``agent`` runs it; None: the conversation's active agent, read from the store."""
         conversation_id = turn.conversation_id
         deadline = self._clock() + (timeout_s or self._turn_timeout_s)
         running = False
@@ -267,8 +277,9 @@ class Conversations:
             for event in stored:
                 if (event.seq or 0) > seen:
                     yield event
-            info = await self.store.conversation(conversation_id)
-            agent = info.active_agent if info is not None else self.default_agent
+            if agent is None:  # a resumed turn goes on at the agent it has reached
+                info = await self.store.conversation(conversation_id)
+                agent = info.active_agent if info is not None else self.default_agent
             # The turn's span (a child of the API request's, if any) and its trace id
             # go to every agent the turn reaches; a random id when tracing is off.
             span = start_span(

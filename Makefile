@@ -13,7 +13,7 @@ PYTEST = $(BIN)/python -m pytest -p no:cacheprovider $(1) $(PYTEST_ARGS) || { rc
 	[ $$rc -ne 5 ] || echo "pytest collected no tests (exit 5): that is a failure" >&2; \
 	exit $$rc; }
 
-.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api bench-soak clean
+.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api bench-soak bench-peers plots clean
 
 install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
@@ -47,7 +47,7 @@ test: install lint
 test-fast: $(STAMP)
 	$(call PYTEST,-q -m "not serve and not vllm and not chaos and not root and not network and not postgres")
 
-bench: bench-pool bench-agents bench-tools bench-api
+bench: bench-pool bench-agents bench-tools bench-api plots
 
 bench-pool: install
 	$(BIN)/python -m benchmarks.pool --out benchmarks/results/pool.json
@@ -60,6 +60,21 @@ bench-tools: install
 
 bench-api: install
 	$(BIN)/python -m benchmarks.api --out benchmarks/results/api.json
+
+# LangGraph and langchain-openai (the peer) and matplotlib: only for these targets.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[serve,dev,bench]"
+	touch $(BENCH_STAMP)
+
+# W1: ray-agents against LangGraph over vLLM's servers on the same engines (~15 min).
+bench-peers: install $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.peers --out benchmarks/results/peers.json
+	$(BIN)/python -m benchmarks.plots
+
+# PNGs under benchmarks/results/ from the committed JSON results.
+plots: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.plots
 
 # 30 minutes of steady load: memory of every replica and errors (not in `make bench`).
 bench-soak: install

@@ -10,6 +10,18 @@ writes a valid action::
 
 ``"action"`` comes first and an answer's ``"text"`` right after it, so ``AnswerStream``
 can pass the answer's text on token by token while the JSON is still being written.
+
+A small model must not be able to break a step:
+
+- every free string is bounded by the step's token budget (``action_schema``), so the
+  grammar closes the JSON before ``max_tokens`` would cut it;
+- a router (hand-offs only) picks its peer from an enum; its note is optional and short;
+- an agent that can only answer gets no action format at all: it writes plain text;
+- degenerate repetition ("12.12.12...") in an answer is caught (``RepetitionGuard``)
+  and the answer ends there, marked truncated;
+- a hand-off or ask cut off inside its text anyway (multi-byte text takes more than a
+  token a character) is closed where it was cut (``close_cut_action``). A cut tool
+  call is never completed: its arguments might run something other than intended.
 """
 
 from __future__ import annotations
@@ -24,14 +36,24 @@ from tools.base import ToolDefinition
 
 __all__ = [
     "Action",
+    "ActionSpace",
     "AnswerStream",
+    "RepetitionGuard",
     "action_schema",
+    "close_cut_action",
     "describe_actions",
     "parse_action",
 ]
 
 # Bounds what one agent tells another, so a small model cannot ramble to max_tokens.
 PEER_TEXT_MAX_CHARS = 400
+# A router's hand-off note is optional and short: the specialist reads the conversation.
+ROUTER_NOTE_MAX_CHARS = 160
+# JSON keys and punctuation (`{"action": "handoff", "agent": "`) tokenize at about
+# 2 characters a token; free text at worst at one (ASCII never takes more tokens than
+# characters: '12.12.12...' is the degenerate case).
+STRUCTURE_CHARS_PER_TOKEN = 2
+BUDGET_MARGIN_TOKENS = 4
 
 
 @dataclass(frozen=True)
@@ -58,18 +80,46 @@ class ActionSpace:
     output_schema: dict[str, Any] | None = None
     answer_max_chars: int | None = None
 
+    @property
+    def answer_only(self) -> bool:
+        """Whether answering in text is all the agent can do: it needs no action format."""
+        return (
+            self.can_answer
+            and self.output_schema is None
+            and not (self.tools or self.handoffs or self.asks)
+        )
 
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def router(self) -> bool:
+        """Whether the agent only routes: it hands off and can do nothing else."""
+        return bool(self.handoffs) and not (self.can_answer or self.tools or self.asks)
+
+
+def _object(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": properties,
-        "required": list(properties),
+        "required": [name for name in properties if name not in optional],
         "additionalProperties": False,
     }
 
 
-def action_schema(space: ActionSpace) -> dict[str, Any]:
-    """The JSON Schema every step's output must satisfy."""
+def string_budget(max_tokens: int, skeleton: str) -> int:
+    """Characters a free string may take so that its action closes within ``max_tokens``.
+
+    ``skeleton`` is the action's JSON without the string's body; it is counted at
+    ``STRUCTURE_CHARS_PER_TOKEN``, the body at one token a character.
+    """
+    structure = -(-len(skeleton) // STRUCTURE_CHARS_PER_TOKEN) + BUDGET_MARGIN_TOKENS
+    return max(0, max_tokens - structure)
+
+
+def action_schema(space: ActionSpace, max_tokens: int) -> dict[str, Any]:
+    """The JSON Schema a step of at most ``max_tokens`` tokens must satisfy.
+
+    Every free string is bounded so that the whole action fits the step: guided
+    decoding then closes the JSON before the budget ends, however the model rambles.
+    """
     variants: list[dict[str, Any]] = []
     if space.can_answer:
         body = (
@@ -79,36 +129,95 @@ def action_schema(space: ActionSpace) -> dict[str, Any]:
         )
         variants.append(_object({"action": {"enum": ["answer"]}, **body}))
     for tool in space.tools:
+        skeleton = json.dumps({"action": "tool", "tool": tool.name, "arguments": {}})
+        arguments = bound_strings(tool.parameters, string_budget(max_tokens, skeleton))
         variants.append(
             _object(
                 {
                     "action": {"enum": ["tool"]},
                     "tool": {"enum": [tool.name]},
-                    "arguments": tool.parameters,
+                    "arguments": arguments,
                 }
             )
         )
     if space.handoffs:
+        cap = ROUTER_NOTE_MAX_CHARS if space.router else PEER_TEXT_MAX_CHARS
         variants.append(
             _object(
                 {
                     "action": {"enum": ["handoff"]},
                     "agent": {"enum": list(space.handoffs)},
-                    "message": {"type": "string", "maxLength": PEER_TEXT_MAX_CHARS},
-                }
+                    "message": _peer_text(max_tokens, "handoff", space.handoffs, "message", cap),
+                },
+                # A router only has to pick the peer: its note is optional.
+                optional=("message",) if space.router else (),
             )
         )
     if space.asks:
+        question = _peer_text(max_tokens, "ask", space.asks, "question", PEER_TEXT_MAX_CHARS)
         variants.append(
             _object(
                 {
                     "action": {"enum": ["ask"]},
                     "agent": {"enum": list(space.asks)},
-                    "question": {"type": "string", "maxLength": PEER_TEXT_MAX_CHARS},
+                    "question": question,
                 }
             )
         )
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def _peer_text(max_tokens: int, kind: str, peers: list[str], key: str, cap: int) -> dict[str, Any]:
+    longest = max(peers, key=len)
+    skeleton = json.dumps({"action": kind, "agent": longest, key: ""})
+    return {"type": "string", "maxLength": min(cap, string_budget(max_tokens, skeleton))}
+
+
+def bound_strings(schema: dict[str, Any], chars: int) -> dict[str, Any]:
+    """``schema`` with every free string bounded so that together they take ``chars``.
+
+    Strings with an ``enum``, ``const``, ``pattern`` or ``format`` are left alone, as are
+    tighter bounds already there; the free strings share ``chars`` equally.
+    """
+    free = _free_strings(schema)
+    return _bound(schema, chars // free) if free else schema
+
+
+def _free_strings(schema: Any) -> int:
+    if isinstance(schema, list):
+        return sum(_free_strings(item) for item in schema)
+    if not isinstance(schema, dict):
+        return 0
+    return (
+        int(_is_free_string(schema))
+        + sum(_free_strings(schema[key]) for key in _SUBSCHEMA_KEYS if key in schema)
+        + sum(_free_strings(sub) for sub in schema.get("properties", {}).values())
+    )
+
+
+def _bound(schema: Any, chars: int) -> Any:
+    if isinstance(schema, list):
+        return [_bound(item, chars) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if _is_free_string(schema):
+        out["maxLength"] = min(schema.get("maxLength", chars), chars)
+    for key in _SUBSCHEMA_KEYS:
+        if key in schema:
+            out[key] = _bound(schema[key], chars)
+    if "properties" in schema:
+        out["properties"] = {k: _bound(v, chars) for k, v in schema["properties"].items()}
+    return out
+
+
+_SUBSCHEMA_KEYS = ("items", "anyOf", "oneOf", "allOf", "additionalProperties")
+
+
+def _is_free_string(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    return is_string and not {"enum", "const", "pattern", "format"} & schema.keys()
 
 
 def _text_schema(max_chars: int | None) -> dict[str, Any]:
@@ -132,10 +241,16 @@ def describe_actions(space: ActionSpace, peers: dict[str, str]) -> str:
             f"{json.dumps(tool.parameters)}"
         )
     for name in space.handoffs:
-        lines.append(
-            f'- {{"action": "handoff", "agent": "{name}", "message": "..."}}: hand the '
-            f"conversation to {name} ({peers.get(name) or 'a peer agent'})."
+        action = (
+            f'{{"action": "handoff", "agent": "{name}"}}'
+            if space.router
+            else f'{{"action": "handoff", "agent": "{name}", "message": "..."}}'
         )
+        lines.append(
+            f"- {action}: hand the conversation to {name} ({peers.get(name) or 'a peer agent'})."
+        )
+    if space.router:
+        lines.append('A hand-off may add a short "message" for the next agent; it is optional.')
     for name in space.asks:
         lines.append(
             f'- {{"action": "ask", "agent": "{name}", "question": "..."}}: ask {name} '
@@ -183,6 +298,72 @@ def _str(data: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise InvalidActionError(f"action field {key!r} must be a string")
     return value
+
+
+def close_cut_action(text: str) -> str | None:
+    """A hand-off or ask that ``max_tokens`` cut inside its text, closed where it was cut.
+
+    Returns None for anything else (a cut tool call or answer, or a cut outside a string).
+    """
+    if not re.match(r'\s*\{\s*"action"\s*:\s*"(handoff|ask)"', text):
+        return None
+    in_string = escaped = False
+    depth = 0
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped, in_string = ch == "\\", ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+    if not in_string or depth != 1:
+        return None
+    return text[: len(text) - _held_back(text)] + '"}'
+
+
+class RepetitionGuard:
+    """Spots degenerate repetition at the end of a text as it grows.
+
+    The text is degenerate when its tail repeats one unit of at most ``max_unit``
+    characters over at least ``min_span`` characters and 8 repeats (a line of 80 "="
+    is not; 100 of them are). ``keep`` is where the text should end: after the first
+    repeat of the unit.
+    """
+
+    def __init__(self, *, max_unit: int = 64, min_span: int = 96, min_repeats: int = 8) -> None:
+        self.max_unit, self.min_span, self.min_repeats = max_unit, min_span, min_repeats
+        self.text = ""
+        self.keep: int | None = None
+
+    @property
+    def tripped(self) -> bool:
+        """Whether the text has become degenerate."""
+        return self.keep is not None
+
+    def feed(self, piece: str) -> bool:
+        """Add text; return whether the text has become degenerate."""
+        self.text += piece
+        if self.keep is None and piece:
+            self.keep = _degenerate_tail(self.text, self.max_unit, self.min_span, self.min_repeats)
+        return self.keep is not None
+
+
+def _degenerate_tail(text: str, max_unit: int, min_span: int, min_repeats: int) -> int | None:
+    for unit in range(1, max_unit + 1):
+        span = max(min_span, unit * min_repeats)
+        if span > len(text):
+            break
+        tail = text[-span:]
+        if tail[unit:] == tail[:-unit]:  # periodic with period ``unit``
+            start = len(text) - span
+            while start > 0 and text[start - 1] == text[start - 1 + unit]:
+                start -= 1
+            return start + unit
+    return None
 
 
 _ANSWER_START = re.compile(r'\s*\{\s*"action"\s*:\s*"answer"\s*,\s*"text"\s*:\s*"')

@@ -39,6 +39,7 @@ __all__ = [
     "apply_memory",
     "call_message",
     "dump_messages",
+    "handoff_notes",
     "load_messages",
     "messages_from_events",
     "result_message",
@@ -129,12 +130,17 @@ def apply_memory(history: Sequence[BaseMessage], policy: MemoryPolicy) -> list[B
     return trimmed
 
 
-def to_pool_messages(history: Sequence[BaseMessage], *, native: bool) -> list[Message]:
+def to_pool_messages(
+    history: Sequence[BaseMessage], *, native: bool, plain: bool = False
+) -> list[Message]:
     """Chat messages for the pool.
 
     ``native``: tool calls and results in OpenAI's tool format. Otherwise (schema mode)
     the model's own steps appear as the JSON actions it wrote, and tool results as
-    user messages, which every chat template accepts.
+    user messages, which every chat template accepts. ``plain`` (an agent that only
+    answers, in text): a plain chat that ends on the user's message; answers are text,
+    calls and hand-offs are left out and tool results stay as user messages (a
+    hand-off's note goes into the system prompt: ``handoff_notes``).
     """
     out: list[Message] = []
     for message in history:
@@ -149,6 +155,8 @@ def to_pool_messages(history: Sequence[BaseMessage], *, native: bool) -> list[Me
                 out.append(
                     Message(role="assistant", content=_text(message), tool_calls=calls or None)
                 )
+            elif plain:
+                out.extend(_plain(message))
             else:
                 out.append(Message(role="assistant", content=action_text(message)))
         elif isinstance(message, ToolMessage):
@@ -156,13 +164,35 @@ def to_pool_messages(history: Sequence[BaseMessage], *, native: bool) -> list[Me
                 out.append(
                     Message(role="tool", content=_text(message), tool_call_id=message.tool_call_id)
                 )
-            else:
+            elif not (plain and message.name == HANDOFF):
                 out.append(
                     Message(role="user", content=f"[{message.name} result] {_text(message)}")
                 )
         else:
             out.append(Message(role="system", content=_text(message)))
     return out
+
+
+def _plain(message: AIMessage) -> list[Message]:
+    if message.tool_calls:
+        return []
+    output = message.additional_kwargs.get("output")
+    text = json.dumps(output) if output is not None else _text(message)
+    return [Message(role="assistant", content=text)]
+
+
+def handoff_notes(history: Sequence[BaseMessage], agent: str) -> str:
+    """The notes that this turn's hand-offs to ``agent`` carry, one line each."""
+    start = max((i for i, m in enumerate(history) if isinstance(m, HumanMessage)), default=-1)
+    return "\n".join(
+        f"Note from {message.name or 'the previous agent'}: {call['args']['message']}"
+        for message in history[start + 1 :]
+        if isinstance(message, AIMessage)
+        for call in message.tool_calls
+        if call["name"] == HANDOFF
+        and call["args"].get("agent") == agent
+        and call["args"].get("message")
+    )
 
 
 def action_text(message: AIMessage) -> str:

@@ -46,14 +46,18 @@ class ScriptedGenerator(Generator):
         """Stream the first matching rule's reply, word by word."""
         self.requests.append(request)
         last = request.messages[-1].content
-        rule = match_rule(self.rules, last)
+        system = next((m.content for m in request.messages if m.role == "system"), "")
+        rule = match_rule(self.rules, last, system)
         if rule is None:
             raise EngineError(f"scripted generator: no rule matches {last[:80]!r}")
         if rule.error is not None:
             raise EngineError(f"scripted generator failure ({rule.error})")
-        pieces, reason = reply_pieces(rule, last, request.sampling.max_tokens)
+        structured = request.json_schema is not None
+        pieces, reason = reply_pieces(
+            rule, last, request.sampling.max_tokens, structured=structured
+        )
         schema = None if rule.tool_call else request.json_schema
-        mismatch = schema_mismatch(schema, rule.render(last))
+        mismatch = schema_mismatch(schema, rule.render(last, structured=structured))
         if mismatch is not None:
             raise EngineError(f"scripted reply breaks the requested JSON schema: {mismatch}")
         for piece in pieces:

@@ -20,6 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -27,7 +28,15 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from agents._streams import closing
 from agents._turn_telemetry import GenerationTelemetry, TurnTelemetry
-from agents.actions import Action, ActionSpace, AnswerStream, action_schema, describe_actions
+from agents.actions import (
+    Action,
+    ActionSpace,
+    AnswerStream,
+    RepetitionGuard,
+    action_schema,
+    close_cut_action,
+    describe_actions,
+)
 from agents.actions import parse_action as parse_schema_action
 from agents.errors import (
     AgentRunError,
@@ -62,13 +71,22 @@ from agents.messages import (
     apply_memory,
     call_message,
     dump_messages,
+    handoff_notes,
     result_message,
     to_pool_messages,
 )
 from agents.observability.tracing import carrier, end_span, start_span, tracer
 from agents.peers import Peers
 from agents.pool.generator import Generator
-from agents.pool.types import GenerateRequest, Message, TextChunk, collect
+from agents.pool.types import (
+    Completion,
+    FinishChunk,
+    GenerateRequest,
+    Message,
+    TextChunk,
+    Usage,
+    collect,
+)
 from agents.protocol import AskRequest, TurnContext, TurnRequest
 from agents.spec import AgentSpec, render_instructions
 from tools.base import ToolCallRequest, ToolExecutor
@@ -187,10 +205,11 @@ class AgentLoop:
                     # A step whose pool replica died runs again (its tokens stream again).
                     step: list[Any] = []
                     answer_stream = AnswerStream()
+                    guard = RepetitionGuard()
                     generation = telemetry.generation(request)
                     try:
                         async for token in self._generate(
-                            generation.request, deadline, step, answer_stream, generation
+                            generation.request, deadline, step, answer_stream, guard, generation
                         ):
                             yield self._event(TokenEvent(text=token), ctx)
                         break
@@ -206,13 +225,11 @@ class AgentLoop:
                 usage.prompt_tokens += completion.usage.prompt_tokens
                 usage.completion_tokens += completion.usage.completion_tokens
                 usage.cached_tokens += completion.usage.cached_tokens
-                try:
-                    actions = self._actions(completion.text, completion.tool_calls, space)
-                except InvalidActionError:
-                    if not (completion.finish_reason == "length" and answer_stream.started):
-                        raise
-                    # Out of tokens mid-answer: what it wrote (and streamed) is the answer.
-                    actions = [Action("answer", text=answer_stream.text, truncated=True)]
+                if guard.tripped:
+                    # The answer went round in circles: it ends after the first round.
+                    actions = [Action("answer", text=guard.text[: guard.keep], truncated=True)]
+                else:
+                    actions = self._actions(completion, space, answer_stream)
                 for action in actions:
                     if action.kind == "answer":
                         answer = AnswerEvent(
@@ -248,6 +265,10 @@ class AgentLoop:
     def _request(
         self, ctx: TurnContext, history: list[BaseMessage], space: ActionSpace, usage: TurnUsage
     ) -> GenerateRequest:
+        """The step's request; in schema mode the action format fits its ``max_tokens``.
+
+        An agent that can only answer gets no action format: it writes plain text.
+        """
         left = self.spec.limits.max_tokens_per_turn - usage.completion_tokens
         if left <= 0:
             raise TurnLimitExceeded(
@@ -255,22 +276,32 @@ class AgentLoop:
                 "tokens for this turn"
             )
         native = self.spec.tool_calling == "native"
+        schema = not native and not space.answer_only
         today = datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
         system = render_instructions(self.spec, ctx.variables, today)
-        if not native:
+        if schema:
             system += "\n\n" + describe_actions(space, self._peer_descriptions)
+        elif space.answer_only:
+            notes = handoff_notes(history, self.spec.name)
+            system += f"\n\n{notes}" if notes else ""
         messages = [
             Message(role="system", content=system),
-            *to_pool_messages(apply_memory(history, self.spec.memory), native=native),
+            *to_pool_messages(
+                apply_memory(history, self.spec.memory), native=native, plain=space.answer_only
+            ),
         ]
+        max_tokens = min(self.spec.sampling.max_tokens, left)
         sampling = self.spec.sampling.model_copy(
-            update={"max_tokens": min(self.spec.sampling.max_tokens, left)}
+            update={
+                "max_tokens": max_tokens,
+                "min_tokens": min(self.spec.sampling.min_tokens, max_tokens),
+            }
         )
         return GenerateRequest(
             model=self.spec.model,
             messages=messages,
             sampling=sampling,
-            json_schema=None if native else action_schema(space),
+            json_schema=action_schema(space, max_tokens) if schema else None,
             tools=_native_tools(space) if native else None,
             tool_choice=("auto" if space.can_answer else "required") if native else None,
             session_id=ctx.conversation_id,
@@ -282,11 +313,14 @@ class AgentLoop:
         deadline: float,
         out: list[Any],
         answer: AnswerStream,
+        guard: RepetitionGuard,
         telemetry: GenerationTelemetry,
     ) -> AsyncIterator[str]:
         """Stream the step's visible answer text; gather every chunk into ``out``.
 
-        In schema mode the text comes out of the JSON action through ``answer``.
+        In schema mode the text comes out of the JSON action through ``answer``. When
+        ``guard`` finds the text repeating itself, the generation stops there: ``out``
+        then ends with a ``repetition`` finish whose completion tokens are estimated.
         """
         schema_mode = request.json_schema is not None
         stream = self._generator.generate(request)
@@ -303,6 +337,12 @@ class AgentLoop:
                     text = answer.feed(chunk.text) if schema_mode else chunk.text
                     if text:
                         yield text
+                    if guard.feed(text):
+                        generated = sum(len(c.text) for c in out if isinstance(c, TextChunk))
+                        usage = Usage(completion_tokens=-(-generated // CHARS_PER_TOKEN))
+                        out.append(FinishChunk(finish_reason="repetition", usage=usage))
+                        error = None
+                        return
         except RayAgentsError as exc:
             error = exc.code
             raise
@@ -310,13 +350,28 @@ class AgentLoop:
             telemetry.end(out, error)
             await stream.aclose()  # type: ignore[attr-defined]
 
-    def _actions(self, text: str, calls: list[Any], space: ActionSpace) -> list[Action]:
+    def _actions(
+        self, completion: Completion, space: ActionSpace, answer: AnswerStream
+    ) -> list[Action]:
+        text, calls = completion.text, completion.tool_calls
+        cut = completion.finish_reason == "length"
         if self.spec.tool_calling == "schema":
-            return [parse_schema_action(text, space)]
+            if space.answer_only:
+                return [Action("answer", text=text, truncated=cut)]
+            try:
+                return [parse_schema_action(text, space)]
+            except InvalidActionError:
+                if cut and answer.started:
+                    # Out of tokens mid-answer: what it wrote (and streamed) is the answer.
+                    return [Action("answer", text=answer.text, truncated=True)]
+                closed = close_cut_action(text) if cut else None
+                if closed is None:
+                    raise
+                return [replace(parse_schema_action(closed, space), truncated=True)]
         if not calls:
             if not space.can_answer:
                 raise InvalidActionError(f"agent {self.spec.name!r} must act, not answer")
-            return [Action("answer", text=text)]
+            return [Action("answer", text=text, truncated=cut)]
         actions = []
         for call in calls:
             try:

@@ -30,6 +30,11 @@ def check_request(request: GenerateRequest) -> None:
         raise InvalidRequestError(
             f"max_tokens must be at least 1, got {request.sampling.max_tokens}"
         )
+    if request.sampling.min_tokens > request.sampling.max_tokens:
+        raise InvalidRequestError(
+            f"min_tokens ({request.sampling.min_tokens}) must not exceed max_tokens "
+            f"({request.sampling.max_tokens})"
+        )
     if not request.messages:
         raise InvalidRequestError("messages must not be empty")
     if request.json_schema is not None:
@@ -61,6 +66,10 @@ def chat_request_kwargs(request: GenerateRequest) -> dict[str, Any]:
         body["stop"] = request.sampling.stop
     if request.sampling.seed is not None:
         body["seed"] = request.sampling.seed
+    if request.sampling.min_tokens:
+        body["min_tokens"] = request.sampling.min_tokens
+    if request.sampling.repetition_penalty is not None:
+        body["repetition_penalty"] = request.sampling.repetition_penalty
     if request.json_schema is not None:
         body["response_format"] = {
             "type": "json_schema",

@@ -13,12 +13,22 @@ import jsonschema
 from agents.pool.spec import ScriptRule
 
 
-def match_rule(rules: Sequence[ScriptRule], last: str) -> ScriptRule | None:
-    """The first rule whose ``match`` regex finds ``last``."""
-    return next((r for r in rules if re.search(r.match, last)), None)
+def match_rule(rules: Sequence[ScriptRule], last: str, system: str = "") -> ScriptRule | None:
+    """The first rule whose ``match`` regex finds ``last`` (and ``system`` regex, if it
+    has one, the request's system prompt)."""
+    return next(
+        (
+            r
+            for r in rules
+            if re.search(r.match, last) and (r.system is None or re.search(r.system, system))
+        ),
+        None,
+    )
 
 
-def reply_pieces(rule: ScriptRule, last: str, max_tokens: int) -> tuple[list[Any], str]:
+def reply_pieces(
+    rule: ScriptRule, last: str, max_tokens: int, *, structured: bool = True
+) -> tuple[list[Any], str]:
     """The reply as streamed pieces (words with their leading space, or one tool call)
     and its finish reason.
 
@@ -35,7 +45,7 @@ def reply_pieces(rule: ScriptRule, last: str, max_tokens: int) -> tuple[list[Any
                 "function": {"name": rule.tool_call["name"], "arguments": arguments},
             }
         ], "tool_calls"
-    text = rule.render(last)
+    text = rule.render(last, structured=structured)
     # Keep whitespace with its word so the pieces join back into the text.
     words = re.findall(r"\s*\S+", text) or [""]
     return words[:max_tokens], "length" if len(words) > max_tokens else "stop"

@@ -166,6 +166,13 @@ class ScriptRule(BaseModel):
     model_config = _Strict
 
     match: str = Field(".*", description="Regex searched in the last message's content.")
+    system: str | None = Field(
+        None,
+        description=(
+            "Regex searched in the system prompt too: scripts one agent's replies "
+            "(its instructions) apart from another's."
+        ),
+    )
     reply: str | None = Field(None, description="Text to stream back.")
     json_reply: Any = Field(None, description="A value to stream back as JSON text.")
     tool_call: dict[str, Any] | None = Field(
@@ -177,12 +184,20 @@ class ScriptRule(BaseModel):
     )
     token_delay_s: float = Field(0.0, ge=0, description="Pause before each token.")
 
-    def render(self, last: str) -> str:
-        """The reply text for a request whose last message is ``last``."""
+    def render(self, last: str, *, structured: bool = True) -> str:
+        """The reply text for a request whose last message is ``last``.
+
+        A ``json_reply`` that is an answer action (``{"action": "answer", "text": ...}``)
+        is sent as its plain text to a request without a JSON schema: an agent that can
+        only answer writes plain text, and one script serves both modes.
+        """
         if self.echo:
             return last
         if self.json_reply is not None:
-            return json.dumps(self.json_reply)
+            reply = self.json_reply
+            if not structured and isinstance(reply, dict) and reply.get("action") == "answer":
+                return str(reply.get("text", ""))
+            return json.dumps(reply)
         return self.reply or ""
 
 

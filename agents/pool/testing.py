@@ -112,7 +112,8 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
             yield problem
             return
         last = _content(request.messages[-1])
-        rule = match_rule(self.rules, last)
+        system = next((_content(m) for m in request.messages if _role(m) == "system"), "")
+        rule = match_rule(self.rules, last, system)
         if rule is None:
             yield self._error(500, f"scripted engine: no rule matches {last[:80]!r}")
             return
@@ -143,8 +144,10 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
             )
             return
         max_tokens = request.max_tokens or 16
-        pieces, reason = reply_pieces(rule, last, max_tokens)
-        mismatch = None if rule.tool_call else _schema_mismatch(request, rule.render(last))
+        structured = getattr(request, "response_format", None) is not None
+        pieces, reason = reply_pieces(rule, last, max_tokens, structured=structured)
+        text = rule.render(last, structured=structured)
+        mismatch = None if rule.tool_call else _schema_mismatch(request, text)
         if mismatch is not None:
             yield self._error(500, f"scripted reply breaks the requested JSON schema: {mismatch}")
             return
@@ -245,6 +248,10 @@ def _schema_mismatch(request: Any, text: str) -> str | None:
 
 def _field(message: Any, name: str) -> Any:
     return message.get(name) if isinstance(message, dict) else getattr(message, name, None)
+
+
+def _role(message: Any) -> str:
+    return str(_field(message, "role") or "")
 
 
 def _content(message: Any) -> str:

@@ -59,6 +59,18 @@ class SamplingParams(BaseModel):
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, description="Most tokens to generate (must be >= 1).")
+    min_tokens: int = Field(
+        0, ge=0, description="Fewest tokens to generate before a stop (benchmarks: equal work)."
+    )
+    repetition_penalty: float | None = Field(
+        None,
+        gt=0,
+        le=2,
+        description=(
+            "vLLM's penalty on tokens already in the prompt or output (> 1 discourages "
+            "repeats); unset leaves the engine's default (1.0)."
+        ),
+    )
     stop: list[str] | None = None
     seed: int | None = None
 

@@ -31,10 +31,12 @@ def answer(match: str, text: str, **extra: Any) -> dict[str, Any]:
 
 
 SCRIPT = [
+    # billing only answers, so it writes plain text: its rules go by its instructions.
+    answer("Invoice total", "42 EUR", system="^You are billing"),
+    answer("", "Billing here: refund issued.", system="^You are billing"),
     {"match": "refund", "json_reply": action("handoff", agent="billing", message="refund")},
     {"match": "broken", "json_reply": action("handoff", agent="tech", message="bug report")},
     {"match": "^invoice", "json_reply": action("ask", agent="billing", question="Invoice total?")},
-    answer("Invoice total", "42 EUR"),
     answer(r"\[ask result\] 42 EUR", "The total is 42 EUR."),
     {"match": "^sum", "json_reply": action("tool", tool="add", arguments={"a": 2, "b": 3})},
     answer(r"\[add result\] 5", "It is 5."),
@@ -45,7 +47,6 @@ SCRIPT = [
         "json_reply": action("tool", tool="wx.forecast", arguments={"city": "Oslo"}),
     },
     answer(r"\[wx.forecast result\] Sunny in Oslo", "Sunny in Oslo."),
-    answer("Handed off to billing", "Billing here: refund issued."),
     answer("Handed off to tech", "Tech here."),
     answer("^slow", " ".join(["word"] * 40), token_delay_s=0.25),
     answer(".", "ok"),
@@ -69,6 +70,7 @@ AGENTS = [
         "name": "billing",
         "model": "m",
         "description": "refunds",
+        "instructions": "You are billing: you issue refunds and know invoices.",
         "scaling": {"min_replicas": 2, "max_replicas": 2},
     },
     {

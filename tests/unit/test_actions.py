@@ -7,7 +7,16 @@ import json
 import jsonschema
 import pytest
 
-from agents.actions import ActionSpace, AnswerStream, action_schema, parse_action
+from agents.actions import (
+    ActionSpace,
+    AnswerStream,
+    RepetitionGuard,
+    action_schema,
+    bound_strings,
+    close_cut_action,
+    parse_action,
+    string_budget,
+)
 from agents.errors import InvalidActionError
 from agents.events import AnswerEvent, TokenEvent
 from agents.spec import AgentSpec, SamplingParams
@@ -31,7 +40,7 @@ SPACE = ActionSpace(
     ],
 )
 def test_every_action_satisfies_the_schema_and_parses(step: dict[str, object]) -> None:
-    jsonschema.validate(step, action_schema(SPACE))
+    jsonschema.validate(step, action_schema(SPACE, 256))
     parsed = parse_action(json.dumps(step), SPACE)
     assert parsed.kind == step["action"]
 
@@ -53,7 +62,7 @@ def test_bad_actions_name_the_problem(step: object, why: str) -> None:
 
 def test_a_router_cannot_answer() -> None:
     router = ActionSpace(tools=[], handoffs=["billing"], asks=[], can_answer=False)
-    assert "answer" not in json.dumps(action_schema(router))
+    assert "answer" not in json.dumps(action_schema(router, 64))
     with pytest.raises(InvalidActionError):
         parse_action('{"action": "answer", "text": "I will answer anyway"}', router)
 
@@ -76,12 +85,105 @@ def test_answer_stream_ignores_other_actions() -> None:
 
 async def test_an_answer_cut_off_by_max_tokens_is_kept_and_marked() -> None:
     words = " ".join(["a"] * 12)
-    gen = ScriptedGenerator([{"match": ".", "json_reply": action("answer", text=words)}])
-    spec = AgentSpec(name="terse", model="m", sampling=SamplingParams(max_tokens=10))
-    events = await LocalApp([spec], generator=gen).send("talk")
+    gen = ScriptedGenerator(
+        [{"match": ".", "json_reply": action("answer", text=words)}, {"match": ".", "reply": "x"}]
+    )
+    # An agent with a peer writes JSON actions: the answer is cut inside its JSON.
+    spec = AgentSpec(
+        name="terse", model="m", sampling=SamplingParams(max_tokens=10), asks=["other"]
+    )
+    other = AgentSpec(name="other", model="m")
+    events = await LocalApp([spec, other], generator=gen).send("talk")
     [answer] = [e for e in events if isinstance(e, AnswerEvent)]
     assert answer.truncated and words.startswith(answer.text) and answer.text
     assert "".join(e.text for e in events if isinstance(e, TokenEvent)) == answer.text
-    # The schema bounds the text by the step's tokens, so guided decoding closes it.
-    schema = gen.requests[0].json_schema
-    assert schema is not None and schema["properties"]["text"]["maxLength"] == 30
+
+
+async def test_an_agent_that_only_answers_writes_plain_text() -> None:
+    gen = ScriptedGenerator([{"match": ".", "reply": "Plain words, no JSON."}])
+    spec = AgentSpec(name="plain", model="m")
+    events = await LocalApp([spec], generator=gen).send("talk")
+    [answer] = [e for e in events if isinstance(e, AnswerEvent)]
+    assert answer.text == "Plain words, no JSON." and not answer.truncated
+    [request] = gen.requests
+    assert request.json_schema is None and "JSON action" not in request.messages[0].content
+    cut = AgentSpec(name="plain", model="m", sampling=SamplingParams(max_tokens=2))
+    events = await LocalApp([cut], generator=gen).send("talk")
+    [answer] = [e for e in events if isinstance(e, AnswerEvent)]
+    assert answer.text == "Plain words," and answer.truncated
+
+
+async def test_a_repeating_answer_ends_after_its_first_round() -> None:
+    junk = "2022-04-28 12:12:52" + ".12" * 60
+    gen = ScriptedGenerator([{"match": ".", "reply": junk}])
+    events = await LocalApp([AgentSpec(name="plain", model="m")], generator=gen).send("when?")
+    [answer] = [e for e in events if isinstance(e, AnswerEvent)]
+    # The loop is "2.1" from the "2" of ":52" on: the answer keeps one round of it.
+    assert answer.truncated and answer.text == "2022-04-28 12:12:52.1"
+
+
+def test_repetition_guard_spares_ordinary_text() -> None:
+    guard = RepetitionGuard()
+    prose = "The invoice shows two charges. " + "=" * 80 + " The second one is refunded. "
+    assert not any(guard.feed(prose[i : i + 3]) for i in range(0, len(prose), 3))
+    assert RepetitionGuard().feed("ab" * 60)
+    looping = RepetitionGuard()
+    assert looping.feed("Intro. " + "I can help you with that. " * 9)
+    kept = looping.text[: looping.keep]
+    assert kept.startswith("Intro. I can help you with that") and kept.count("help") == 1
+
+
+@pytest.mark.parametrize("max_tokens", [16, 32, 64, 192])
+def test_every_peer_string_fits_the_steps_budget(max_tokens: int) -> None:
+    schema = action_schema(SPACE, max_tokens)
+    for variant in schema["anyOf"]:
+        props = variant["properties"]
+        kind = props["action"]["enum"][0]
+        for key in ("message", "question"):
+            if key in props:
+                bound = props[key]["maxLength"]
+                skeleton = json.dumps({"action": kind, "agent": props["agent"]["enum"][0], key: ""})
+                # The skeleton at 2 characters a token, the text at one: within budget
+                # (a step too small for the skeleton gets no text at all).
+                assert bound == 0 or len(skeleton) / 2 + bound <= max_tokens
+
+
+def test_a_router_picks_from_an_enum_and_its_note_is_optional_and_short() -> None:
+    router = ActionSpace(tools=[], handoffs=["billing", "tech"], asks=[], can_answer=False)
+    assert router.router and not router.answer_only
+    schema = action_schema(router, 512)
+    assert schema["required"] == ["action", "agent"]
+    assert schema["properties"]["agent"] == {"enum": ["billing", "tech"]}
+    assert schema["properties"]["message"]["maxLength"] == 160
+    jsonschema.validate({"action": "handoff", "agent": "tech"}, schema)
+    assert parse_action('{"action": "handoff", "agent": "tech"}', router).agent == "tech"
+    # With a tight step the note shrinks to what fits.
+    assert action_schema(router, 32)["properties"]["message"]["maxLength"] < 32
+
+
+def test_tool_arguments_share_the_budget_and_keep_tighter_bounds() -> None:
+    params = {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string"},
+            "note": {"type": "string", "maxLength": 5},
+            "mode": {"type": "string", "enum": ["fast", "slow"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    bounded = bound_strings(params, 90)
+    props = bounded["properties"]
+    assert props["query"]["maxLength"] == 30 and props["note"]["maxLength"] == 5
+    assert "maxLength" not in props["mode"] and props["tags"]["items"]["maxLength"] == 30
+    assert "maxLength" not in params["properties"]["query"]  # the tool's own is untouched
+    assert string_budget(8, "x" * 40) == 0
+
+
+def test_a_cut_hand_off_or_ask_is_closed_where_it_was_cut() -> None:
+    cut = '{"action": "handoff", "agent": "billing", "message": "over to yo'
+    assert json.loads(close_cut_action(cut) or "")["message"] == "over to yo"
+    escape = '{"action": "ask", "agent": "research", "question": "why \\u00'
+    assert json.loads(close_cut_action(escape) or "")["question"] == "why "
+    assert close_cut_action('{"action": "tool", "tool": "rm", "arguments": {"path": "/') is None
+    assert close_cut_action('{"action": "handoff", "agent": "bil') is not None
+    assert close_cut_action('{"action": "handoff", "agent"') is None

@@ -32,7 +32,7 @@ FAST = (0.01, 0.01)  # recovery pauses for tests
 
 
 def agent(name: str, **fields: Any) -> AgentSpec:
-    return AgentSpec(name=name, model="m", **fields)
+    return AgentSpec(name=name, model="m", **{"instructions": f"You are {name}.", **fields})
 
 
 def rule(match: str, kind: str, **fields: Any) -> dict[str, Any]:
@@ -207,8 +207,9 @@ async def test_a_turn_whose_agent_replica_died_mid_tool_call_goes_on() -> None:
 async def test_a_hand_off_whose_target_died_resumes_on_the_target() -> None:
     gen = ScriptedGenerator(
         [
+            # billing only answers: it sees the user's message last (plain text).
+            {**rule("refund", "answer", text="refunded"), "system": "^You are billing"},
             rule("refund", "handoff", agent="billing", message="refund"),
-            rule("Handed off to billing", "answer", text="refunded"),
         ]
     )
     app = LocalApp(

@@ -41,11 +41,17 @@ def divide(a: int, b: int) -> float:
 
 
 def agent(name: str, **fields: Any) -> AgentSpec:
-    return AgentSpec(name=name, model="m", **fields)
+    return AgentSpec(name=name, model="m", **{"instructions": f"You are {name}.", **fields})
 
 
 def rule(match: str, kind: str, **fields: Any) -> dict[str, Any]:
     return {"match": match, "json_reply": action(kind, **fields)}
+
+
+def rule_of(name: str, match: str, kind: str, **fields: Any) -> dict[str, Any]:
+    """A rule for agent ``name`` only (found by its instructions): an agent that only
+    answers sees the user's message last, not a hand-off."""
+    return {**rule(match, kind, **fields), "system": f"^You are {name}\\."}
 
 
 def kinds(events: list[Event]) -> list[str]:
@@ -58,7 +64,8 @@ def of(events: list[Event], cls: type[Any]) -> list[Any]:
 
 async def test_answer_streams_tokens_then_stores_the_answer() -> None:
     gen = ScriptedGenerator([rule("hello", "answer", text='Hi "there", friend \\o/')])
-    app = LocalApp([agent("solo")], generator=gen)
+    # With a peer to ask, the agent writes JSON actions: the answer streams out of one.
+    app = LocalApp([agent("solo", asks=["other"]), agent("other")], generator=gen)
     events = await app.send("hello", conversation_id="c1")
     assert kinds(events) == ["message", "answer", "done"]
     tokens = of(events, TokenEvent)
@@ -126,8 +133,8 @@ def triage_app(gen: ScriptedGenerator, **kw: Any) -> LocalApp:
 async def test_handoff_a_to_b_continues_the_turn_and_b_keeps_the_conversation() -> None:
     gen = ScriptedGenerator(
         [
+            rule_of("billing", "refund", "answer", text="Refund issued."),
             rule("refund", "handoff", agent="billing", message="wants a refund"),
-            rule("Handed off to billing", "answer", text="Refund issued."),
             rule("thanks", "answer", text="You are welcome."),
         ]
     )
@@ -245,12 +252,8 @@ async def test_deadline_expiry() -> None:
 async def test_deadline_propagates_to_peers() -> None:
     gen = ScriptedGenerator(
         [
+            {**rule_of("b", "go", "answer", text="x " * 50), "token_delay_s": 0.05},
             rule("go", "handoff", agent="b", message=""),
-            {
-                "match": "Handed off",
-                "json_reply": action("answer", text="x " * 50),
-                "token_delay_s": 0.05,
-            },
         ]
     )
     app = LocalApp([agent("a", handoffs=["b"]), agent("b")], generator=gen)

@@ -29,6 +29,7 @@ from ray.llm._internal.serve.core.server.builder import build_llm_deployment
 from ray.serve.deployment import Application
 
 from agents.pool import weights
+from agents.pool.routing import SESSION_ROUTER
 from agents.pool.server import (
     CPU_BIND_KEY,
     MIN_REMOTE_PREFILL_KEY,
@@ -40,8 +41,8 @@ from agents.pool.spec import ModelSpec, PoolSpec, Replicas, deployment_name
 from agents.pool.testing import ScriptedEngine
 
 __all__ = [
-    "CONSISTENT_HASH_ROUTER",
     "INGRESS_NAME",
+    "SESSION_ROUTER",
     "build_pool_app",
     "deployment_name",
     "llm_configs",
@@ -50,7 +51,6 @@ __all__ = [
 
 INGRESS_NAME = "pool-ingress"
 NIXL_CPU_MODULE = "agents.pool.nixl_cpu"
-CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter"
 _NIXL_PORT_BASE = 20000
 
 
@@ -222,7 +222,7 @@ def _deployment_config(model: ModelSpec, replicas: Replicas) -> dict[str, Any]:
         config["num_replicas"] = replicas.replicas
     if model.session_affinity:
         config["request_router_config"] = {
-            "request_router_class": CONSISTENT_HASH_ROUTER,
+            "request_router_class": SESSION_ROUTER,
             "request_router_kwargs": {"num_fallback_replicas": 0},
         }
     return config

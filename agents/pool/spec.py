@@ -259,7 +259,8 @@ class ModelSpec(BaseModel):
         True,
         description=(
             "Send all requests of one session (conversation) to the same replicas while "
-            "they are healthy, so the prefix cache serves the growing history."
+            "they are healthy, so the prefix cache serves the growing history; a new "
+            "session goes to the replica with the fewest active ones."
         ),
     )
 

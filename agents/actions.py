@@ -43,12 +43,13 @@ __all__ = [
     "close_cut_action",
     "describe_actions",
     "parse_action",
+    "system_prompt",
 ]
 
 # Bounds what one agent tells another, so a small model cannot ramble to max_tokens.
 PEER_TEXT_MAX_CHARS = 400
 # A router's hand-off note is optional and short: the specialist reads the conversation.
-ROUTER_NOTE_MAX_CHARS = 160
+ROUTER_NOTE_MAX_CHARS = 60
 # JSON keys and punctuation (`{"action": "handoff", "agent": "`) tokenize at about
 # 2 characters a token; free text at worst at one (ASCII never takes more tokens than
 # characters: '12.12.12...' is the degenerate case).
@@ -224,6 +225,22 @@ def _text_schema(max_chars: int | None) -> dict[str, Any]:
     return {"type": "string"} if max_chars is None else {"type": "string", "maxLength": max_chars}
 
 
+def system_prompt(instructions: str, space: ActionSpace, peers: dict[str, str]) -> str:
+    """The system prompt of a schema-mode step: the instructions and the actions.
+
+    A router gets no JSON menu (the grammar holds it to its one action): its peers come
+    first, its instructions last, nearest the conversation. SmolLM2-135M routed 30 of
+    32 billing questions right that way, and 0 of 32 with the menu after the
+    instructions (``benchmarks/peers.py``'s openings, temperature 0).
+    """
+    if space.router:
+        listed = "\n".join(
+            f"- {name}: {peers.get(name) or 'a peer agent'}" for name in space.handoffs
+        )
+        return f"Agents you can hand the conversation to:\n{listed}\n\n{instructions}"
+    return f"{instructions}\n\n{describe_actions(space, peers)}"
+
+
 def describe_actions(space: ActionSpace, peers: dict[str, str]) -> str:
     """The part of the system prompt that explains the actions."""
     lines = ["Reply with exactly one JSON action and nothing else:"]
@@ -241,16 +258,10 @@ def describe_actions(space: ActionSpace, peers: dict[str, str]) -> str:
             f"{json.dumps(tool.parameters)}"
         )
     for name in space.handoffs:
-        action = (
-            f'{{"action": "handoff", "agent": "{name}"}}'
-            if space.router
-            else f'{{"action": "handoff", "agent": "{name}", "message": "..."}}'
-        )
         lines.append(
-            f"- {action}: hand the conversation to {name} ({peers.get(name) or 'a peer agent'})."
+            f'- {{"action": "handoff", "agent": "{name}", "message": "..."}}: hand the '
+            f"conversation to {name} ({peers.get(name) or 'a peer agent'})."
         )
-    if space.router:
-        lines.append('A hand-off may add a short "message" for the next agent; it is optional.')
     for name in space.asks:
         lines.append(
             f'- {{"action": "ask", "agent": "{name}", "question": "..."}}: ask {name} '

@@ -35,7 +35,7 @@ from agents.actions import (
     RepetitionGuard,
     action_schema,
     close_cut_action,
-    describe_actions,
+    system_prompt,
 )
 from agents.actions import parse_action as parse_schema_action
 from agents.errors import (
@@ -280,7 +280,7 @@ class AgentLoop:
         today = datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
         system = render_instructions(self.spec, ctx.variables, today)
         if schema:
-            system += "\n\n" + describe_actions(space, self._peer_descriptions)
+            system = system_prompt(system, space, self._peer_descriptions)
         elif space.answer_only:
             notes = handoff_notes(history, self.spec.name)
             system += f"\n\n{notes}" if notes else ""

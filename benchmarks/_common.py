@@ -1,4 +1,5 @@
-"""What every benchmark shares: percentiles, the phase runner, a local Serve, the table.
+"""What every benchmark shares: percentiles and spreads, the phase runner, a local
+Serve, vLLM's own OpenAI server as the reference, the table.
 
 Light on purpose (no Ray or vLLM at import): a benchmark's measuring subprocesses
 import it too.
@@ -7,12 +8,15 @@ import it too.
 from __future__ import annotations
 
 import json
+import math
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 Phase = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -29,6 +33,39 @@ def summary(seconds: list[float]) -> dict[str, float]:
     """p50 and p99 in milliseconds of durations in seconds."""
     ms = [s * 1000 for s in seconds]
     return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "n": len(ms)}
+
+
+def spread(values: Sequence[float], scale: float = 1.0) -> dict[str, float]:
+    """Sample count, min, p50, p99 and max of ``values`` times ``scale`` (NaN when empty)."""
+    xs = sorted(v * scale for v in values)
+    nan = float("nan")
+    return {
+        "n": len(xs),
+        "min": xs[0] if xs else nan,
+        "p50": pct(xs, 50),
+        "p99": pct(xs, 99),
+        "max": xs[-1] if xs else nan,
+    }
+
+
+def show(stats: Mapping[str, float], unit: str = "", digits: int = 2, at: str = "p50") -> str:
+    """A figure with its spread and sample count: ``p50 1.23 s (1.10-1.40, n=48)``."""
+    unit = f" {unit}" if unit else ""
+    return (
+        f"{at} {stats[at]:.{digits}f}{unit} "
+        f"({stats['min']:.{digits}f}-{stats['max']:.{digits}f}, n={stats['n']:.0f})"
+    )
+
+
+def goal(value: float, op: Literal["<=", ">="], bound: float) -> dict[str, Any]:
+    """A ratio against its goal: ``{"value", "goal", "met"}`` (NaN never meets it)."""
+    met = not math.isnan(value) and (value <= bound if op == "<=" else value >= bound)
+    return {"value": value, "goal": f"{op} {bound:g}x", "met": met}
+
+
+def verdict(g: Mapping[str, Any]) -> str:
+    """The goal column of a ``goal``: ``>= 0.97x: met``."""
+    return f"{g['goal']}: {'met' if g['met'] else 'NOT met'}"
 
 
 async def run_phases(
@@ -83,6 +120,55 @@ async def wait_healthy(http: Any, server: Any, log_path: Path) -> None:
             pass
         await asyncio.sleep(1)
     raise RuntimeError(f"vLLM's server did not come up; see {log_path}")
+
+
+def server_command(model: Mapping[str, Any], port: int) -> tuple[list[str], dict[str, str]]:
+    """vLLM's OpenAI server with the engine settings the pool gives ``model``.
+
+    ``model`` is a pool ``ModelSpec`` (as a dict); the flags come from the same
+    ``llm_configs`` the pool deploys with (dtype, max_model_len, max_num_seqs, prefix
+    caching, structured outputs, enforce_eager, ...), the environment from its
+    runtime_env (KV cache size) and its first ``decode.cpu_bind`` (thread binding).
+    """
+    from agents.pool.builder import llm_configs
+    from agents.pool.server import CPU_BIND_KEY
+    from agents.pool.spec import ModelSpec
+
+    config, _ = llm_configs(ModelSpec.model_validate(model))
+    loading = config.model_loading_config
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(port)]
+    source, model_id = getattr(loading, "model_source", None), getattr(loading, "model_id", None)
+    argv += ["--model", str(source), "--served-model-name", str(model_id)]
+    for name, value in config.engine_kwargs.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
+    env = dict((config.runtime_env or {}).get("env_vars", {}))
+    binds = config.experimental_configs.get(CPU_BIND_KEY)
+    if binds:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = binds[0]
+    return argv, {**os.environ, **env}
+
+
+@asynccontextmanager
+async def vllm_server(model: Mapping[str, Any], port: int, log_path: Path) -> AsyncIterator[Any]:
+    """vLLM's own OpenAI server for ``model`` as a subprocess, up and healthy (an
+    ``httpx.AsyncClient`` on it is yielded); stopped on exit."""
+    import httpx
+
+    argv, env = server_command(model, port)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+                await wait_healthy(http, server, log_path)
+                yield http
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
 
 
 def table(rows: Sequence[tuple[str, str, str]]) -> str:

@@ -29,20 +29,17 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from agents.pool.types import GenerateRequest
-from benchmarks._common import local_serve, pct, run_phases, summary, table, wait_healthy
+from benchmarks._common import local_serve, pct, run_phases, summary, table, vllm_server
 
 MODEL = "builtin:smollm2-135m-instruct"
 MODEL_ID = "smollm2"
@@ -52,7 +49,7 @@ MESSAGE = "What is the capital of France?"
 SERVE_PORT = 8768
 VLLM_PORT = 8769
 # The overhead phase's model: aggregated on both cores, float32, eager, 1 GiB of KV
-# cache; vLLM's own server gets its settings from this same spec (``server_command``).
+# cache; vLLM's own server gets its settings from this same spec (``vllm_server``).
 REAL_MODEL: dict[str, Any] = {
     "id": MODEL_ID,
     "source": MODEL,
@@ -125,44 +122,6 @@ def server_body(request: GenerateRequest) -> dict[str, Any]:
     return body
 
 
-def server_command(port: int) -> tuple[list[str], dict[str, str]]:
-    """vLLM's OpenAI server with the engine settings the pool gives ``REAL_MODEL``."""
-    from agents.pool.builder import llm_configs
-    from agents.pool.server import CPU_BIND_KEY
-    from agents.pool.spec import ModelSpec
-
-    config, _ = llm_configs(ModelSpec.model_validate(REAL_MODEL))
-    loading = config.model_loading_config
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(port)]
-    source, model_id = getattr(loading, "model_source", None), getattr(loading, "model_id", None)
-    argv += ["--model", str(source), "--served-model-name", str(model_id)]
-    for name, value in config.engine_kwargs.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        else:
-            argv += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
-    env = dict((config.runtime_env or {}).get("env_vars", {}))
-    env["VLLM_CPU_OMP_THREADS_BIND"] = config.experimental_configs[CPU_BIND_KEY][0]
-    return argv, {**os.environ, **env}
-
-
-@asynccontextmanager
-async def vllm_server(port: int, log_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """vLLM's own OpenAI server as a subprocess, up and healthy; stopped on exit."""
-    argv, env = server_command(port)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
-                await wait_healthy(http, server, log_path)
-                yield http
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-
-
 async def timed(work: Awaitable[T]) -> tuple[float, T]:
     """Seconds ``work`` takes (it starts when awaited), and its value."""
     start = time.perf_counter()
@@ -196,7 +155,7 @@ async def phase_overhead(
     log = Path("benchmarks/results/vllm_server_api.log")
     base = f"http://127.0.0.1:{SERVE_PORT}"
     async with (
-        vllm_server(VLLM_PORT, log) as direct,
+        vllm_server(REAL_MODEL, VLLM_PORT, log) as direct,
         httpx.AsyncClient(base_url=base, headers=auth(), timeout=300) as http,
     ):
         deploy(app, agent(MODEL_ID, sampling=sampling), REAL_MODEL, db, **HIGH_LIMITS)

@@ -190,6 +190,14 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
             yield chunk
         self._prefixes.remember(session, ids, _completion_tokens(last))
 
+    def _prepare_prefill_request(self, request: Any) -> Any:
+        # Ray cuts the prefill to max_tokens=1 but keeps min_tokens, which vLLM then
+        # refuses (min_tokens > max_tokens): the prefill generates one token, no more.
+        prefill = super()._prepare_prefill_request(request)
+        if getattr(prefill, "min_tokens", 0):
+            prefill.min_tokens = 0
+        return prefill
+
     def _decode_reuse_ids(self, prefill_chunk: Any) -> Any:
         # Ray's PD flow calls this as soon as the prefill replica answered.
         marks = _PREFILLED.get()

@@ -213,6 +213,14 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
             return self._error(404, f"The model `{request.model}` does not exist.")
         if request.max_tokens is not None and request.max_tokens < 1:
             return self._error(400, f"max_tokens must be at least 1, got {request.max_tokens}.")
+        min_tokens = getattr(request, "min_tokens", 0) or 0
+        if request.max_tokens is not None and min_tokens > request.max_tokens:
+            # vLLM's own check, which a prefill clamped to one token must not trip.
+            return self._error(
+                400,
+                f"min_tokens must be less than or equal to max_tokens={request.max_tokens}, "
+                f"got {min_tokens}.",
+            )
         if prompt_tokens + (request.max_tokens or 0) > self.max_model_len:
             return self._error(
                 400,

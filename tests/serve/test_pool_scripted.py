@@ -151,6 +151,19 @@ async def test_conditional_disaggregation(pool: PoolClient) -> None:
     assert follow.route.new_tokens_estimate is not None and follow.route.new_tokens_estimate < 20
 
 
+async def test_min_tokens_survives_a_remote_prefill(pool: PoolClient) -> None:
+    # Ray clamps the prefill to one token; its min_tokens must not exceed that.
+    long_text = " ".join(f"m{i}" for i in range(40))
+    request = GenerateRequest(
+        model="pd",
+        messages=[Message(role="user", content=long_text)],
+        sampling=SamplingParams(max_tokens=64, min_tokens=8),
+        session_id="pd-min",
+    )
+    done = await pool.complete(request)
+    assert done.route is not None and done.route.disaggregated and done.text == long_text
+
+
 async def test_structured_output_request_reaches_the_engine(pool: PoolClient) -> None:
     schema = {"type": "object", "properties": {"tool": {"type": "string"}}}
     done = await pool.complete(ask("pd", "json please").model_copy(update={"json_schema": schema}))

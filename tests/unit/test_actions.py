@@ -16,6 +16,7 @@ from agents.actions import (
     close_cut_action,
     parse_action,
     string_budget,
+    system_prompt,
 )
 from agents.errors import InvalidActionError
 from agents.events import AnswerEvent, TokenEvent
@@ -154,7 +155,7 @@ def test_a_router_picks_from_an_enum_and_its_note_is_optional_and_short() -> Non
     schema = action_schema(router, 512)
     assert schema["required"] == ["action", "agent"]
     assert schema["properties"]["agent"] == {"enum": ["billing", "tech"]}
-    assert schema["properties"]["message"]["maxLength"] == 160
+    assert schema["properties"]["message"]["maxLength"] == 60
     jsonschema.validate({"action": "handoff", "agent": "tech"}, schema)
     assert parse_action('{"action": "handoff", "agent": "tech"}', router).agent == "tech"
     # With a tight step the note shrinks to what fits.
@@ -187,3 +188,13 @@ def test_a_cut_hand_off_or_ask_is_closed_where_it_was_cut() -> None:
     assert close_cut_action('{"action": "tool", "tool": "rm", "arguments": {"path": "/') is None
     assert close_cut_action('{"action": "handoff", "agent": "bil') is not None
     assert close_cut_action('{"action": "handoff", "agent"') is None
+
+
+def test_a_router_reads_its_peers_first_and_no_json_menu() -> None:
+    router = ActionSpace(tools=[], handoffs=["billing", "tech"], asks=[], can_answer=False)
+    peers = {"billing": "invoices and refunds", "tech": "outages and logins"}
+    prompt = system_prompt("Route the customer.", router, peers)
+    assert prompt.endswith("Route the customer.") and '"action"' not in prompt
+    assert "- billing: invoices and refunds\n- tech: outages and logins" in prompt
+    worker = ActionSpace(tools=[], handoffs=["billing"], asks=[])
+    assert system_prompt("Help.", worker, peers).startswith("Help.\n\nReply with exactly one JSON")

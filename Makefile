@@ -13,7 +13,7 @@ PYTEST = $(BIN)/python -m pytest -p no:cacheprovider $(1) $(PYTEST_ARGS) || { rc
 	[ $$rc -ne 5 ] || echo "pytest collected no tests (exit 5): that is a failure" >&2; \
 	exit $$rc; }
 
-.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api bench-soak bench-peers plots clean
+.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api bench-soak bench-peers bench-reliability plots clean
 
 install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
@@ -47,7 +47,7 @@ test: install lint
 test-fast: $(STAMP)
 	$(call PYTEST,-q -m "not serve and not vllm and not chaos and not root and not network and not postgres")
 
-bench: bench-pool bench-agents bench-tools bench-api plots
+bench: bench-pool bench-agents bench-tools bench-api bench-reliability plots
 
 bench-pool: install
 	$(BIN)/python -m benchmarks.pool --out benchmarks/results/pool.json
@@ -60,6 +60,11 @@ bench-tools: install
 
 bench-api: install
 	$(BIN)/python -m benchmarks.api --out benchmarks/results/api.json
+
+# The default app and the three examples on the real model, 20 conversations each:
+# how often the model breaks an action (invalid_action; the goal is never).
+bench-reliability: install
+	$(BIN)/python -m benchmarks.reliability --out benchmarks/results/reliability.json
 
 # LangGraph and langchain-openai (the peer) and matplotlib: only for these targets.
 BENCH_STAMP := $(VENV)/.bench-installed

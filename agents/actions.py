@@ -15,7 +15,7 @@ A small model must not be able to break a step:
 
 - every free string is bounded by the step's token budget (``action_schema``), so the
   grammar closes the JSON before ``max_tokens`` would cut it;
-- a router (hand-offs only) picks its peer from an enum; its note is optional and short;
+- a router (hand-offs only) picks its peer from an enum and writes nothing else;
 - an agent that can only answer gets no action format at all: it writes plain text;
 - degenerate repetition ("12.12.12...") in an answer is caught (``RepetitionGuard``)
   and the answer ends there, marked truncated;
@@ -48,8 +48,6 @@ __all__ = [
 
 # Bounds what one agent tells another, so a small model cannot ramble to max_tokens.
 PEER_TEXT_MAX_CHARS = 400
-# A router's hand-off note is optional and short: the specialist reads the conversation.
-ROUTER_NOTE_MAX_CHARS = 60
 # JSON keys and punctuation (`{"action": "handoff", "agent": "`) tokenize at about
 # 2 characters a token; free text at worst at one (ASCII never takes more tokens than
 # characters: '12.12.12...' is the degenerate case).
@@ -96,11 +94,11 @@ class ActionSpace:
         return bool(self.handoffs) and not (self.can_answer or self.tools or self.asks)
 
 
-def _object(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": properties,
-        "required": [name for name in properties if name not in optional],
+        "required": list(properties),
         "additionalProperties": False,
     }
 
@@ -141,17 +139,21 @@ def action_schema(space: ActionSpace, max_tokens: int) -> dict[str, Any]:
                 }
             )
         )
-    if space.handoffs:
-        cap = ROUTER_NOTE_MAX_CHARS if space.router else PEER_TEXT_MAX_CHARS
+    if space.router:
+        # A router only picks the peer, who reads the conversation: no note. Given one,
+        # SmolLM2 copied the user's message into it every time (~30 tokens a route).
+        variants.append(
+            _object({"action": {"enum": ["handoff"]}, "agent": {"enum": list(space.handoffs)}})
+        )
+    elif space.handoffs:
+        message = _peer_text(max_tokens, "handoff", space.handoffs, "message", PEER_TEXT_MAX_CHARS)
         variants.append(
             _object(
                 {
                     "action": {"enum": ["handoff"]},
                     "agent": {"enum": list(space.handoffs)},
-                    "message": _peer_text(max_tokens, "handoff", space.handoffs, "message", cap),
-                },
-                # A router only has to pick the peer: its note is optional.
-                optional=("message",) if space.router else (),
+                    "message": message,
+                }
             )
         )
     if space.asks:

@@ -91,7 +91,7 @@ def orders_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 SUPPORT_RULES = [
-    rule("charged twice", "handoff", agent="billing", message="Order A1002 charged twice"),
+    rule("charged twice", "handoff", agent="billing"),
     rule("Handed off to billing", "tool", tool="lookup_order", arguments={"order_id": "A1002"}),
     rule(
         r'\[lookup_order result\] .*"status": "shipped"',
@@ -111,7 +111,7 @@ SUPPORT_RULES = [
         text="Order A1002 has shipped (DHL). You were charged twice; I requested a refund "
         "of $49.99.",
     ),
-    rule("will not power on", "handoff", agent="tech_support", message="A1003 router dead"),
+    rule("will not power on", "handoff", agent="tech_support"),
     rule(
         "Handed off to tech_support",
         "tool",

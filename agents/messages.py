@@ -39,7 +39,6 @@ __all__ = [
     "apply_memory",
     "call_message",
     "dump_messages",
-    "handoff_notes",
     "load_messages",
     "messages_from_events",
     "result_message",
@@ -138,9 +137,10 @@ def to_pool_messages(
     ``native``: tool calls and results in OpenAI's tool format. Otherwise (schema mode)
     the model's own steps appear as the JSON actions it wrote, and tool results as
     user messages, which every chat template accepts. ``plain`` (an agent that only
-    answers, in text): a plain chat that ends on the user's message; answers are text,
-    calls and hand-offs are left out and tool results stay as user messages (a
-    hand-off's note goes into the system prompt: ``handoff_notes``).
+    answers, in text): a plain chat; answers are text, calls are left out, tool results
+    stay as user messages and a hand-off's note is a user message where it was written
+    (a router's hand-off has none: the chat ends on the user's message). Every turn
+    renders the same history the same way, so the prefix cache keeps serving it.
     """
     out: list[Message] = []
     for message in history:
@@ -174,25 +174,15 @@ def to_pool_messages(
 
 
 def _plain(message: AIMessage) -> list[Message]:
-    if message.tool_calls:
-        return []
-    output = message.additional_kwargs.get("output")
-    text = json.dumps(output) if output is not None else _text(message)
-    return [Message(role="assistant", content=text)]
-
-
-def handoff_notes(history: Sequence[BaseMessage], agent: str) -> str:
-    """The notes that this turn's hand-offs to ``agent`` carry, one line each."""
-    start = max((i for i, m in enumerate(history) if isinstance(m, HumanMessage)), default=-1)
-    return "\n".join(
-        f"Note from {message.name or 'the previous agent'}: {call['args']['message']}"
-        for message in history[start + 1 :]
-        if isinstance(message, AIMessage)
+    if not message.tool_calls:
+        output = message.additional_kwargs.get("output")
+        text = json.dumps(output) if output is not None else _text(message)
+        return [Message(role="assistant", content=text)]
+    return [
+        Message(role="user", content=f"[note from {message.name}] {call['args']['message']}")
         for call in message.tool_calls
-        if call["name"] == HANDOFF
-        and call["args"].get("agent") == agent
-        and call["args"].get("message")
-    )
+        if call["name"] == HANDOFF and call["args"].get("message")
+    ]
 
 
 def action_text(message: AIMessage) -> str:

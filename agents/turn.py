@@ -71,7 +71,6 @@ from agents.messages import (
     apply_memory,
     call_message,
     dump_messages,
-    handoff_notes,
     result_message,
     to_pool_messages,
 )
@@ -281,9 +280,6 @@ class AgentLoop:
         system = render_instructions(self.spec, ctx.variables, today)
         if schema:
             system = system_prompt(system, space, self._peer_descriptions)
-        elif space.answer_only:
-            notes = handoff_notes(history, self.spec.name)
-            system += f"\n\n{notes}" if notes else ""
         messages = [
             Message(role="system", content=system),
             *to_pool_messages(

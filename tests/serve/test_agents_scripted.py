@@ -34,8 +34,8 @@ SCRIPT = [
     # billing only answers, so it writes plain text: its rules go by its instructions.
     answer("Invoice total", "42 EUR", system="^You are billing"),
     answer("", "Billing here: refund issued.", system="^You are billing"),
-    {"match": "refund", "json_reply": action("handoff", agent="billing", message="refund")},
-    {"match": "broken", "json_reply": action("handoff", agent="tech", message="bug report")},
+    {"match": "refund", "json_reply": action("handoff", agent="billing")},
+    {"match": "broken", "json_reply": action("handoff", agent="tech")},
     {"match": "^invoice", "json_reply": action("ask", agent="billing", question="Invoice total?")},
     answer(r"\[ask result\] 42 EUR", "The total is 42 EUR."),
     {"match": "^sum", "json_reply": action("tool", tool="add", arguments={"a": 2, "b": 3})},

@@ -22,7 +22,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "customer_support" 
 RULES = [
     {
         "match": "where is",
-        "json_reply": action("handoff", agent="tech_support", message="A1002 tracking"),
+        "json_reply": action("handoff", agent="tech_support"),
     },
     {
         "match": "Handed off to tech_support",

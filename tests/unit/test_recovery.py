@@ -209,7 +209,7 @@ async def test_a_hand_off_whose_target_died_resumes_on_the_target() -> None:
         [
             # billing only answers: it sees the user's message last (plain text).
             {**rule("refund", "answer", text="refunded"), "system": "^You are billing"},
-            rule("refund", "handoff", agent="billing", message="refund"),
+            rule("refund", "handoff", agent="billing"),
         ]
     )
     app = LocalApp(

@@ -134,7 +134,7 @@ async def test_handoff_a_to_b_continues_the_turn_and_b_keeps_the_conversation() 
     gen = ScriptedGenerator(
         [
             rule_of("billing", "refund", "answer", text="Refund issued."),
-            rule("refund", "handoff", agent="billing", message="wants a refund"),
+            rule("refund", "handoff", agent="billing"),
             rule("thanks", "answer", text="You are welcome."),
         ]
     )

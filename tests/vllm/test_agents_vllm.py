@@ -78,9 +78,10 @@ def test_sdk_talks_to_agents_on_the_real_model(url: str) -> None:
         assert (handoff.agent, handoff.to_agent) == ("triage", "billing")
         [answer] = [e for e in events if isinstance(e, AnswerEvent)]
         assert answer.agent == "billing" and answer.text.strip()
-        # The answer streamed token by token out of the JSON action as it was generated.
+        # The answer streamed token by token as it was generated (billing only answers:
+        # plain text; an answer cut for repeating itself keeps the streamed start).
         tokens = [e.text for e in events if isinstance(e, TokenEvent)]
-        assert len(tokens) > 3 and "".join(tokens) == answer.text
+        assert len(tokens) > 3 and "".join(tokens).startswith(answer.text)
         done = events[-1]
         assert isinstance(done, DoneEvent) and done.status == "ok"
         assert done.active_agent == "billing" and done.usage.steps == 2

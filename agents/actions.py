@@ -40,9 +40,11 @@ __all__ = [
     "AnswerStream",
     "RepetitionGuard",
     "action_schema",
+    "bound_strings",
     "close_cut_action",
     "describe_actions",
     "parse_action",
+    "string_budget",
     "system_prompt",
 ]
 

@@ -622,6 +622,8 @@ def _native_tools(space: ActionSpace) -> list[dict[str, Any]]:
     ]
     for name, peers, field in ((HANDOFF, space.handoffs, "message"), (ASK, space.asks, "question")):
         if peers:
+            # A router only picks the peer (as in schema mode).
+            text = {} if name == HANDOFF and space.router else {field: {"type": "string"}}
             tools.append(
                 {
                     "type": "function",
@@ -630,11 +632,8 @@ def _native_tools(space: ActionSpace) -> list[dict[str, Any]]:
                         "description": f"{name} to one of: {', '.join(peers)}",
                         "parameters": {
                             "type": "object",
-                            "properties": {
-                                "agent": {"enum": list(peers)},
-                                field: {"type": "string"},
-                            },
-                            "required": ["agent", field],
+                            "properties": {"agent": {"enum": list(peers)}, **text},
+                            "required": ["agent", *text],
                         },
                     },
                 }

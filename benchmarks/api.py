@@ -345,7 +345,7 @@ async def phase_streams(
     app = "bench-api-streams"
     rule = {
         "match": "^slow",
-        "json_reply": action("answer", text=" ".join(["word"] * words)),
+        "json_reply": action("answer", text=" ".join(f"word{i}" for i in range(words))),
         "token_delay_s": token_delay_s,
     }
     model = {"id": "m", "source": MODEL, "scripted": [rule]}

@@ -53,7 +53,7 @@ def app(db: Path, cache_size: int) -> Any:
         {"match": "^sum", "json_reply": action("tool", tool="add", arguments={"a": 2, "b": 3})},
         answer(r"\[add result\]", "It is 5."),
         answer("Handed off to billing", "Billing here: the refund is on its way."),
-        answer("^tell", " ".join(["more"] * 24)),
+        answer("^tell", " ".join(f"more{i}" for i in range(24))),
         answer("", "You are welcome."),
     ]
     pool = {

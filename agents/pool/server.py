@@ -190,13 +190,8 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
             yield chunk
         self._prefixes.remember(session, ids, _completion_tokens(last))
 
-    def _prepare_prefill_request(self, request: Any) -> Any:
-        # Ray cuts the prefill to max_tokens=1 but keeps min_tokens, which vLLM then
-        # refuses (min_tokens > max_tokens): the prefill generates one token, no more.
-        prefill = super()._prepare_prefill_request(request)
-        if getattr(prefill, "min_tokens", 0):
-            prefill.min_tokens = 0
-        return prefill
+    def _get_connector_backend(self) -> Any:
+        return _OneTokenPrefill(super()._get_connector_backend())
 
     def _decode_reuse_ids(self, prefill_chunk: Any) -> Any:
         # Ray's PD flow calls this as soon as the prefill replica answered.
@@ -227,6 +222,27 @@ class PoolDecodeServer(_Generate, PDDecodeServer):
                 raise InvalidRequestError(f"cannot tokenize the prompt: {response}")
             return list(tokens)
         return []
+
+
+class _OneTokenPrefill:
+    """A KV connector backend whose prefill requests carry no ``min_tokens``.
+
+    Ray cuts the prefill to ``max_tokens=1`` but keeps ``min_tokens``, which vLLM then
+    refuses (min_tokens > max_tokens): a request with ``min_tokens`` could not be
+    prefilled remotely. The decode request keeps it.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def prepare_prefill_request(self, *, request: Any, peer: Any) -> Any:
+        prefill = self._backend.prepare_prefill_request(request=request, peer=peer)
+        if getattr(prefill, "min_tokens", 0):
+            prefill.min_tokens = 0
+        return prefill
 
 
 async def _timing_prefill(stream: AsyncIterator[Any], route: RouteInfo) -> AsyncIterator[Any]:

@@ -45,8 +45,8 @@ SCRIPT = [
     {"match": "^sum", "json_reply": action("tool", tool="add", arguments={"a": 2, "b": 3})},
     _answer(r"\[add result\]", "It is 5, or it could not be checked."),
     _answer("Handed off to billing", "Billing here: the refund is on its way."),
-    _answer("^slowly", " ".join(["more"] * 24), delay=0.05),
-    _answer("^very slowly", " ".join(["word"] * 30), delay=0.2),
+    _answer("^slowly", " ".join(f"more{i}" for i in range(24)), delay=0.05),
+    _answer("^very slowly", " ".join(f"word{i}" for i in range(30)), delay=0.2),
     _answer("", "You are welcome."),
 ]
 

@@ -30,6 +30,8 @@ def answer(match: str, text: str, **extra: Any) -> dict[str, Any]:
     return {"match": match, "json_reply": action("answer", text=text), **extra}
 
 
+# A slow answer of distinct words: "word word word ..." would end early, caught repeating.
+SLOW = " ".join(f"word{i}" for i in range(40))
 SCRIPT = [
     # billing only answers, so it writes plain text: its rules go by its instructions.
     answer("Invoice total", "42 EUR", system="^You are billing"),
@@ -48,7 +50,7 @@ SCRIPT = [
     },
     answer(r"\[wx.forecast result\] Sunny in Oslo", "Sunny in Oslo."),
     answer("Handed off to tech", "Tech here."),
-    answer("^slow", " ".join(["word"] * 40), token_delay_s=0.25),
+    answer("^slow", SLOW, token_delay_s=0.25),
     answer(".", "ok"),
 ]
 POOL = {
@@ -282,5 +284,5 @@ async def test_killing_the_replica_mid_conversation_loses_nothing(app: Any) -> N
         "are you there?",
     ]
     assert ("ai", "Billing here: refund issued.") in history
-    assert ("ai", " ".join(["word"] * 40)) in history
+    assert ("ai", SLOW) in history
     assert history[-1] == ("ai", "ok")

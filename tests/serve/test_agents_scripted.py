@@ -35,7 +35,7 @@ SLOW = " ".join(f"word{i}" for i in range(40))
 SCRIPT = [
     # billing only answers, so it writes plain text: its rules go by its instructions.
     answer("Invoice total", "42 EUR", system="^You are billing"),
-    answer("", "Billing here: refund issued.", system="^You are billing"),
+    answer("refund", "Billing here: refund issued.", system="^You are billing"),
     {"match": "refund", "json_reply": action("handoff", agent="billing")},
     {"match": "broken", "json_reply": action("handoff", agent="tech")},
     {"match": "^invoice", "json_reply": action("ask", agent="billing", question="Invoice total?")},

@@ -109,13 +109,18 @@ async def run_app(name: str, runs: int, concurrency: int, db: Path) -> dict[str,
                 nonlocal truncated, steps, ok
                 async with gate:
                     started = time.perf_counter()
-                    conversation = await client.conversations.create()
-                    result = await conversation.send(message, timeout_s=600)
-                    for _ in range(3):  # approve what waits for a person; the turn goes on
-                        if result.status != "paused":
-                            break
-                        call = result.pending_approvals[0].call_id
-                        result = await conversation.approve(call)
+                    try:
+                        conversation = await client.conversations.create()
+                        result = await conversation.send(message, timeout_s=600)
+                        for _ in range(3):  # approve what waits for a person; it goes on
+                            if result.status != "paused":
+                                break
+                            call = result.pending_approvals[0].call_id
+                            result = await conversation.approve(call)
+                    except Exception as exc:  # a failure of the system, counted
+                        errors[type(exc).__name__] += 1
+                        examples.setdefault(type(exc).__name__, f"{message!r}: {exc}")
+                        return
                     latency.append(time.perf_counter() - started)
                 steps += result.usage.steps
                 truncated += any(getattr(e, "truncated", False) for e in result.events)

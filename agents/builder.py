@@ -26,7 +26,7 @@ from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
 from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
 from agents.errors import ConfigError
 from agents.observability.spec import ObservabilitySpec
-from agents.pool.builder import SESSION_ROUTER, pool_servers
+from agents.pool.builder import pool_servers
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS
 from agents.service import DEFAULT_CACHE_SIZE
@@ -39,10 +39,13 @@ from tools.spec import ToolsConfig
 __all__ = ["INGRESS_NAME", "build_agents_app", "build_app", "tools_deployment"]
 
 INGRESS_NAME = "agents-ingress"
-# Every call carries the conversation id as its session id: one replica per conversation,
-# new conversations on the replica with the fewest active ones.
+# Every call carries the conversation id as its session id: one replica per conversation.
+# Several callers reach an agent (the entry, the peers that hand off to it or ask it), so
+# the choice must be the same in every process: plain consistent hashing, not the pool's
+# load-bounded SessionRouter, whose table is per process.
+CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter"
 _STICKY = {
-    "request_router_class": SESSION_ROUTER,
+    "request_router_class": CONSISTENT_HASH_ROUTER,
     "request_router_kwargs": {"num_fallback_replicas": 0},
 }
 

@@ -12,9 +12,11 @@ the affinity and bounds the load:
 - a session idle for longer than ``active_s`` stops counting; past ``max_sessions``
   the least recently seen are forgotten (their next request is placed again).
 
-Each router (one per DeploymentHandle, per process) keeps its own table; requests of
-one conversation come through one agent replica (itself sticky), so one table sees
-them. Requests without a session are spread by the ring (a fresh id each).
+Each router (one per DeploymentHandle, per process) keeps its own table, so it is for
+deployments one caller reaches per session: the pool, whose requests for one
+conversation come from one agent replica (agents themselves route by plain consistent
+hashing: the entry and the peers must agree). Requests without a session are spread by
+the ring (a fresh id each).
 """
 
 from __future__ import annotations

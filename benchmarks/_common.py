@@ -171,6 +171,13 @@ async def vllm_server(model: Mapping[str, Any], port: int, log_path: Path) -> As
             server.wait(timeout=60)
 
 
+def report(results: dict[str, Any], out: Path, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Write ``results`` as JSON to ``out`` and print ``rows`` as the table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(rows))
+
+
 def table(rows: Sequence[tuple[str, str, str]]) -> str:
     """A markdown table of (benchmark, measured, goal) rows."""
     rows = [("benchmark", "measured", "goal"), *rows]

@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 import httpx
 
-from benchmarks._common import goal, local_serve, server_command, show, spread, table, verdict
+from benchmarks._common import goal, local_serve, report, server_command, show, spread, verdict
 from benchmarks._common import wait_healthy as server_healthy
 
 MODEL_ID = "smollm2"
@@ -517,11 +517,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/peers.json"))
     args = parser.parse_args()
     results = asyncio.run(bench(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    import json
-
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(rows(results)))
+    report(results, args.out, rows(results))
 
 
 if __name__ == "__main__":

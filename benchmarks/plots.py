@@ -31,6 +31,12 @@ import matplotlib.pyplot as plt
 Figure = Callable[[dict[str, Any], Path], None]
 
 
+def save(fig: Any, out: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def cdf(ax: Any, samples: Sequence[float], label: str) -> None:
     xs = sorted(samples)
     if xs:
@@ -53,9 +59,7 @@ def peers_latency(results: dict[str, Any], out: Path) -> None:
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def peers_throughput(results: dict[str, Any], out: Path) -> None:
@@ -74,9 +78,7 @@ def peers_throughput(results: dict[str, Any], out: Path) -> None:
     ax.set(ylabel="turns/s", title="W1 throughput (same engines: 2 x 1 core, SmolLM2)")
     ax.tick_params(axis="x", labelsize=8, rotation=15)
     ax.margins(y=0.2)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def pool_streams(results: dict[str, Any], out: Path) -> None:
@@ -96,9 +98,7 @@ def pool_streams(results: dict[str, Any], out: Path) -> None:
     ax.set_xticks(range(len(streams)), [f"{n} streams" for n in streams])
     ax.set(ylabel="tokens/s (bar: median round; dots: rounds)", title="pool vs vLLM's server")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def pool_mixed_itl(results: dict[str, Any], out: Path) -> None:
@@ -117,9 +117,7 @@ def pool_mixed_itl(results: dict[str, Any], out: Path) -> None:
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 def agents_hop(results: dict[str, Any], out: Path) -> None:
@@ -138,9 +136,7 @@ def agents_hop(results: dict[str, Any], out: Path) -> None:
     ax.boxplot(list(shown.values()), showfliers=False)
     ax.set_xticks(range(1, len(shown) + 1), list(shown), fontsize=8)
     ax.set(ylabel="ms", title="one hop beside the bare calls (scripted engine)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save(fig, out)
 
 
 FIGURES: dict[str, tuple[str, Figure]] = {

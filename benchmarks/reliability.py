@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import local_serve, show, spread, table
+from benchmarks._common import local_serve, report, show, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-reliability-key"
@@ -201,9 +201,7 @@ def main() -> None:
             f"unknown app(s) {', '.join(sorted(unknown))}; choose from {', '.join(APPS)}"
         )
     results = asyncio.run(bench(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(rows(results)))
+    report(results, args.out, rows(results))
 
 
 if __name__ == "__main__":

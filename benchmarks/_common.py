@@ -188,3 +188,99 @@ def table(rows: Sequence[tuple[str, str, str]]) -> str:
     ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CPU time
+
+
+def _proc_stat(pid: str) -> tuple[int, float] | None:
+    """A process's parent pid and its CPU seconds (user + system), from /proc."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_title(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def _role(title: str) -> str:
+    """Which part of a serving stack a process is, from its title (Ray and vLLM set
+    theirs): ``replica <deployment>``, ``engine core``, ``vLLM server``, ``Serve proxy``,
+    ``Ray`` (GCS, raylets, controller, other workers) or ``other``."""
+    if not title:
+        return "other"
+    if title.startswith("ray::ServeReplica:"):
+        _app, _, deployment = title.removeprefix("ray::ServeReplica:").partition(":")
+        return f"replica {deployment.split('.')[0].split(' ')[0]}"
+    if title.startswith("VLLM::"):  # EngineCore, and the Worker that runs the model
+        return "engine"
+    if "vllm.entrypoints.openai.api_server" in title:
+        return "vLLM server"
+    if title.startswith("ray::ProxyActor"):
+        return "Serve proxy"
+    if title.startswith("ray::") or "/ray/" in title.split(" ")[0]:
+        return "Ray"
+    return "other"
+
+
+class CpuMeter:
+    """CPU seconds each part of the stack spent between ``start()`` and ``stop()``.
+
+    Every process on the machine is read from /proc at both ends and its time grouped
+    by ``_role``; this process is ``client``. An engine process, or another process of
+    no known role, is named after its nearest ancestor of a known role: ``engine
+    (replica pool)``, ``engine (vLLM server)``. A process that exits in between loses its time
+    since ``start()`` (none of the benchmarks' processes do mid-run).
+    """
+
+    def __init__(self) -> None:
+        self._before: dict[str, float] = {}
+
+    @staticmethod
+    def _read() -> dict[str, tuple[int, float]]:
+        found = {}
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and (stat := _proc_stat(pid)) is not None:
+                found[pid] = stat
+        return found
+
+    def start(self) -> None:
+        self._before = {pid: cpu for pid, (_, cpu) in self._read().items()}
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds per role since ``start()``, largest first."""
+        now = self._read()
+        roles: dict[str, float] = {}
+        me = str(os.getpid())
+        for pid, (parent, cpu) in now.items():
+            spent = cpu - self._before.get(pid, 0.0)
+            if spent <= 0:
+                continue
+            role = "client" if pid == me else _role(_proc_title(pid))
+            if role in ("engine", "other"):
+                owner = self._owner(str(parent), now, me)
+                if role == "engine" or owner is not None:
+                    role = f"{role} ({owner})"
+            roles[role] = roles.get(role, 0.0) + spent
+        return dict(sorted(roles.items(), key=lambda kv: -kv[1]))
+
+    @staticmethod
+    def _owner(pid: str, procs: Mapping[str, tuple[int, float]], me: str) -> str | None:
+        """The role of ``pid`` or its nearest ancestor that has one besides engine."""
+        for _ in range(8):
+            if pid == me:
+                return "client"
+            role = _role(_proc_title(pid))
+            if role not in ("engine", "other"):
+                return role
+            if pid not in procs:
+                return None
+            pid = str(procs[pid][0])
+        return None

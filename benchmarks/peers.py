@@ -53,7 +53,16 @@ from typing import Any, Literal
 
 import httpx
 
-from benchmarks._common import goal, local_serve, report, server_command, show, spread, verdict
+from benchmarks._common import (
+    CpuMeter,
+    goal,
+    local_serve,
+    report,
+    server_command,
+    show,
+    spread,
+    verdict,
+)
 from benchmarks._common import wait_healthy as server_healthy
 
 MODEL_ID = "smollm2"
@@ -164,6 +173,8 @@ class Tally:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    cpu_s: Counter[str] = field(default_factory=Counter)
+    """CPU seconds per part of the stack over this system's rounds (``CpuMeter``)."""
 
     def report(self) -> dict[str, Any]:
         turns = len(self.latency_s) + sum(self.errors.values())
@@ -180,6 +191,8 @@ class Tally:
             "prompt_tokens": self.prompt_tokens,
             "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
+            "cpu_s": {role: round(cpu, 2) for role, cpu in self.cpu_s.most_common()},
+            "cpu_s_per_turn": sum(self.cpu_s.values()) / turns if turns else float("nan"),
         }
 
 
@@ -197,9 +210,12 @@ Runner = Callable[[int, list[str], Tally], Awaitable[None]]
 
 
 async def run_round(run: Runner, convs: list[list[str]], tally: Tally) -> None:
+    meter = CpuMeter()
+    meter.start()
     started = time.perf_counter()
     await asyncio.gather(*(run(i, messages, tally) for i, messages in enumerate(convs)))
     tally.wall_s += time.perf_counter() - started
+    tally.cpu_s.update(meter.stop())
     tally.conversations += len(convs)
 
 
@@ -424,6 +440,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             warm = conversations(2, 2, seed=10_000)
             for run in systems.values():
                 await run_round(run, warm, Tally())
+            systems = {name: systems[name] for name in args.systems}
             names = list(systems)
             for r in range(args.rounds):
                 convs = conversations(args.conversations, args.turns, seed=r)
@@ -443,6 +460,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count()},
         "settings": {
             "rounds": args.rounds,
+            "systems": args.systems,
             "conversations": args.conversations,
             "turns": args.turns,
             "answer_tokens": ANSWER_TOKENS,
@@ -450,7 +468,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "model": POOL_MODEL,
         },
         "systems": systems_out,
-        "goals": goals(systems_out, args.router_tokens),
+        "goals": goals(systems_out, args.router_tokens) if len(args.systems) == 3 else {},
     }
 
 
@@ -495,6 +513,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "",
             )
         )
+    for name, s in results["systems"].items():
+        top = ", ".join(f"{role} {cpu:.0f}" for role, cpu in list(s["cpu_s"].items())[:6])
+        out.append((f"{name} CPU s", f"{s['cpu_s_per_turn']:.2f} per turn; {top}", ""))
     for key, g in results["goals"].items():
         if isinstance(g, dict) and "goal" in g:
             value = g["value"] if isinstance(g["value"], dict) else f"{g['value']:.2f}x"
@@ -513,6 +534,12 @@ def main() -> None:
         type=lambda s: [int(x) for x in s.split(",") if x],
         default=[32, 192],
         help="More router max_tokens for ray-agents (one round each: failures, routing).",
+    )
+    parser.add_argument(
+        "--systems",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["ray-agents", "langgraph-rr", "langgraph-sticky"],
+        help="Which systems to run (a diagnosis may run fewer; goals need all three).",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/peers.json"))
     args = parser.parse_args()

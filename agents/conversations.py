@@ -138,6 +138,7 @@ class Conversations:
                 timeout_s=request.timeout_s,
                 variables=request.variables,
                 after_seq=request.after_seq,
+                tokens=request.tokens,
             )
             # A caller that leaves closes the turn now, not at garbage collection.
             async with closing(turn) as events:
@@ -175,7 +176,9 @@ class Conversations:
             extra={"conversation_id": turn.conversation_id, "turn_id": turn.turn_id},
         )
         async with self._turn_lock(turn.conversation_id):
-            events = self._continue(turn, runner, agent=None, seen=0, timeout_s=None, variables={})
+            events = self._continue(
+                turn, runner, agent=None, seen=0, timeout_s=None, variables={}, tokens=False
+            )
             async with closing(events) as running:
                 async for _ in running:
                     pass
@@ -190,6 +193,7 @@ class Conversations:
         timeout_s: float | None,
         variables: dict[str, str],
         after_seq: int = 0,
+        tokens: bool = True,
     ) -> AsyncIterator[Event]:
         """Open the turn ``opening`` starts, or join the one its key opened before,
         and stream it to its ``done``, leaving out events up to ``after_seq``."""
@@ -233,6 +237,7 @@ class Conversations:
             seen=seen,
             timeout_s=timeout_s,
             variables=variables,
+            tokens=tokens,
         )
         async with closing(events) as running:
             async for event in running:
@@ -261,10 +266,12 @@ class Conversations:
         seen: int,
         timeout_s: float | None,
         variables: dict[str, str],
+        tokens: bool,
     ) -> AsyncIterator[Event]:
         """Run a turn this runner holds from its stored events to its ``done``,
         renewing its lease meanwhile; events up to ``seen`` are not yielded again.
-        ``agent`` runs it; None: the conversation's active agent, read from the store."""
+        ``agent`` runs it; None: the conversation's active agent, read from the store.
+        ``tokens``: whether its answers stream token events."""
         conversation_id = turn.conversation_id
         deadline = self._clock() + (timeout_s or self._turn_timeout_s)
         running = False
@@ -299,6 +306,7 @@ class Conversations:
                 max_hops=self._max_hops,
                 variables=variables,
                 runner=runner,
+                tokens=tokens,
             )
             opening = stored[0]
             resume = opening if isinstance(opening, ApprovalEvent) else None
@@ -385,6 +393,7 @@ class Conversations:
                 key=f"approval:{request.call_id}",
                 timeout_s=request.timeout_s,
                 variables={},
+                tokens=request.tokens,
             )
             async with closing(turn) as resumed:
                 async for event in resumed:

@@ -49,6 +49,13 @@ class TurnContext(BaseModel):
         default_factory=dict,
         description="The caller's span as W3C trace context ('traceparent'); empty untraced.",
     )
+    tokens: bool = Field(
+        True,
+        description=(
+            "Stream the answers' tokens (token events) as they are generated; False when "
+            "the caller reads only the turn's result."
+        ),
+    )
     runner: str | None = Field(
         None,
         description=(
@@ -121,6 +128,13 @@ class DecisionRequest(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="The resumed turn's deadline, in seconds from now."
     )
+    tokens: bool = Field(
+        True,
+        description=(
+            "Stream the answer's tokens as they are generated (token events); False when "
+            "the caller reads only the result, which saves a message per token per hop."
+        ),
+    )
 
 
 class SendRequest(BaseModel):
@@ -147,6 +161,13 @@ class SendRequest(BaseModel):
     )
     variables: dict[str, str] = Field(
         default_factory=dict, description="Values for instruction placeholders this turn."
+    )
+    tokens: bool = Field(
+        True,
+        description=(
+            "Stream the answer's tokens as they are generated (token events); False when "
+            "the caller reads only the result, which saves a message per token per hop."
+        ),
     )
     after_seq: int = Field(
         0,

@@ -43,7 +43,8 @@ class ScriptedGenerator(Generator):
         self.requests: list[GenerateRequest] = []
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        """Stream the first matching rule's reply, word by word."""
+        """Stream the first matching rule's reply, word by word (all at once when the
+        request is not streamed)."""
         self.requests.append(request)
         last = request.messages[-1].content
         system = next((m.content for m in request.messages if m.role == "system"), "")
@@ -60,8 +61,13 @@ class ScriptedGenerator(Generator):
         mismatch = schema_mismatch(schema, rule.render(last, structured=structured))
         if mismatch is not None:
             raise EngineError(f"scripted reply breaks the requested JSON schema: {mismatch}")
+        tokens = len(pieces)
+        if not request.stream:  # the whole reply at once, after as long as streaming
+            await asyncio.sleep(rule.token_delay_s * len(pieces))
+            text = "".join(p for p in pieces if isinstance(p, str))
+            pieces = ([text] if text else []) + [p for p in pieces if not isinstance(p, str)]
         for piece in pieces:
-            if rule.token_delay_s:
+            if rule.token_delay_s and request.stream:
                 await asyncio.sleep(rule.token_delay_s)
             if isinstance(piece, str):
                 yield TextChunk(text=piece)
@@ -76,7 +82,7 @@ class ScriptedGenerator(Generator):
         prompt = sum(len(m.content.split()) + 1 for m in request.messages)
         yield FinishChunk(
             finish_reason=reason,
-            usage=Usage(prompt_tokens=prompt, completion_tokens=len(pieces)),
+            usage=Usage(prompt_tokens=prompt, completion_tokens=tokens),
         )
 
 

@@ -210,7 +210,8 @@ class AgentLoop:
                         async for token in self._generate(
                             generation.request, deadline, step, answer_stream, guard, generation
                         ):
-                            yield self._event(TokenEvent(text=token), ctx)
+                            if ctx.tokens:
+                                yield self._event(TokenEvent(text=token), ctx)
                         break
                     except EngineLost as exc:
                         if pause is None:
@@ -301,6 +302,9 @@ class AgentLoop:
             tools=_native_tools(space) if native else None,
             tool_choice=("auto" if space.can_answer else "required") if native else None,
             session_id=ctx.conversation_id,
+            # Nobody watches the tokens: the reply comes whole, with no per-token work on
+            # the way (the repetition guard then trims it instead of stopping it).
+            stream=ctx.tokens,
         )
 
     async def _generate(
@@ -315,8 +319,9 @@ class AgentLoop:
         """Stream the step's visible answer text; gather every chunk into ``out``.
 
         In schema mode the text comes out of the JSON action through ``answer``. When
-        ``guard`` finds the text repeating itself, the generation stops there: ``out``
-        then ends with a ``repetition`` finish whose completion tokens are estimated.
+        ``guard`` finds a streamed text repeating itself, the generation stops there:
+        ``out`` then ends with a ``repetition`` finish whose completion tokens are
+        estimated (a reply that was not streamed came whole: the caller trims it).
         """
         schema_mode = request.json_schema is not None
         stream = self._generator.generate(request)
@@ -333,7 +338,9 @@ class AgentLoop:
                     text = answer.feed(chunk.text) if schema_mode else chunk.text
                     if text:
                         yield text
-                    if guard.feed(text):
+                    # A streamed reply stops where it started repeating; one that came
+                    # whole is only trimmed (its finish, with its usage, follows).
+                    if guard.feed(text) and request.stream:
                         generated = sum(len(c.text) for c in out if isinstance(c, TextChunk))
                         usage = Usage(completion_tokens=-(-generated // CHARS_PER_TOKEN))
                         out.append(FinishChunk(finish_reason="repetition", usage=usage))

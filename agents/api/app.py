@@ -304,6 +304,7 @@ async def send_message(
             f"content: {len(body.content)} characters; the limit is {api.limits.max_message_chars}",
         )
     await api.owned(conversation_id, caller)
+    stream = _streamed(request, body.stream)
     send = SendRequest(
         message=body.content,
         conversation_id=conversation_id,
@@ -311,9 +312,10 @@ async def send_message(
         timeout_s=body.timeout_s,
         variables=body.variables,
         after_seq=_last_event_id(request, body.idempotency_key),
+        tokens=stream,
     )
     started = await api.start(caller, api.conversations.send(send))
-    return await _reply(request, api, conversation_id, started, body.stream)
+    return await _reply(request, api, conversation_id, started, stream)
 
 
 @_router.post(
@@ -332,11 +334,16 @@ async def decide(
 ) -> Response:
     """Approve or reject a tool call that waits; the resumed turn is the reply."""
     await api.owned(conversation_id, caller)
+    stream = _streamed(request, body.stream)
     decision = DecisionRequest(
-        conversation_id=conversation_id, call_id=call_id, approved=body.approve, reason=body.reason
+        conversation_id=conversation_id,
+        call_id=call_id,
+        approved=body.approve,
+        reason=body.reason,
+        tokens=stream,
     )
     started = await api.start(caller, api.conversations.decide(decision))
-    return await _reply(request, api, conversation_id, started, body.stream)
+    return await _reply(request, api, conversation_id, started, stream)
 
 
 @_router.get("/v1/models", tags=["openai"])
@@ -366,7 +373,7 @@ async def chat_completions(
         body.messages, max_chars=api.limits.max_message_chars, agent=body.model
     )
     request_id: str = request.state.request_id
-    turn = _stateless_turn(api, caller, body.model, history, text, request_id)
+    turn = _stateless_turn(api, caller, body.model, history, text, request_id, body.stream)
     started = await api.start(caller, turn)
     if not body.stream:
         return JSONResponse(completion(request_id, body.model, await started.all()))
@@ -391,7 +398,13 @@ async def chat_completions(
 
 
 async def _stateless_turn(
-    api: _Api, caller: Caller, agent: str, history: list[Event], text: str, request_id: str
+    api: _Api,
+    caller: Caller,
+    agent: str,
+    history: list[Event],
+    text: str,
+    request_id: str,
+    stream: bool,
 ) -> AsyncGenerator[Event, None]:
     """A turn in a conversation of its own that holds ``history``, deleted at the end."""
     conversations = api.conversations
@@ -403,7 +416,7 @@ async def _stateless_turn(
     try:
         if history:
             await conversations.store.append(info.conversation_id, history)
-        send = SendRequest(message=text, conversation_id=info.conversation_id)
+        send = SendRequest(message=text, conversation_id=info.conversation_id, tokens=stream)
         async with closing(conversations.send(send)) as events:
             async for event in events:
                 yield event
@@ -418,11 +431,17 @@ async def _forget(conversations: Conversations, conversation_id: str) -> None:
         log.warning("could not delete stateless conversation %s: %s", conversation_id, exc)
 
 
+def _streamed(request: Request, stream: bool) -> bool:
+    """Whether the caller asked for the turn as Server-Sent Events (the body's
+    ``stream``, or an ``Accept: text/event-stream`` header)."""
+    return stream or "text/event-stream" in request.headers.get("accept", "")
+
+
 async def _reply(
     request: Request, api: _Api, conversation_id: str, started: _Started, stream: bool
 ) -> Response:
     """The turn as JSON (``TurnResult``), or as an SSE stream of its events."""
-    if not (stream or "text/event-stream" in request.headers.get("accept", "")):
+    if not stream:
         return JSONResponse(_turn_result(conversation_id, await started.all()).model_dump())
     request_id: str = request.state.request_id
 

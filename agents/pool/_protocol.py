@@ -47,17 +47,19 @@ def check_request(request: GenerateRequest) -> None:
 
 
 def chat_request_kwargs(request: GenerateRequest) -> dict[str, Any]:
-    """The OpenAI chat-completion body for ``request`` (always streamed, with usage)."""
+    """The OpenAI chat-completion body for ``request`` (streamed with usage, unless
+    ``request.stream`` is False)."""
     body: dict[str, Any] = {
         "model": request.model,
         "messages": [m.model_dump(exclude_none=True) for m in request.messages],
         "temperature": request.sampling.temperature,
         "top_p": request.sampling.top_p,
         "max_tokens": request.sampling.max_tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": request.stream,
         "request_id": request.request_id,
     }
+    if request.stream:
+        body["stream_options"] = {"include_usage": True}
     for message in body["messages"]:
         for call in message.get("tool_calls", []):
             call["type"] = "function"
@@ -110,7 +112,12 @@ async def parse_stream(items: AsyncIterator[Any]) -> AsyncIterator[list[Chunk]]:
         batch: list[Chunk] = []
         for piece in item if isinstance(item, list) else [item]:
             if not isinstance(piece, str):
-                raise error_from_response(piece)
+                if getattr(piece, "choices", None) is None:
+                    raise error_from_response(piece)
+                chunks, finish, whole = _response_chunks(piece)  # a non-streamed reply
+                batch.extend(chunks)
+                finish_reason, usage = finish or finish_reason, whole or usage
+                continue
             for event in _sse_events(piece):
                 if "error" in event:
                     raise error_from_response(event["error"])
@@ -122,6 +129,42 @@ async def parse_stream(items: AsyncIterator[Any]) -> AsyncIterator[list[Chunk]]:
         if batch:
             yield batch
     yield [FinishChunk(finish_reason=finish_reason, usage=usage)]
+
+
+async def joined(batches: AsyncIterator[list[Chunk]]) -> AsyncIterator[list[Chunk]]:
+    """``batches`` with adjacent text chunks joined into one (fewer objects to send)."""
+    async for batch in batches:
+        out: list[Chunk] = []
+        for chunk in batch:
+            last = out[-1] if out else None
+            if isinstance(chunk, TextChunk) and isinstance(last, TextChunk):
+                out[-1] = TextChunk(text=last.text + chunk.text)
+            else:
+                out.append(chunk)
+        yield out
+
+
+def _response_chunks(response: Any) -> tuple[list[Chunk], str | None, Usage | None]:
+    """A non-streamed ``ChatCompletionResponse``: its chunks, finish reason and usage."""
+    chunks: list[Chunk] = []
+    finish = None
+    for choice in response.choices:
+        finish = choice.finish_reason or finish
+        message = choice.message
+        if message.content:
+            chunks.append(TextChunk(text=message.content))
+        for index, call in enumerate(message.tool_calls or []):
+            chunks.append(
+                ToolCallChunk(
+                    index=index,
+                    id=call.id,
+                    name=call.function.name,
+                    arguments=call.function.arguments or "",
+                )
+            )
+    raw = response.usage
+    usage = _usage(raw.model_dump() if hasattr(raw, "model_dump") else raw) if raw else None
+    return chunks, finish, usage
 
 
 def _sse_events(text: str) -> Iterable[dict[str, Any]]:

@@ -44,7 +44,7 @@ from agents.errors import (
     UnknownModelError,
 )
 from agents.observability import configure_from_env
-from agents.pool._protocol import chat_request_kwargs, check_request, parse_stream
+from agents.pool._protocol import chat_request_kwargs, check_request, joined, parse_stream
 from agents.pool._sessions import SessionPrefixes
 from agents.pool._telemetry import GenerateTelemetry
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
@@ -82,7 +82,7 @@ class _Generate:
         """Generate a chat reply as batches of chunks; the last chunk is a FinishChunk."""
         telemetry = GenerateTelemetry(request, self._replica_name())
         try:
-            async for batch in self._generate(request):
+            async for batch in joined(self._generate(request)):
                 telemetry.batch(batch)
                 yield batch
         except GenerationError as exc:

@@ -155,31 +155,29 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
         # Like vLLM, cache the prompt and the reply: the next turn's history shares both.
         reply = "".join(p for p in pieces if isinstance(p, str))
         self._prompts.append(ids + _token_ids(["<assistant>", *_words(reply)]))
+        self._streaming += 1
+        try:
+            for piece in pieces:
+                if rule.token_delay_s:  # generating takes as long, streamed or not
+                    await asyncio.sleep(rule.token_delay_s)
+                if request.stream:
+                    delta = (
+                        {"content": piece} if isinstance(piece, str) else {"tool_calls": [piece]}
+                    )
+                    yield _sse(request, {"choices": [{"index": 0, "delta": delta}]})
+        finally:  # a cancelled request stops here, as vLLM aborts one
+            self._streaming -= 1
         if not request.stream:
-            text = "".join(p for p in pieces if isinstance(p, str))
+            calls = [p for p in pieces if not isinstance(p, str)]
+            message = {"role": "assistant", "content": reply or None, "tool_calls": calls}
             yield ChatCompletionResponse(
                 id=request.request_id,
                 created=int(time.time()),
                 model=request.model,
-                choices=[  # type: ignore[list-item]
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": reason,
-                    }
-                ],
+                choices=[{"index": 0, "message": message, "finish_reason": reason}],  # type: ignore[list-item]
                 usage=usage,  # type: ignore[arg-type]
             )
             return
-        self._streaming += 1
-        try:
-            for piece in pieces:
-                if rule.token_delay_s:
-                    await asyncio.sleep(rule.token_delay_s)
-                delta = {"content": piece} if isinstance(piece, str) else {"tool_calls": [piece]}
-                yield _sse(request, {"choices": [{"index": 0, "delta": delta}]})
-        finally:  # a cancelled request stops here, as vLLM aborts one
-            self._streaming -= 1
         yield _sse(request, {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
         yield _sse(request, {"choices": [], "usage": usage})
         yield "data: [DONE]\n\n"

@@ -94,6 +94,14 @@ class GenerateRequest(BaseModel):
         None, description="A conversation id: requests that share it share replicas."
     )
     request_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    stream: bool = Field(
+        True,
+        description=(
+            "Stream the reply as it is generated. False: the whole reply comes in one "
+            "batch at the end, and the engine makes no per-token output on the way (for "
+            "a caller that shows no tokens; like a non-streaming OpenAI request)."
+        ),
+    )
     trace: dict[str, str] = Field(
         default_factory=dict,
         description="The caller's span as W3C trace context ('traceparent'); empty untraced.",

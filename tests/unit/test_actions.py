@@ -19,7 +19,7 @@ from agents.actions import (
     system_prompt,
 )
 from agents.errors import InvalidActionError
-from agents.events import AnswerEvent, TokenEvent
+from agents.events import AnswerEvent, DoneEvent, TokenEvent
 from agents.spec import AgentSpec, SamplingParams
 from agents.testing import LocalApp, ScriptedGenerator, action
 from tools.base import ToolDefinition
@@ -121,6 +121,14 @@ async def test_a_repeating_answer_ends_after_its_first_round() -> None:
     [answer] = [e for e in events if isinstance(e, AnswerEvent)]
     # The loop is "2.1" from the "2" of ":52" on: the answer keeps one round of it.
     assert answer.truncated and answer.text == "2022-04-28 12:12:52.1"
+    # A reply that was not streamed (nobody watched its tokens) came whole: trimmed
+    # the same, and its usage is the engine's, not an estimate.
+    app = LocalApp([AgentSpec(name="plain", model="m")], generator=gen)
+    events = await app.send("when?", tokens=False)
+    [answer] = [e for e in events if isinstance(e, AnswerEvent)]
+    assert answer.truncated and answer.text == "2022-04-28 12:12:52.1"
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.usage.completion_tokens == len(junk.split())
 
 
 def test_repetition_guard_spares_ordinary_text() -> None:

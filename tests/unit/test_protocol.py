@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
 import pytest
 
 from agents.errors import (
@@ -12,6 +15,7 @@ from agents.pool._protocol import (
     chat_request_kwargs,
     check_request,
     error_from_response,
+    joined,
     parse_stream,
 )
 from agents.pool.types import (
@@ -24,6 +28,7 @@ from agents.pool.types import (
     TextChunk,
     ToolCall,
     ToolCallChunk,
+    Usage,
     collect,
 )
 
@@ -156,3 +161,35 @@ def test_collect_needs_a_finish() -> None:
         ]
     )
     assert done.route is not None and done.route.disaggregated
+
+
+async def test_joined_joins_adjacent_text_of_a_batch() -> None:
+    async def batches() -> AsyncIterator[list[Chunk]]:
+        yield [TextChunk(text="a"), TextChunk(text="b")]
+        yield [ToolCallChunk(index=0, name="f", arguments="{"), TextChunk(text="c")]
+        yield [TextChunk(text="d"), FinishChunk(finish_reason="stop", usage=Usage())]
+
+    sent = [batch async for batch in joined(batches())]
+    assert [[type(c).__name__ for c in b] for b in sent] == [
+        ["TextChunk"],
+        ["ToolCallChunk", "TextChunk"],
+        ["TextChunk", "FinishChunk"],
+    ]
+    assert [c.text for b in sent for c in b if isinstance(c, TextChunk)] == ["ab", "c", "d"]
+
+
+async def test_parse_a_reply_that_was_not_streamed() -> None:
+    call = SimpleNamespace(id="call_1", function=SimpleNamespace(name="add", arguments='{"a": 1}'))
+    message = SimpleNamespace(content="Hello", tool_calls=[call])
+    usage = {"prompt_tokens": 7, "completion_tokens": 3, "prompt_tokens_details": None}
+    response = SimpleNamespace(
+        choices=[SimpleNamespace(message=message, finish_reason="tool_calls")], usage=usage
+    )
+    done = collect(await chunks(response))
+    assert done.text == "Hello" and done.finish_reason == "tool_calls"
+    assert [(c.id, c.name, c.arguments) for c in done.tool_calls] == [("call_1", "add", '{"a": 1}')]
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (7, 3)
+    # Streamed unless asked otherwise; a reply not streamed asks for no stream options.
+    assert chat_request_kwargs(request())["stream_options"] == {"include_usage": True}
+    body = chat_request_kwargs(request(stream=False))
+    assert body["stream"] is False and "stream_options" not in body

@@ -159,6 +159,26 @@ async def test_handoff_a_to_b_continues_the_turn_and_b_keeps_the_conversation() 
     assert "I want a refund" in contents and "thanks" == contents[-1]
 
 
+async def test_a_caller_that_reads_only_the_result_gets_no_tokens() -> None:
+    gen = ScriptedGenerator(
+        [
+            rule_of("billing", "refund", "answer", text="Refund issued."),
+            rule("refund", "handoff", agent="billing"),
+        ]
+    )
+    app = triage_app(gen)
+    events = await app.send("I want a refund", conversation_id="c2", tokens=False)
+    assert kinds(events) == ["message", "handoff", "answer", "done"]
+    assert not of(events, TokenEvent)
+    assert of(events, AnswerEvent)[0].text == "Refund issued."
+    # No step of the turn, past the hand-off too, asks the pool to stream.
+    assert [r.stream for r in gen.requests] == [False, False]
+    # A caller that streams gets the tokens, which the pool streams as they come.
+    events = await app.send("another refund", conversation_id="c2")
+    assert "".join(t.text for t in of(events, TokenEvent)) == "Refund issued."
+    assert gen.requests[-1].stream
+
+
 async def test_ask_a_to_b_returns_the_answer_as_a_tool_result() -> None:
     gen = ScriptedGenerator(
         [

@@ -7,6 +7,8 @@ file or the part it needs is missing:
 
 - ``peers-latency.png``: W1 turn latency CDF per system (``peers.json``);
 - ``peers-throughput.png``: W1 turns/s per system, with failed turns (``peers.json``);
+- ``peers-cpu.png``: W1 CPU seconds per turn per part of the stack (engines, Serve
+  replicas, Ray, the client...), per system (``peers.json``);
 - ``pool-streams.png``: tokens/s of the pool and of vLLM's own server at 1 and 16
   streams, per round (``pool.json``);
 - ``pool-mixed-itl.png``: inter-token latency CDF of short chats while long prompts
@@ -81,6 +83,35 @@ def peers_throughput(results: dict[str, Any], out: Path) -> None:
     save(fig, out)
 
 
+def peers_cpu(results: dict[str, Any], out: Path) -> None:
+    names = [n for n, s in results["systems"].items() if s.get("cpu_s")]
+    if not names:
+        raise LookupError("peers.json has no cpu_s (measured before CpuMeter)")
+    systems = [results["systems"][n] for n in names]
+    per_turn = [{role: cpu / s["turns"] for role, cpu in s["cpu_s"].items()} for s in systems]
+    # The largest parts by name; the rest of each system's CPU in one "rest" slice.
+    totals: dict[str, float] = {}
+    for shares in per_turn:
+        for role, cpu in shares.items():
+            totals[role] = totals.get(role, 0.0) + cpu
+    shown = sorted(totals, key=lambda r: -totals[r])[:7]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    bottoms = [0.0] * len(names)
+    for i, role in enumerate([*shown, "rest"]):
+        values = [
+            sum(c for r, c in shares.items() if r not in shown)
+            if role == "rest"
+            else shares.get(role, 0.0)
+            for shares in per_turn
+        ]
+        ax.bar(names, values, bottom=bottoms, label=role, color=f"C{i}")
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    ax.set(ylabel="CPU seconds per turn", title="W1: where the CPU went, per part of the stack")
+    ax.tick_params(axis="x", labelsize=8, rotation=15)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    save(fig, out)
+
+
 def pool_streams(results: dict[str, Any], out: Path) -> None:
     runs = (results.get("server") or {}).get("runs")
     if not runs:
@@ -142,6 +173,7 @@ def agents_hop(results: dict[str, Any], out: Path) -> None:
 FIGURES: dict[str, tuple[str, Figure]] = {
     "peers-latency.png": ("peers.json", peers_latency),
     "peers-throughput.png": ("peers.json", peers_throughput),
+    "peers-cpu.png": ("peers.json", peers_cpu),
     "pool-streams.png": ("pool.json", pool_streams),
     "pool-mixed-itl.png": ("pool.json", pool_mixed_itl),
     "agents-hop.png": ("agents.json", agents_hop),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agents.errors import InvalidActionError
@@ -46,6 +46,7 @@ __all__ = [
     "parse_action",
     "string_budget",
     "system_prompt",
+    "without_cycles",
 ]
 
 # Bounds what one agent tells another, so a small model cannot ramble to max_tokens.
@@ -94,6 +95,19 @@ class ActionSpace:
     def router(self) -> bool:
         """Whether the agent only routes: it hands off and can do nothing else."""
         return bool(self.handoffs) and not (self.can_answer or self.tools or self.asks)
+
+
+def without_cycles(space: ActionSpace, agent: str, path: list[str]) -> ActionSpace:
+    """``space`` less the hand-offs that would take an edge of the turn's ``path`` again
+    (``agent->peer``): the grammar then cannot send the turn round in circles, and the
+    agent answers or uses its tools instead. An agent left with nothing else to do keeps
+    them (its hand-off then ends the turn with ``handoff_cycle``)."""
+    open_peers = [peer for peer in space.handoffs if f"{agent}->{peer}" not in path]
+    if open_peers == space.handoffs:
+        return space
+    if not open_peers and not (space.can_answer or space.tools or space.asks):
+        return space
+    return replace(space, handoffs=open_peers)
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:

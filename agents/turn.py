@@ -36,6 +36,7 @@ from agents.actions import (
     action_schema,
     close_cut_action,
     system_prompt,
+    without_cycles,
 )
 from agents.actions import parse_action as parse_schema_action
 from agents.errors import (
@@ -191,7 +192,8 @@ class AgentLoop:
             deadline = min(deadline, ctx.deadline)
         history = list(history)
         try:
-            space = await self.action_space()
+            # Peers this agent already handed the turn to are off the menu for this turn.
+            space = without_cycles(await self.action_space(), self.spec.name, ctx.path)
             if resume is not None:
                 async for event in self._resume(ctx, resume, history, deadline, record):
                     yield event

@@ -239,16 +239,41 @@ async def test_hop_limit() -> None:
     assert [e.type for e in stored] == ["message", "handoff", "handoff", "error", "done"]
 
 
-async def test_cycle_detection_stops_ping_pong() -> None:
+async def test_a_hand_off_that_would_go_round_in_circles_is_off_the_menu() -> None:
+    def handoff(peer: str) -> dict[str, object]:
+        return action("handoff", agent=peer, message="")
+
+    a_may_hand_off = r'(?s)^You are a\..*"agent": "b"'
     gen = ScriptedGenerator(
         [
-            rule("start", "handoff", agent="b", message=""),
-            rule("Handed off to b", "handoff", agent="a", message=""),
-            rule("Handed off to a", "handoff", agent="b", message=""),
+            {"match": ".", "system": a_may_hand_off, "json_reply": handoff("b")},
+            {"match": ".", "system": r"^You are b\.", "json_reply": handoff("a")},
+            {"match": ".", "system": r"^You are a\.", "json_reply": action("answer", text="Done.")},
         ]
     )
     app = LocalApp([agent("a", handoffs=["b"]), agent("b", handoffs=["a"])], generator=gen)
     events = await app.send("start")
+    # a->b, b->a; a may not hand off to b again this turn, so it answers.
+    assert kinds(events) == ["message", "handoff", "handoff", "answer", "done"]
+    assert of(events, AnswerEvent)[0].agent == "a" and events[-1].status == "ok"
+    assert '"b"' not in str(gen.requests[-1].json_schema)
+    # The next turn starts afresh: a may hand off to b again.
+    events = await app.send("again")
+    assert of(events, HandoffEvent)[0].to_agent == "b"
+
+
+async def test_routers_that_can_only_go_round_in_circles_stop() -> None:
+    gen = ScriptedGenerator(
+        [
+            {"match": ".", "system": "- b:", "json_reply": action("handoff", agent="b")},
+            {"match": ".", "system": "- a:", "json_reply": action("handoff", agent="a")},
+        ]
+    )
+    routers = [
+        agent("a", handoffs=["b"], can_answer=False),
+        agent("b", handoffs=["a"], can_answer=False),
+    ]
+    events = await LocalApp(routers, generator=gen).send("start")
     error = of(events, ErrorEvent)[0]
     assert error.code == "handoff_cycle"
     assert "a->b again after a->b, b->a" in error.message

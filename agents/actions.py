@@ -40,6 +40,7 @@ __all__ = [
     "AnswerStream",
     "RepetitionGuard",
     "action_schema",
+    "answering",
     "bound_strings",
     "close_cut_action",
     "describe_actions",
@@ -95,6 +96,14 @@ class ActionSpace:
     def router(self) -> bool:
         """Whether the agent only routes: it hands off and can do nothing else."""
         return bool(self.handoffs) and not (self.can_answer or self.tools or self.asks)
+
+
+def answering(space: ActionSpace) -> ActionSpace:
+    """``space`` with only its answer: an agent's last step, so that a turn ends in an
+    answer rather than in ``max_steps``. An agent that cannot answer keeps its space."""
+    if not space.can_answer:
+        return space
+    return replace(space, tools=[], handoffs=[], asks=[])
 
 
 def without_cycles(space: ActionSpace, agent: str, path: list[str]) -> ActionSpace:

@@ -34,6 +34,7 @@ from agents.actions import (
     AnswerStream,
     RepetitionGuard,
     action_schema,
+    answering,
     close_cut_action,
     system_prompt,
     without_cycles,
@@ -200,8 +201,12 @@ class AgentLoop:
             if recover:
                 async for event in self._recover(ctx, history, usage, record):
                     yield event
-            for _ in range(self.spec.max_steps):
-                request = self._request(ctx, history, space, usage)
+            for step_number in range(1, self.spec.max_steps + 1):
+                # An agent that may answer does so on its last step (or the turn would
+                # end in max_steps): that step offers nothing else.
+                last = step_number == self.spec.max_steps > 1
+                step_space = answering(space) if last else space
+                request = self._request(ctx, history, step_space, usage)
                 for pause in (*ENGINE_RETRY_DELAYS_S, None):
                     # A step whose pool replica died runs again (its tokens stream again).
                     step: list[Any] = []
@@ -231,7 +236,7 @@ class AgentLoop:
                     # The answer went round in circles: it ends after the first round.
                     actions = [Action("answer", text=guard.text[: guard.keep], truncated=True)]
                 else:
-                    actions = self._actions(completion, space, answer_stream)
+                    actions = self._actions(completion, step_space, answer_stream)
                 for action in actions:
                     if action.kind == "answer":
                         answer = AnswerEvent(

@@ -202,11 +202,26 @@ async def test_ask_a_to_b_returns_the_answer_as_a_tool_result() -> None:
     assert [e.type for e in sub] == ["message", "answer", "done"]
 
 
-async def test_max_steps_ends_the_turn_with_an_error() -> None:
-    gen = ScriptedGenerator([rule(".", "tool", tool="add", arguments={"a": 1, "b": 1})])
+async def test_an_agent_that_keeps_calling_tools_answers_on_its_last_step() -> None:
+    tool = rule(".", "tool", tool="add", arguments={"a": 1, "b": 1})
+    gen = ScriptedGenerator(
+        [{**tool, "system": '"action": "tool"'}, {"match": ".", "reply": "It is 2."}]
+    )
     tools = FunctionTools({"add": (add, ADD_SCHEMA)})
     app = LocalApp([agent("loopy", tools=["add"], max_steps=3)], generator=gen, tools=tools)
     events = await app.send("go")
+    # Two steps call the tool; the last offers only the answer (plain text, no menu).
+    assert len(of(events, ToolCallEvent)) == 2
+    assert of(events, AnswerEvent)[0].text == "It is 2."
+    assert isinstance(events[-1], DoneEvent) and events[-1].status == "ok"
+    assert gen.requests[-1].json_schema is None
+
+
+async def test_max_steps_ends_the_turn_of_an_agent_that_cannot_answer() -> None:
+    gen = ScriptedGenerator([rule(".", "tool", tool="add", arguments={"a": 1, "b": 1})])
+    tools = FunctionTools({"add": (add, ADD_SCHEMA)})
+    loopy = agent("loopy", tools=["add"], max_steps=3, can_answer=False)
+    events = await LocalApp([loopy], generator=gen, tools=tools).send("go")
     assert len(of(events, ToolCallEvent)) == 3
     error = of(events, ErrorEvent)[0]
     assert error.code == "max_steps" and "3 steps" in error.message

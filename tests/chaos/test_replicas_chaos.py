@@ -87,23 +87,31 @@ def test_a_stream_whose_api_replicas_died_resumes_with_last_event_id(url: str) -
     assert resumed and resumed[0].headers["last-event-id"] == str(stored[0].seq)
 
 
-def test_a_client_that_leaves_mid_answer_stops_the_engines_request(url: str) -> None:
+def busiest_engine() -> int:
+    """Requests the busier pool replica's engine is working on now.
+
+    Which replica an agent's router chose is its own (SessionRouter's table is per
+    process): ask without a session, so the ring spreads the asks over both replicas
+    (missing one in 16 tries: 2**-16), and take the largest answer.
+    """
     from ray import serve
 
+    engine = serve.get_deployment_handle("pool-m", APP)
+    return max(engine.running_requests.remote().result() for _ in range(16))
+
+
+def test_a_client_that_leaves_mid_answer_stops_the_engines_request(url: str) -> None:
     with Client(url, KEY, max_retries=3, timeout=60) as client:
         conv = client.conversations.create(agent="billing")
-        engine = serve.get_deployment_handle("pool-m", APP).options(session_id=conv.id)
         with conv.stream("very slowly, please") as stream:
             tokens = 0
             for event in stream:
                 tokens += isinstance(event, TokenEvent)
                 if tokens == 3:
                     break
-            assert engine.running_requests.remote().result() == 1  # the reply streams
+            assert busiest_engine() == 1  # the reply streams
         left = time.monotonic()
-        while (running := engine.running_requests.remote().result()) and (
-            time.monotonic() - left < 2.0
-        ):
+        while (running := busiest_engine()) and (time.monotonic() - left < 2.0):
             time.sleep(0.1)
         stopped_after = time.monotonic() - left
         log = conv.messages()
@@ -113,16 +121,11 @@ def test_a_client_that_leaves_mid_answer_stops_the_engines_request(url: str) -> 
 
 
 def test_a_deadline_that_passes_stops_the_engines_request(url: str) -> None:
-    from ray import serve
-
     with Client(url, KEY, max_retries=3, timeout=60) as client:
         conv = client.conversations.create(agent="billing")
-        engine = serve.get_deployment_handle("pool-m", APP).options(session_id=conv.id)
         result = conv.send("very slowly, please", timeout_s=1.0)  # the reply takes 6 s
         ended = time.monotonic()
-        while (running := engine.running_requests.remote().result()) and (
-            time.monotonic() - ended < 2.0
-        ):
+        while (running := busiest_engine()) and time.monotonic() - ended < 2.0:
             time.sleep(0.1)
     assert result.status == "error" and result.error is not None
     assert result.error.code == "deadline_exceeded"

@@ -212,7 +212,7 @@ def _proc_title(pid: str) -> str:
 
 def _role(title: str) -> str:
     """Which part of a serving stack a process is, from its title (Ray and vLLM set
-    theirs): ``replica <deployment>``, ``engine core``, ``vLLM server``, ``Serve proxy``,
+    theirs): ``replica <deployment>``, ``engine``, ``vLLM server``, ``Serve proxy``,
     ``Ray`` (GCS, raylets, controller, other workers) or ``other``."""
     if not title:
         return "other"
@@ -259,25 +259,34 @@ class CpuMeter:
         now = self._read()
         roles: dict[str, float] = {}
         me = str(os.getpid())
+        titles: dict[str, str] = {}  # each title read once, ancestors included
+
+        def role_of(pid: str) -> str:
+            if pid not in titles:
+                titles[pid] = _role(_proc_title(pid))
+            return titles[pid]
+
         for pid, (parent, cpu) in now.items():
             spent = cpu - self._before.get(pid, 0.0)
             if spent <= 0:
                 continue
-            role = "client" if pid == me else _role(_proc_title(pid))
+            role = "client" if pid == me else role_of(pid)
             if role in ("engine", "other"):
-                owner = self._owner(str(parent), now, me)
+                owner = self._owner(str(parent), now, me, role_of)
                 if role == "engine" or owner is not None:
                     role = f"{role} ({owner})"
             roles[role] = roles.get(role, 0.0) + spent
         return dict(sorted(roles.items(), key=lambda kv: -kv[1]))
 
     @staticmethod
-    def _owner(pid: str, procs: Mapping[str, tuple[int, float]], me: str) -> str | None:
+    def _owner(
+        pid: str, procs: Mapping[str, tuple[int, float]], me: str, role_of: Callable[[str], str]
+    ) -> str | None:
         """The role of ``pid`` or its nearest ancestor that has one besides engine."""
         for _ in range(8):
             if pid == me:
                 return "client"
-            role = _role(_proc_title(pid))
+            role = role_of(pid)
             if role not in ("engine", "other"):
                 return role
             if pid not in procs:

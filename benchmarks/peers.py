@@ -543,6 +543,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/peers.json"))
     args = parser.parse_args()
+    known = ("ray-agents", "langgraph-rr", "langgraph-sticky")
+    if unknown := [s for s in args.systems if s not in known]:
+        parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     results = asyncio.run(bench(args))
     report(results, args.out, rows(results))
 

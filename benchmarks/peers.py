@@ -31,7 +31,9 @@ each system's prefix caches start equal. Extra rounds run ray-agents with the ro
 JSON: ``systems.<name>``: ``turns``, ``failed``, ``errors`` (code -> count), ``wall_s``,
 ``turns_per_s``, ``latency_s`` (every turn's seconds, for CDFs) and its ``spread``
 (n/min/p50/p99/max), ``routed_right`` / ``conversations`` (first turn went to billing),
-``prompt_tokens``, ``cached_tokens``, ``completion_tokens``; ``goals``; ``settings``.
+``prompt_tokens``, ``cached_tokens``, ``completion_tokens``; ``by_turn.<n>`` (n = 1 for
+the opening): ``spread``, ``prompt_tokens``, ``cached_tokens``; ``cpu_s`` and
+``cpu_s_per_turn``; ``goals``; ``settings``.
 """
 
 from __future__ import annotations
@@ -175,6 +177,21 @@ class Tally:
     completion_tokens: int = 0
     cpu_s: Counter[str] = field(default_factory=Counter)
     """CPU seconds per part of the stack over this system's rounds (``CpuMeter``)."""
+    by_turn: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Per turn number (1 = the opening): latencies, prompt and cached tokens."""
+
+    def turn(self, n: int, seconds: float, prompt: int, cached: int, completion: int) -> None:
+        """Count the ``n``-th turn of a conversation (0-based) that took ``seconds``."""
+        self.latency_s.append(seconds)
+        self.prompt_tokens += prompt
+        self.cached_tokens += cached
+        self.completion_tokens += completion
+        row = self.by_turn.setdefault(
+            n + 1, {"latency_s": [], "prompt_tokens": 0, "cached_tokens": 0}
+        )
+        row["latency_s"].append(seconds)
+        row["prompt_tokens"] += prompt
+        row["cached_tokens"] += cached
 
     def report(self) -> dict[str, Any]:
         turns = len(self.latency_s) + sum(self.errors.values())
@@ -193,6 +210,14 @@ class Tally:
             "completion_tokens": self.completion_tokens,
             "cpu_s": {role: round(cpu, 2) for role, cpu in self.cpu_s.most_common()},
             "cpu_s_per_turn": sum(self.cpu_s.values()) / turns if turns else float("nan"),
+            "by_turn": {
+                n: {
+                    "spread": spread(row["latency_s"]),
+                    "prompt_tokens": row["prompt_tokens"],
+                    "cached_tokens": row["cached_tokens"],
+                }
+                for n, row in sorted(self.by_turn.items())
+            },
         }
 
 
@@ -282,10 +307,14 @@ def ray_agents(client: Any, router: str) -> Runner:
             if result.status != "ok":
                 tally.errors[result.error.code if result.error else result.status] += 1
                 continue
-            tally.latency_s.append(time.perf_counter() - started)
-            tally.prompt_tokens += result.usage.prompt_tokens
-            tally.cached_tokens += result.usage.cached_tokens
-            tally.completion_tokens += result.usage.completion_tokens
+            usage = result.usage
+            tally.turn(
+                n,
+                time.perf_counter() - started,
+                usage.prompt_tokens,
+                usage.cached_tokens,
+                usage.completion_tokens,
+            )
             if n == 0 and result.agent == "billing":
                 tally.routed_right += 1
 
@@ -339,11 +368,11 @@ def langgraph(servers: list[str], router_tokens: int, routing: Literal["rr", "st
         return next(cycle) % len(servers)
 
     def count(config: Any, usage: dict[str, Any] | None) -> None:
-        tally: Tally = config["configurable"]["tally"]
+        turn: Counter[str] = config["configurable"]["usage"]
         usage = usage or {}
-        tally.prompt_tokens += usage.get("input_tokens", 0)
-        tally.completion_tokens += usage.get("output_tokens", 0)
-        tally.cached_tokens += (usage.get("input_token_details") or {}).get("cache_read", 0)
+        turn["prompt"] += usage.get("input_tokens", 0)
+        turn["completion"] += usage.get("output_tokens", 0)
+        turn["cached"] += (usage.get("input_token_details") or {}).get("cache_read", 0)
 
     async def triage(state: State) -> dict[str, Any]:
         config = get_config()
@@ -375,15 +404,17 @@ def langgraph(servers: list[str], router_tokens: int, routing: Literal["rr", "st
 
     async def run(index: int, messages: list[str], tally: Tally) -> None:
         thread = f"w1-{routing}-{time.monotonic_ns()}-{index}"
-        config = {"configurable": {"thread_id": thread, "index": index, "tally": tally}}
         for n, message in enumerate(messages):
+            usage: Counter[str] = Counter()
+            config = {"configurable": {"thread_id": thread, "index": index, "usage": usage}}
             started = time.perf_counter()
             try:
                 state = await app.ainvoke({"messages": [HumanMessage(message)]}, config)
             except Exception as exc:
                 failed(tally, exc)
                 continue
-            tally.latency_s.append(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            tally.turn(n, seconds, usage["prompt"], usage["cached"], usage["completion"])
             if n == 0 and state.get("active") == "billing":
                 tally.routed_right += 1
 
@@ -513,6 +544,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "",
             )
         )
+    for name, s in results["systems"].items():
+        turns = "; ".join(
+            f"{n}: p50 {t['spread']['p50']:.1f} s, p99 {t['spread']['p99']:.1f} s, "
+            f"uncached {(t['prompt_tokens'] - t['cached_tokens']) / t['spread']['n']:.0f}"
+            for n, t in s["by_turn"].items()
+        )
+        out.append((f"{name} by turn", turns, ""))
     for name, s in results["systems"].items():
         top = ", ".join(f"{role} {cpu:.0f}" for role, cpu in list(s["cpu_s"].items())[:6])
         out.append((f"{name} CPU s", f"{s['cpu_s_per_turn']:.2f} per turn; {top}", ""))

@@ -19,7 +19,7 @@ from agents.conversations import DEFAULT_LEASE_S, RECOVERY_DELAYS_S, Conversatio
 from agents.errors import EngineError
 from agents.events import Event
 from agents.peers import LocalPeers
-from agents.pool._script import match_rule, reply_pieces, schema_mismatch
+from agents.pool._script import match_rule, reply_pieces, router_schema, schema_mismatch
 from agents.pool.generator import Generator
 from agents.pool.spec import ScriptRule
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, TextChunk, ToolCallChunk, Usage
@@ -54,11 +54,13 @@ class ScriptedGenerator(Generator):
         if rule.error is not None:
             raise EngineError(f"scripted generator failure ({rule.error})")
         structured = request.json_schema is not None
+        router = router_schema(request.json_schema)
         pieces, reason = reply_pieces(
-            rule, last, request.sampling.max_tokens, structured=structured
+            rule, last, request.sampling.max_tokens, structured=structured, router=router
         )
         schema = None if rule.tool_call else request.json_schema
-        mismatch = schema_mismatch(schema, rule.render(last, structured=structured))
+        text = rule.render(last, structured=structured, router=router)
+        mismatch = schema_mismatch(schema, text)
         if mismatch is not None:
             raise EngineError(f"scripted reply breaks the requested JSON schema: {mismatch}")
         tokens = len(pieces)

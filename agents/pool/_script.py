@@ -27,7 +27,7 @@ def match_rule(rules: Sequence[ScriptRule], last: str, system: str = "") -> Scri
 
 
 def reply_pieces(
-    rule: ScriptRule, last: str, max_tokens: int, *, structured: bool = True
+    rule: ScriptRule, last: str, max_tokens: int, *, structured: bool = True, router: bool = False
 ) -> tuple[list[Any], str]:
     """The reply as streamed pieces (words with their leading space, or one tool call)
     and its finish reason.
@@ -45,10 +45,15 @@ def reply_pieces(
                 "function": {"name": rule.tool_call["name"], "arguments": arguments},
             }
         ], "tool_calls"
-    text = rule.render(last, structured=structured)
+    text = rule.render(last, structured=structured, router=router)
     # Keep whitespace with its word so the pieces join back into the text.
     words = re.findall(r"\s*\S+", text) or [""]
     return words[:max_tokens], "length" if len(words) > max_tokens else "stop"
+
+
+def router_schema(schema: dict[str, Any] | None) -> bool:
+    """Whether ``schema`` is a router's step: the peer alone, no action name."""
+    return schema is not None and set(schema.get("properties", ())) == {"agent"}
 
 
 def schema_mismatch(schema: dict[str, Any] | None, text: str) -> str | None:

@@ -184,19 +184,24 @@ class ScriptRule(BaseModel):
     )
     token_delay_s: float = Field(0.0, ge=0, description="Pause before each token.")
 
-    def render(self, last: str, *, structured: bool = True) -> str:
+    def render(self, last: str, *, structured: bool = True, router: bool = False) -> str:
         """The reply text for a request whose last message is ``last``.
 
-        A ``json_reply`` that is an answer action (``{"action": "answer", "text": ...}``)
-        is sent as its plain text to a request without a JSON schema: an agent that can
-        only answer writes plain text, and one script serves both modes.
+        One script serves every mode, as the agent would write it: a ``json_reply`` that
+        is an answer action (``{"action": "answer", "text": ...}``) is sent as its plain
+        text to a request without a JSON schema (an agent that can only answer writes
+        plain text), and a hand-off action without its ``action`` name to a ``router``'s
+        request (a router writes only the peer: ``{"agent": ...}``).
         """
         if self.echo:
             return last
         if self.json_reply is not None:
             reply = self.json_reply
-            if not structured and isinstance(reply, dict) and reply.get("action") == "answer":
+            kind = reply.get("action") if isinstance(reply, dict) else None
+            if not structured and kind == "answer":
                 return str(reply.get("text", ""))
+            if router and kind == "handoff":
+                return json.dumps({k: v for k, v in reply.items() if k != "action"})
             return json.dumps(reply)
         return self.reply or ""
 

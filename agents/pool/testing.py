@@ -29,7 +29,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.core.engine.protocol import LLMEngine
 
-from agents.pool._script import match_rule, reply_pieces, schema_mismatch
+from agents.pool._script import match_rule, reply_pieces, router_schema, schema_mismatch
 from agents.pool._sessions import common_prefix_len
 from agents.pool.spec import ScriptRule
 
@@ -145,9 +145,10 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
             return
         max_tokens = request.max_tokens or 16
         structured = getattr(request, "response_format", None) is not None
-        pieces, reason = reply_pieces(rule, last, max_tokens, structured=structured)
-        text = rule.render(last, structured=structured)
-        mismatch = None if rule.tool_call else _schema_mismatch(request, text)
+        router = router_schema(_json_schema(request))
+        pieces, reason = reply_pieces(rule, last, max_tokens, structured=structured, router=router)
+        text = rule.render(last, structured=structured, router=router)
+        mismatch = None if rule.tool_call else schema_mismatch(_json_schema(request), text)
         if mismatch is not None:
             yield self._error(500, f"scripted reply breaks the requested JSON schema: {mismatch}")
             return
@@ -245,11 +246,11 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
         return ErrorResponse(error=ErrorInfo(message=message, type=kind, code=code))
 
 
-def _schema_mismatch(request: Any, text: str) -> str | None:
-    """Why ``text`` does not satisfy the request's JSON schema, or None."""
+def _json_schema(request: Any) -> dict[str, Any] | None:
+    """The request's JSON schema (OpenAI's ``response_format``), or None."""
     fmt = getattr(request, "response_format", None)
     spec = getattr(fmt, "json_schema", None) if fmt is not None else None
-    return schema_mismatch(getattr(spec, "json_schema", None), text)
+    return getattr(spec, "json_schema", None)
 
 
 def _field(message: Any, name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -161,12 +162,22 @@ def test_a_router_only_picks_its_peer_from_an_enum() -> None:
     router = ActionSpace(tools=[], handoffs=["billing", "tech"], asks=[], can_answer=False)
     assert router.router and not router.answer_only
     schema = action_schema(router, 32)
-    assert schema["required"] == ["action", "agent"] == list(schema["properties"])
+    # The peer alone: no note, and no action name (its one action needs none).
+    assert schema["required"] == ["agent"] == list(schema["properties"])
     assert schema["properties"]["agent"] == {"enum": ["billing", "tech"]}
-    jsonschema.validate({"action": "handoff", "agent": "tech"}, schema)
+    jsonschema.validate({"agent": "tech"}, schema)
+    step = parse_action('{"agent": "tech"}', router)
+    assert (step.kind, step.agent, step.text) == ("handoff", "tech", "")
+    # A step written before routers dropped the name still reads.
     assert parse_action('{"action": "handoff", "agent": "tech"}', router).agent == "tech"
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"action": "handoff", "agent": "tech", "message": "hi"}, schema)
+    for extra in ({"agent": "tech", "message": "hi"}, {"action": "handoff", "agent": "tech"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(extra, schema)
+    with pytest.raises(InvalidActionError):
+        parse_action('{"agent": "sales"}', router)
+    # An agent that may also answer still names its actions.
+    with pytest.raises(InvalidActionError, match="unknown or forbidden action None"):
+        parse_action('{"agent": "tech"}', replace(router, can_answer=True))
 
 
 def test_tool_arguments_share_the_budget_and_keep_tighter_bounds() -> None:

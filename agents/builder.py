@@ -73,7 +73,8 @@ def build_agents_app(
     the tool executor imports function tools from (an app's own tool modules).
     ``observability`` reaches every deployment's replicas through their environment.
 
-    Raises ConfigError naming every broken reference (unknown peers, models, tools).
+    Raises ConfigError naming every broken reference (unknown peers, models, tools)
+    and a ``store`` the deployments cannot share (in memory).
     """
     if not agents:
         raise ConfigError("an app needs at least one agent")
@@ -83,6 +84,7 @@ def build_agents_app(
             pool=pool,
             tools=tools,
             agents=list(agents),
+            store=store,
         )
     )
     env = (observability or ObservabilitySpec()).env_vars()

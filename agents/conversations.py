@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -80,6 +82,8 @@ RECOVERY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 """The pauses before each resumption of a turn whose agent replica died: 4 tries in
 about 7.5 s, the time Serve takes to notice a dead replica and route around it."""
 _NEW_CONVERSATIONS = uuid.UUID("0b8f6a62-2f7e-4a57-9a8e-2b3f9d3c6a10")
+_DECISION_WINDOW = 16
+"""Events read at a time, newest first, to find the call a decision is for."""
 RunTurn = Callable[[str, TurnRequest], AsyncIterator[Event]]
 log = logging.getLogger("ray_agents.conversations")
 
@@ -139,6 +143,7 @@ class Conversations:
                 variables=request.variables,
                 after_seq=request.after_seq,
                 tokens=request.tokens,
+                fingerprint=_fingerprint(request),
             )
             # A caller that leaves closes the turn now, not at garbage collection.
             async with closing(turn) as events:
@@ -194,9 +199,11 @@ class Conversations:
         variables: dict[str, str],
         after_seq: int = 0,
         tokens: bool = True,
+        fingerprint: str | None = None,
     ) -> AsyncIterator[Event]:
         """Open the turn ``opening`` starts, or join the one its key opened before,
-        and stream it to its ``done``, leaving out events up to ``after_seq``."""
+        and stream it to its ``done``, leaving out events up to ``after_seq``.
+        ``fingerprint`` digests the request; a join must bring the same one."""
         runner = uuid.uuid4().hex
         turn, created = await self.store.begin_turn(
             conversation_id,
@@ -205,10 +212,11 @@ class Conversations:
             agent=agent,
             lease_until=self._lease(),
             runner=runner,
+            fingerprint=fingerprint,
         )
         seen = after_seq
         if not created:
-            await self._check_same(turn, opening, key)
+            await self._check_same(turn, opening, key, fingerprint)
             # A retry: follow the turn while it runs elsewhere, take it over if its
             # runner died, replay it if it ended.
             while True:
@@ -244,14 +252,23 @@ class Conversations:
                 yield event
 
     async def _check_same(
-        self, turn: TurnRecord, opening: MessageEvent | ApprovalEvent, key: str
+        self,
+        turn: TurnRecord,
+        opening: MessageEvent | ApprovalEvent,
+        key: str,
+        fingerprint: str | None,
     ) -> None:
-        """Refuse a retry whose request differs from the one that opened the turn."""
+        """Refuse a retry whose request differs from the one that opened the turn: its
+        stored opening event, and the fingerprint of the rest (turns stored before
+        fingerprints were kept have none: their opening event alone decides)."""
         first = await self.store.events(
             turn.conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id, limit=1
         )
         fields = ("type", "content", "call_id", "approved")
-        if first and any(getattr(first[0], f, None) != getattr(opening, f, None) for f in fields):
+        differs = bool(first) and any(
+            getattr(first[0], f, None) != getattr(opening, f, None) for f in fields
+        )
+        if differs or turn.fingerprint not in (None, fingerprint):
             raise IdempotencyConflict(
                 f"idempotency key {key!r} was used for a different request in this "
                 "conversation; a retry must repeat it exactly (a new message needs a new key)"
@@ -359,27 +376,23 @@ class Conversations:
     async def decide(self, request: DecisionRequest) -> AsyncGenerator[Event, None]:
         """Approve or reject a paused tool call and run the turn that resumes it.
 
-        The decision is stored first and opens the resuming turn; deciding twice
-        replays that turn. Raises ``NoPendingApproval`` when nothing waits for it.
+        The decision is stored first and opens the resuming turn; deciding twice the
+        same way replays that turn. Raises ``NoPendingApproval`` when nothing waits for
+        it: no such call, a call a later message closed, or one already decided the
+        other way.
         """
         conversation_id = request.conversation_id
+        key = f"approval:{request.call_id}"
         async with self._turn_lock(conversation_id):
-            if await self.store.conversation(conversation_id) is None:
+            info = await self.store.conversation(conversation_id)
+            if info is None:
                 raise ConversationNotFound(f"no conversation with id {conversation_id!r}")
-            events = await self.store.events(conversation_id)
-            pending = next(
-                (
-                    e
-                    for e in reversed(events)
-                    if isinstance(e, ApprovalRequiredEvent) and e.call_id == request.call_id
-                ),
-                None,
-            )
-            if pending is None:
-                raise NoPendingApproval(
-                    f"no tool call {request.call_id!r} waits for approval in {conversation_id!r}"
-                )
-            agent = pending.agent or self.default_agent
+            decided = await self.store.turn(conversation_id, key)
+            if decided is not None:
+                agent = await self._decided_agent(decided, request)
+            else:
+                pending = await self._pending_approval(info, request.call_id)
+                agent = pending.agent or self.default_agent
             decision = ApprovalEvent(
                 call_id=request.call_id,
                 approved=request.approved,
@@ -390,7 +403,7 @@ class Conversations:
                 conversation_id,
                 agent,
                 decision,
-                key=f"approval:{request.call_id}",
+                key=key,
                 timeout_s=request.timeout_s,
                 variables={},
                 tokens=request.tokens,
@@ -398,6 +411,48 @@ class Conversations:
             async with closing(turn) as resumed:
                 async for event in resumed:
                     yield event
+
+    async def _pending_approval(
+        self, info: ConversationInfo, call_id: str
+    ) -> ApprovalRequiredEvent:
+        """The call's ``approval_required`` event, if the call still waits; else raise.
+
+        Only the conversation's last turn can hold a waiting call (a new message closes
+        the calls before it, a decision opens the turn that runs its call), so the log
+        is read backwards, a few events at a time, back to that turn's opening event.
+        """
+        conversation_id = info.conversation_id
+        upper = info.last_seq
+        while upper > 0:
+            lower = max(0, upper - _DECISION_WINDOW)
+            window = await self.store.events(conversation_id, after_seq=lower, limit=upper - lower)
+            for event in reversed(window):
+                if isinstance(event, ApprovalRequiredEvent) and event.call_id == call_id:
+                    return event
+                if isinstance(event, MessageEvent | ApprovalEvent):
+                    upper = 0  # the last turn's opening: no call before it waits
+                    break
+            else:
+                upper = lower
+        raise NoPendingApproval(
+            f"no tool call {call_id!r} waits for approval in {conversation_id!r} (a later "
+            "message closes the calls that waited before it)"
+        )
+
+    async def _decided_agent(self, turn: TurnRecord, request: DecisionRequest) -> str:
+        """The agent of the decision that opened ``turn``; a repeat of it replays the
+        turn, the opposite decision is refused (the call no longer waits)."""
+        [made] = await self.store.events(
+            turn.conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id, limit=1
+        )
+        if not isinstance(made, ApprovalEvent) or made.approved != request.approved:
+            verdict = (
+                "approved" if isinstance(made, ApprovalEvent) and made.approved else "rejected"
+            )
+            raise NoPendingApproval(
+                f"tool call {request.call_id!r} was already {verdict}; it waits for no decision"
+            )
+        return made.agent or self.default_agent
 
     async def create(
         self,
@@ -649,6 +704,14 @@ async def _fail(
         await store.append(conversation_id, closing_events, runner=runner)
     except RayAgentsError:
         pass  # the store is down; the turn's lease runs out and it is resumed later
+
+
+def _fingerprint(request: SendRequest) -> str:
+    """A digest of what a send asks for (message, agent, variables): a retry with the
+    same idempotency key must bring the same one. Not the deadline, nor how the reply
+    is delivered (streamed, from which seq): a retry may change those."""
+    asked = request.model_dump(include={"message", "agent", "variables"})
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 # The events that end an agent's part of a turn, and the status each ends it with.

@@ -4,7 +4,7 @@
     ├── UserError                  a developer mistake: fix the code or the config
     │   ├── ConfigError            a bad config file (names file, line and field)
     │   ├── ModelSourceError       a model source that cannot be resolved or prepared
-    │   └── IdempotencyConflict    an idempotency key reused for another message (HTTP 400)
+    │   └── IdempotencyConflict    an idempotency key reused for another message (HTTP 422)
     ├── GenerationError            a generation request failed at run time
     │   ├── InvalidRequestError    the request itself is wrong (HTTP 400)
     │   │   ├── UnknownModelError  no model with that id in the pool (HTTP 404)
@@ -107,10 +107,11 @@ class ModelSourceError(UserError):
 
 
 class IdempotencyConflict(UserError):
-    """A send reused an idempotency key with a different message (or decision): a
-    retry must repeat its request exactly, so this is refused, never replayed."""
+    """A send reused an idempotency key with a different request (message, agent or
+    variables): a retry must repeat its request exactly, so this is refused, never
+    replayed as the old turn."""
 
-    code = "idempotency_conflict"
+    code = "idempotency_mismatch"
 
 
 class GenerationError(RayAgentsError):

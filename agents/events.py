@@ -5,6 +5,9 @@ DeploymentHandles and the network unchanged; the HTTP API streams exactly these.
 Tokens are streamed but not stored; every other event is appended to the
 conversation's log (and gets its ``seq``) before the caller sees it.
 
+Events are strict (``extra="forbid"``) where they are built and stored; the SDK reads
+them with ``extra="ignore"``, so a field a newer server adds does not break it.
+
     message      a user message entered the conversation
     token        a piece of the answer's visible text, as it is generated
     tool_call    the agent called a tool

@@ -1,8 +1,10 @@
 """``AgentService``: one agent replica's state, behind its Serve deployment.
 
 It runs the agent's turns (``AgentLoop``), stores every event before passing it on,
-and keeps hot conversations' histories in a bounded LRU cache. The store is the
-truth: a cache miss, or a cache that fell behind (another agent took some turns),
+and keeps hot conversations' histories in an LRU cache bounded twice: by how many
+conversations it holds and by their approximate size in bytes, so a few huge
+conversations evict others instead of growing the replica without bound. The store is
+the truth: a cache miss, or a cache that fell behind (another agent took some turns),
 reloads only the events it lacks.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -33,12 +35,35 @@ from agents.turn import AgentLoop
 __all__ = ["AgentService"]
 
 DEFAULT_CACHE_SIZE = 4096
+DEFAULT_CACHE_BYTES = 256 * 2**20
+"""The most bytes (approximately) of cached histories one agent replica keeps."""
+_MESSAGE_OVERHEAD = 200
+"""About what a langchain message object costs beyond its text."""
 
 
 @dataclass
 class _Cached:
     messages: list[BaseMessage]
     last_seq: int
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = _approx_size(self.messages)
+
+    def extend(self, messages: list[BaseMessage]) -> None:
+        self.messages += messages
+        self.size += _approx_size(messages)
+
+
+def _approx_size(messages: list[BaseMessage]) -> int:
+    """Bytes a history holds, roughly: its text, its tool calls' arguments, and a
+    fixed cost per message."""
+    size = 0
+    for message in messages:
+        size += _MESSAGE_OVERHEAD + len(str(message.content))
+        for call in getattr(message, "tool_calls", None) or []:
+            size += len(call["name"]) + len(repr(call["args"]))
+    return size
 
 
 class AgentService:
@@ -50,19 +75,29 @@ class AgentService:
         store: ConversationStore,
         *,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
         replica_id: str = "local",
     ) -> None:
+        """``cache_size`` conversations at most stay cached, holding ``cache_bytes``
+        (approximately) at most; the least recently used go first."""
         self.loop = loop
         self.name = loop.spec.name
         self.replica_id = replica_id
         self._store = store
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
 
     @property
     def cached_conversations(self) -> int:
         """How many conversations the cache holds."""
         return len(self._cache)
+
+    @property
+    def cached_bytes(self) -> int:
+        """About how many bytes the cached histories hold."""
+        return self._cached_bytes
 
     def cached_history(self, conversation_id: str) -> list[BaseMessage]:
         """The cached history of a conversation ([] when not cached)."""
@@ -177,16 +212,32 @@ class AgentService:
         if cached is None or event.seq is None:
             return
         if event.seq == cached.last_seq + 1:
-            cached.messages += messages_from_events([event])
+            before = cached.size
+            cached.extend(messages_from_events([event]))
             cached.last_seq = event.seq
+            self._cached_bytes += cached.size - before
+            self._evict()
         else:
-            del self._cache[conversation_id]  # a gap: reload on the next turn
+            self._drop(conversation_id)  # a gap: reload on the next turn
 
     def _put(self, conversation_id: str, cached: _Cached) -> None:
+        self._drop(conversation_id)
         self._cache[conversation_id] = cached
-        self._cache.move_to_end(conversation_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cached_bytes += cached.size
+        self._evict()
+
+    def _drop(self, conversation_id: str) -> None:
+        gone = self._cache.pop(conversation_id, None)
+        if gone is not None:
+            self._cached_bytes -= gone.size
+
+    def _evict(self) -> None:
+        # Least recently used first; a history over the whole budget is not kept either.
+        while self._cache and (
+            len(self._cache) > self._cache_size or self._cached_bytes > self._cache_bytes
+        ):
+            _, gone = self._cache.popitem(last=False)
+            self._cached_bytes -= gone.size
 
 
 async def _replay(events: list[Event]) -> AsyncIterator[Event]:

@@ -69,7 +69,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("ray_agents.api")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 429, 503, 504)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 503, 504)
 }
 
 

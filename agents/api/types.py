@@ -44,6 +44,7 @@ ErrorType = Literal[
     "conversation_busy",
     "no_pending_approval",
     "approval_required",
+    "idempotency_mismatch",
     "payload_too_large",
     "rate_limit_exceeded",
     "overloaded",
@@ -60,6 +61,7 @@ ERROR_STATUS: dict[str, int] = {
     "conversation_busy": 409,
     "no_pending_approval": 409,
     "approval_required": 409,
+    "idempotency_mismatch": 422,
     "payload_too_large": 413,
     "rate_limit_exceeded": 429,
     "overloaded": 503,
@@ -69,7 +71,9 @@ ERROR_STATUS: dict[str, int] = {
     "internal_error": 500,
 }
 """The HTTP status of each error type. Request validation errors are 400
-``invalid_request`` (never 422); ``agent_error`` is a turn that failed inside the agents
+``invalid_request``; 422 is only ``idempotency_mismatch``, a well-formed request whose
+idempotency key an earlier, different request used (as the IETF Idempotency-Key draft
+says); ``agent_error`` is a turn that failed inside the agents
 (the model kept giving invalid actions, ran out of steps, ...) where the caller wanted a
 single answer (``/v1/chat/completions``)."""
 

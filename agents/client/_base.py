@@ -14,6 +14,10 @@ key) is also retried when the connection broke before a response came back, and 
 turn its first attempt started); creating a conversation is not (a retry could create
 a second one). Timeouts are not retried. A streamed send whose connection breaks
 once events flow reconnects with ``Last-Event-ID`` (``Resumption``).
+
+Replies are parsed forward compatibly: a field this SDK does not know, anywhere in a
+reply (events included, which the server itself builds with ``extra="forbid"``), is
+ignored, so a newer server that adds one does not break older clients.
 """
 
 from __future__ import annotations
@@ -201,7 +205,7 @@ def check_stream(response: httpx.Response) -> None:
 
 def _model(model: type[M], response: httpx.Response) -> M:
     try:
-        return model.model_validate_json(response.content)
+        return model.model_validate_json(response.content, extra="ignore")
     except ValidationError as exc:
         raise APIResponseValidationError(
             f"{response.request.method} {response.request.url.path}: "

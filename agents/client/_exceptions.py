@@ -6,7 +6,9 @@
     ├── APIResponseValidationError    the server's reply is not what the API promises
     └── APIStatusError                the server answered with an error status
         ├── BadRequestError           400 invalid_request
-        │   └── PayloadTooLargeError  413 payload_too_large
+        │   ├── PayloadTooLargeError  413 payload_too_large
+        │   └── IdempotencyMismatchError  422 idempotency_mismatch: the key was used for
+        │                                 another request (a new message needs a new key)
         ├── AuthenticationError       401 authentication_error
         ├── NotFoundError             404 not_found
         ├── ConflictError             409
@@ -138,6 +140,11 @@ class PayloadTooLargeError(BadRequestError):
     """The request body is over the server's limit (413)."""
 
 
+class IdempotencyMismatchError(BadRequestError):
+    """The idempotency key was used before for a different request (422): a retry must
+    repeat its request exactly; a new message needs a new key."""
+
+
 class AuthenticationError(APIStatusError):
     """The API key is missing or wrong (401)."""
 
@@ -193,6 +200,7 @@ class DeadlineExceededError(APIStatusError):
 _BY_TYPE: dict[str, type[APIStatusError]] = {
     "invalid_request": BadRequestError,
     "payload_too_large": PayloadTooLargeError,
+    "idempotency_mismatch": IdempotencyMismatchError,
     "authentication_error": AuthenticationError,
     "not_found": NotFoundError,
     "conversation_busy": ConversationBusyError,

@@ -6,8 +6,10 @@ lines (``: ping`` heartbeats) ignored, a blank line ends a message, and a traili
 ``\\r`` is stripped (httpx's ``iter_lines`` already splits on CRLF, CR and LF, across
 chunk boundaries). It only sees lines, so the sync and async clients share it.
 
-An event type this SDK does not know (from a newer server) is skipped, not an error;
-a known type whose data does not validate is an ``APIResponseValidationError``.
+An event type this SDK does not know (from a newer server) is skipped, not an error,
+and so is a field it does not know in a known event (the server validates events
+strictly; readers accept what a newer server adds). A known type whose data does not
+validate is an ``APIResponseValidationError``.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class EventDecoder:
         if message is None or (message.event != "message" and message.event not in _KNOWN):
             return None
         try:
-            return event_adapter.validate_json(message.data)
+            return event_adapter.validate_json(message.data, extra="ignore")
         except ValidationError as exc:
             if any(error["type"] == "union_tag_invalid" for error in exc.errors()):
                 return None  # a newer server's event type, sent without an ``event:`` field

@@ -45,6 +45,7 @@ def reference_issues(config: AppConfig, where: Where) -> list[Issue]:
     tools, tool_names = _tool_issues(config.tools, where)
     return [
         *_app_issues(config),
+        *_store_issues(config),
         *_pool_issues(config),
         *tools,
         *_agent_issues(config, tool_names, where),
@@ -61,6 +62,12 @@ def _app_issues(config: AppConfig) -> list[Issue]:
         if not Path(folder).is_dir():
             issues.append((("app", "python_path", index), f"no such folder: {folder}"))
     return issues
+
+
+def _store_issues(config: AppConfig) -> list[Issue]:
+    # An app config is served (every deployment opens the store in its own process).
+    unshared = config.store.unshared()
+    return [] if unshared is None else [(("store", unshared[0]), unshared[1])]
 
 
 def _pool_issues(config: AppConfig) -> list[Issue]:

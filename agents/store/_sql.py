@@ -84,6 +84,7 @@ ADDED_COLUMNS = (
     ("{conversations}", "owner TEXT"),
     ("{conversations}", "metadata TEXT"),
     ("{turns}", "runner TEXT"),
+    ("{turns}", "fingerprint TEXT"),
 )
 """Columns added since the first schema: a backend adds them to an older database."""
 
@@ -137,10 +138,11 @@ class Statements:
     )
     insert_turn: str = (
         "INSERT INTO {turns} (conversation_id, idempotency_key, turn_id, user_seq, status,"
-        " lease_until, runner, created_at) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s)"
+        " lease_until, runner, fingerprint, created_at)"
+        " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s)"
     )
     select_turn: str = (
-        "SELECT turn_id, user_seq, status, lease_until, runner FROM {turns}"
+        "SELECT turn_id, user_seq, status, lease_until, runner, fingerprint FROM {turns}"
         " WHERE conversation_id = %s AND idempotency_key = %s"
     )
     lease_turn: str = (
@@ -153,8 +155,8 @@ class Statements:
         " AND status = 'running' AND runner = %s"
     )
     select_stale: str = (
-        "SELECT conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, runner"
-        " FROM {turns} WHERE status = 'running' AND lease_until <= %s LIMIT %s"
+        "SELECT conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, runner,"
+        " fingerprint FROM {turns} WHERE status = 'running' AND lease_until <= %s LIMIT %s"
     )
     select_running: str = (
         "SELECT turn_id, lease_until FROM {turns} WHERE conversation_id = %s AND status = 'running'"
@@ -210,10 +212,17 @@ class SQLStore(ConversationStore):
         agent: str,
         lease_until: float | None = None,
         runner: str | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         flow = _begin_turn(
-            self._sql, conversation_id, message, idempotency_key, agent, (lease_until, runner)
+            self._sql,
+            conversation_id,
+            message,
+            idempotency_key,
+            agent,
+            (lease_until, runner),
+            fingerprint,
         )
         return await self._run(flow, write=True)
 
@@ -289,6 +298,7 @@ def _begin_turn(
     key: str,
     agent: str,
     lease: tuple[float | None, str | None],
+    fingerprint: str | None,
 ) -> Flow[tuple[TurnRecord, bool]]:
     lease_until, runner = lease
     stamp = now()
@@ -313,7 +323,7 @@ def _begin_turn(
     yield from _write(sql, conversation_id, batch, stamp)
     yield Query(
         sql.insert_turn,
-        (conversation_id, key, turn_id, batch.last_seq, lease_until, runner, stamp),
+        (conversation_id, key, turn_id, batch.last_seq, lease_until, runner, fingerprint, stamp),
     )
     turn = TurnRecord(
         conversation_id=conversation_id,
@@ -323,6 +333,7 @@ def _begin_turn(
         status="running",
         lease_until=lease_until,
         runner=runner,
+        fingerprint=fingerprint,
     )
     return turn, True
 
@@ -379,7 +390,7 @@ def _fetch(query: Query) -> Flow[list[Row]]:
 
 
 def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
-    turn_id, user_seq, status, lease_until, runner = row
+    turn_id, user_seq, status, lease_until, runner, fingerprint = row
     return TurnRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
@@ -388,4 +399,5 @@ def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
         status=status,
         lease_until=lease_until,
         runner=runner,
+        fingerprint=fingerprint,
     )

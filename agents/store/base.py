@@ -57,6 +57,13 @@ class TurnRecord(BaseModel):
     runner: str | None = Field(
         None, description="Who holds the lease: the id of the attempt that runs the turn."
     )
+    fingerprint: str | None = Field(
+        None,
+        description=(
+            "A digest of the request that opened the turn (its message, variables, ...), "
+            "so a reuse of its idempotency key for another request can be told from a retry."
+        ),
+    )
 
     def leased(self, now: float) -> bool:
         """Whether the turn still runs under a live lease."""
@@ -107,6 +114,7 @@ class ConversationStore(abc.ABC):
         agent: str,
         lease_until: float | None = None,
         runner: str | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn, creating the conversation if new.
 
@@ -116,7 +124,8 @@ class ConversationStore(abc.ABC):
         ``agent`` becomes the active agent of a new conversation. Returns the turn and
         whether it is new; when ``idempotency_key`` was seen before in this
         conversation, nothing is stored and the earlier turn is returned with False.
-        The stored message gets the turn's ``turn_id`` and its ``seq``.
+        The stored message gets the turn's ``turn_id`` and its ``seq``; ``fingerprint``
+        is kept with the turn as given (the caller's digest of its request).
 
         With ``lease_until`` (epoch seconds; the runner renews it with ``lease_turn``
         while the turn runs) the turn is exclusive and held by ``runner``: while another

@@ -81,6 +81,7 @@ class MemoryStore(ConversationStore):
         agent: str,
         lease_until: float | None = None,
         runner: str | None = None,
+        fingerprint: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         conv = self._conversations.get(conversation_id)
@@ -105,6 +106,7 @@ class MemoryStore(ConversationStore):
             status="running",
             lease_until=lease_until,
             runner=runner,
+            fingerprint=fingerprint,
         )
         conv.turns[idempotency_key] = turn
         return turn, True

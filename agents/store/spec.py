@@ -1,4 +1,10 @@
-"""Which conversation store an app uses, as config."""
+"""Which conversation store an app uses, as config.
+
+A served app runs each deployment (the API, every agent) in processes of its own, so
+its store must be one they all reach: ``StoreSpec.unshared`` says why one is not
+(the in-memory backend, an in-memory SQLite database); in-process use (``LocalApp``,
+tests) may use them.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +57,27 @@ class StoreSpec(BaseModel):
         if self.backend == "postgres" and not self.dsn:
             raise ValueError(_NEEDS_DSN)
         return self
+
+    def unshared(self) -> tuple[str, str] | None:
+        """Why this store cannot back a served app, as ``(field, why)``; None if it can.
+
+        Each Serve replica opens the store itself: a store that lives inside one
+        process would give every deployment a store of its own, and none would see
+        the conversations the others wrote.
+        """
+        if self.backend == "memory":
+            return "backend", (
+                "'memory' keeps conversations inside one process, so each Serve deployment "
+                "(the API, every agent) would get an empty store of its own; a served app "
+                "needs 'sqlite' (one host) or 'postgres' (several hosts)"
+            )
+        if self.backend == "sqlite" and self.path.strip() == ":memory:":
+            return "path", (
+                "':memory:' is an SQLite database inside one process, so each Serve "
+                "deployment would get an empty one of its own; a served app needs a file "
+                "path (or the postgres backend)"
+            )
+        return None
 
 
 def create_store(spec: StoreSpec) -> ConversationStore:

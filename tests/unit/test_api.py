@@ -162,11 +162,28 @@ async def test_send_is_idempotent(client: httpx.AsyncClient) -> None:
     first = await client.post(f"/v1/conversations/{cid}/messages", json=body, headers=headers())
     again = await client.post(f"/v1/conversations/{cid}/messages", json=body, headers=headers())
     assert first.json() == again.json() and first.json()["answer"] == "ok"
-    other = {"content": "something else", "idempotency_key": "k-1"}
-    reused = await client.post(f"/v1/conversations/{cid}/messages", json=other, headers=headers())
-    assert "different request" in error_of(reused, 400, "invalid_request")
     page = (await client.get(f"/v1/conversations/{cid}/messages", headers=headers())).json()
     assert [e["type"] for e in page["data"]].count("message") == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"content": "something else"}, {"variables": {"user": "Bob"}}],
+    ids=["content", "variables"],
+)
+async def test_an_idempotency_key_reused_for_another_message_is_a_422(
+    client: httpx.AsyncClient, changed: dict[str, Any]
+) -> None:
+    cid = await new_conversation(client)
+    url = f"/v1/conversations/{cid}/messages"
+    body = {"content": "hello", "idempotency_key": "k-1", "variables": {"user": "Ann"}}
+    first = await client.post(url, json=body, headers=headers())
+    reused = await client.post(url, json=body | changed, headers=headers())
+    assert "different request" in error_of(reused, 422, "idempotency_mismatch")
+    again = await client.post(url, json=body | {"stream": True}, headers=headers())
+    assert again.status_code == 200 and "event: done" in again.text  # a retry still joins
+    page = (await client.get(url, headers=headers())).json()
+    assert [e["type"] for e in page["data"]] == [e["type"] for e in first.json()["events"]]
 
 
 async def test_a_stream_resumes_after_its_last_event_id(client: httpx.AsyncClient) -> None:
@@ -242,6 +259,23 @@ async def test_approval_flow(client: httpx.AsyncClient) -> None:
         f"/v1/conversations/{cid}/approvals/nope", json={"approve": False}, headers=headers()
     )
     error_of(missing, 409, "no_pending_approval")
+
+
+async def test_a_decision_on_a_call_a_later_message_closed_is_a_409(
+    client: httpx.AsyncClient,
+) -> None:
+    cid = await new_conversation(client, agent="tech")
+    url = f"/v1/conversations/{cid}/messages"
+    paused = (await client.post(url, json={"content": "shout"}, headers=headers())).json()
+    call_id = paused["pending_approvals"][0]["call_id"]
+    later = await client.post(url, json={"content": "sum 2 and 3"}, headers=headers())
+    assert later.json()["answer"] == "It is 5."
+    response = await client.post(
+        f"/v1/conversations/{cid}/approvals/{call_id}", json={"approve": True}, headers=headers()
+    )
+    assert call_id in error_of(response, 409, "no_pending_approval")
+    page = (await client.get(url, headers=headers())).json()
+    assert "approval" not in [e["type"] for e in page["data"]]
 
 
 async def test_rejection(client: httpx.AsyncClient) -> None:

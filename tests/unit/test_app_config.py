@@ -429,3 +429,25 @@ def test_check_app_names_fields_of_an_app_built_in_python() -> None:
         "agents.0.tools.1: no tool named 'clock'; known: calculator",
         "agents.1.model: the pool serves no model 'n'; known: m",
     ]
+
+
+@pytest.mark.parametrize(
+    ("store", "field"),
+    [({"backend": "memory"}, "store.backend"), ({"path": ":memory:"}, "store.path")],
+)
+def test_a_served_app_refuses_a_store_each_deployment_would_own(
+    store: dict[str, str], field: str
+) -> None:
+    from agents.builder import build_agents_app
+    from agents.pool.spec import PoolSpec
+    from agents.spec import AgentSpec
+    from agents.store.spec import StoreSpec
+
+    pool = PoolSpec.model_validate(
+        {"models": [{"id": "m", "source": "builtin:smollm2-135m-instruct"}]}
+    )
+    with pytest.raises(ConfigError, match=f"^{field}: .*one process") as caught:
+        build_agents_app([AgentSpec(name="a", model="m")], pool, store=StoreSpec(**store))  # type: ignore[arg-type]
+    assert "a served app needs" in str(caught.value)
+    # In one process (LocalApp, tests) the in-memory store is fine: it is only refused here.
+    assert StoreSpec(backend="sqlite", path="/tmp/c.db").unshared() is None

@@ -14,6 +14,7 @@ from agents.events import (
     ApprovalRequiredEvent,
     DoneEvent,
     Event,
+    MessageEvent,
     ToolResultEvent,
 )
 from agents.spec import AgentSpec
@@ -115,6 +116,53 @@ async def test_a_decision_needs_a_pending_call(store: SQLiteStore) -> None:
     await pause(billing)
     with pytest.raises(NoPendingApproval, match="call_nope"):
         await billing.decide("c1", "call_nope", approved=True)
+
+
+async def test_a_decision_on_a_call_a_later_message_closed_is_refused(
+    store: SQLiteStore,
+) -> None:
+    billing = app(store)
+    closed = await pause(billing)
+    await billing.send("please refund me", conversation_id="c1")  # supersedes the call
+    before = await store.events("c1")
+    with pytest.raises(NoPendingApproval, match=closed.call_id):
+        await billing.decide("c1", closed.call_id, approved=True)
+    assert await store.events("c1") == before  # no decision stored, no model step run
+
+
+async def test_a_made_decision_replays_even_after_a_later_message(store: SQLiteStore) -> None:
+    billing = app(store)
+    pending = await pause(billing)
+    first = await billing.decide("c1", pending.call_id, approved=True)
+    await billing.send("please refund me", conversation_id="c1")
+    again = await billing.decide("c1", pending.call_id, approved=True)
+    assert kinds(again) == kinds(first)
+    with pytest.raises(NoPendingApproval, match="already approved"):
+        await billing.decide("c1", pending.call_id, approved=False)
+
+
+async def test_a_decision_reads_only_the_last_turn_not_the_whole_log(store: SQLiteStore) -> None:
+    billing = app(store)
+    await store.begin_turn(
+        "c1", MessageEvent(content="old"), idempotency_key="old", agent="billing"
+    )
+    await store.append("c1", [AnswerEvent(text=f"a{i}") for i in range(200)])
+    pending = await pause(billing)
+    read: list[int] = []
+    events = store.events
+
+    async def counted(conversation_id: str, **kw: Any) -> list[Event]:
+        found = await events(conversation_id, **kw)
+        read.append(len(found))
+        return found
+
+    store.events = counted  # type: ignore[method-assign]
+    with pytest.raises(NoPendingApproval):
+        await billing.decide("c1", "call_nope", approved=True)
+    assert read and sum(read) < 20, read
+    read.clear()
+    await billing.decide("c1", pending.call_id, approved=True)
+    assert read[0] < 20, read
 
 
 async def test_the_executor_refuses_an_unapproved_call() -> None:

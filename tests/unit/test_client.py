@@ -114,6 +114,11 @@ class FakeServer:
         self.indent: int | None = None
         self.extra_sse = ""
         self.cut_after: int | None = None  # the next stream breaks after this many events
+        self.added: dict[str, Any] = {}  # fields a newer server adds to every event
+
+    def dump(self, event: Event) -> dict[str, Any]:
+        """An event as JSON, with the fields a newer server adds."""
+        return {**json.loads(event.model_dump_json()), **self.added}
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -195,7 +200,7 @@ class FakeServer:
         more = len(rest) > limit
         body = {
             "object": "list",
-            "data": [json.loads(e.model_dump_json()) for e in page],
+            "data": [self.dump(e) for e in page],
             "has_more": more,
             "next_after": page[-1].seq if more else None,
         }
@@ -267,7 +272,11 @@ class FakeServer:
             usage=done.usage,
             events=[e for e in events if not isinstance(e, TokenEvent)],
         )
-        return httpx.Response(200, text=result.model_dump_json())
+        body = json.loads(result.model_dump_json()) | self.added
+        body["events"] = [self.dump(e) for e in result.events]
+        body["pending_approvals"] = [self.dump(e) for e in result.pending_approvals]
+        body["usage"] |= self.added
+        return httpx.Response(200, json=body)
 
     def _sse(self, events: list[Event]) -> httpx.Response:
         if self.cut_after is not None:
@@ -275,7 +284,7 @@ class FakeServer:
         nl = self.newline
         parts = [f": ping{nl}{nl}", self.extra_sse]
         for event in events:
-            data = event.model_dump_json(indent=self.indent)
+            data = json.dumps(self.dump(event), indent=self.indent)
             lines = [f"event: {event.type}"]
             lines += [f"id: {event.seq}"] if event.seq is not None else []
             lines += [f"data: {line}" for line in data.split("\n")]
@@ -619,6 +628,36 @@ async def test_malformed_known_event_is_a_validation_error(client: Any, server: 
     server.extra_sse = 'event: token\ndata: {"type": "token"}\n\n'
     with pytest.raises(APIResponseValidationError, match="malformed 'token' event"):
         await collect(conv.stream("hi"))
+
+
+async def test_an_old_sdk_ignores_new_event_fields_in_json_results(
+    client: Any, server: FakeServer
+) -> None:
+    conv = await call(client.conversations.create())
+    server.added = {"new_field": 1}  # on the result, every event, usage
+    server.turns.append(paused_turn())
+    result = await call(conv.send("refund A1"))
+    assert [e.type for e in result.events] == [
+        "message",
+        "handoff",
+        "tool_call",
+        "approval_required",
+        "done",
+    ]
+    assert [p.call_id for p in result.pending_approvals] == ["k1"]
+    assert [e.seq for e in await call(conv.messages())] == [1, 2, 3, 4]  # pages too
+    assert not hasattr(result.events[-1], "new_field")
+
+
+async def test_an_old_sdk_ignores_new_event_fields_in_streams(
+    client: Any, server: FakeServer
+) -> None:
+    conv = await call(client.conversations.create())
+    server.added = {"new_field": 1}
+    server.turns.append(chat_turn())
+    streamed = await collect(conv.stream("hi"))
+    assert [e.type for e in streamed] == ["message", "token", "token", "answer", "done"]
+    assert not hasattr(streamed[-1], "new_field")
 
 
 def test_sse_decoder_fields() -> None:

@@ -341,3 +341,25 @@ async def test_an_idempotency_key_reused_for_another_message_is_refused() -> Non
     assert stored_types(replay) == ["message", "answer", "done"] and len(gen.requests) == 1
     messages = [e for e in await app.store.events("c13") if isinstance(e, MessageEvent)]
     assert [m.content for m in messages] == ["pay invoice 1"]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"message": "pay invoice 2"}, {"variables": {"user": "Bob"}}, {"agent": "other"}],
+    ids=["message", "variables", "agent"],
+)
+async def test_an_idempotency_key_reused_for_another_request_is_a_mismatch(
+    changed: dict[str, Any],
+) -> None:
+    from agents.errors import IdempotencyConflict
+
+    gen = ScriptedGenerator([rule(".", "answer", text="ok")])
+    app = LocalApp([agent("solo"), agent("other")], generator=gen)
+    first: dict[str, Any] = {"message": "pay invoice 1", "variables": {"user": "Ann"}}
+    # No conversation id: the key names the new conversation, so the agent counts too.
+    await app.send(**first, idempotency_key="k1")
+    with pytest.raises(IdempotencyConflict, match="different request") as caught:
+        await app.send(**(first | changed), idempotency_key="k1")
+    assert caught.value.code == "idempotency_mismatch"
+    replay = await app.send(**first, idempotency_key="k1", timeout_s=9, tokens=False)
+    assert stored_types(replay) == ["message", "answer", "done"] and len(gen.requests) == 1

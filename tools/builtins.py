@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import cmath
+import math
 import operator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,13 +13,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.errors import ConfigError
+from tools._limits import CappedBytes
 from tools.base import ToolDefinition
 from tools.registry import Runner, Tool
 from tools.sandbox import Sandbox
-from tools.spec import ToolSpec
+from tools.spec import HttpGetOptions, ToolSpec
 from tools.workers import ToolFailed
 
 __all__ = ["builtin_tool"]
@@ -46,7 +49,10 @@ class CalculatorArguments(BaseModel):
 
     model_config = _Strict
 
-    expression: str = Field(description="Arithmetic: numbers, + - * / // % ** and brackets.")
+    expression: str = Field(
+        max_length=1000,
+        description="Arithmetic: numbers, + - * / // % ** and brackets (3000 digits at most).",
+    )
 
 
 class TimeArguments(BaseModel):
@@ -67,11 +73,9 @@ def builtin_tool(spec: ToolSpec, *, sandbox: Sandbox | None = None) -> Tool:
         about = "Run Python code in a sandbox (no network, no files outside its folder)."
         runner = _python(box)
     elif spec.builtin == "http_get":
-        hosts = spec.options.get("allowed_hosts")
-        if not hosts or not isinstance(hosts, list):
-            raise ConfigError(f"tool {name!r}: http_get needs options.allowed_hosts (a list)")
-        model, runner = HttpGetArguments, _http_get([str(h).lower() for h in hosts])
-        about = f"Fetch a web page (GET) from one of: {', '.join(hosts)}."
+        options = _http_get_options(name, spec.options)
+        model, runner = HttpGetArguments, _http_get(options)
+        about = f"Fetch a web page (GET) from one of: {', '.join(options.allowed_hosts)}."
     elif spec.builtin == "calculator":
         model, runner, about = CalculatorArguments, _calculator, "Evaluate arithmetic."
     else:
@@ -103,7 +107,22 @@ def _python(sandbox: Sandbox) -> Runner:
     return run
 
 
-def _http_get(allowed: list[str]) -> Runner:
+def _http_get_options(name: str, options: dict[str, Any]) -> HttpGetOptions:
+    try:
+        return HttpGetOptions.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(
+            f"tool {name!r}: http_get needs options.allowed_hosts (a list) and may set "
+            f"max_bytes ({problems})"
+        ) from exc
+
+
+def _http_get(options: HttpGetOptions) -> Runner:
+    allowed = [host.lower() for host in options.allowed_hosts]
+
     async def run(arguments: dict[str, Any]) -> str:
         url = arguments["url"]
         parts = urlsplit(url)
@@ -112,10 +131,28 @@ def _http_get(allowed: list[str]) -> Runner:
             raise ToolFailed(f"only http(s) URLs are allowed, not {parts.scheme!r}", "Forbidden")
         if not any(host == h or host.endswith("." + h) for h in allowed):
             raise ToolFailed(f"host {host!r} is not on the allow-list", error_type="Forbidden")
-        # No redirects: a redirect could leave the allow-list.
-        async with httpx.AsyncClient(follow_redirects=False, timeout=10.0) as client:
-            response = await client.get(url)
-        return f"HTTP {response.status_code}\n{response.text}"
+        # No redirects: a redirect could leave the allow-list. The body is read as it
+        # streams in and reading stops at max_bytes, so a huge or endless body costs
+        # no more than that. It is asked for uncompressed and never decompressed (a
+        # small gzip "bomb" could expand a thousandfold within one network chunk).
+        body = CappedBytes(options.max_bytes)
+        async with (
+            httpx.AsyncClient(follow_redirects=False, timeout=10.0) as client,
+            client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response,
+        ):
+            encoding = response.headers.get("content-encoding", "identity").lower()
+            if encoding != "identity":
+                raise ToolFailed(
+                    f"the server sent a {encoding!r}-compressed body although an uncompressed "
+                    "one was asked for; it is not read",
+                    error_type="UnsupportedEncoding",
+                )
+            async for chunk in response.aiter_raw():
+                body.feed(chunk)
+                if body.cut:
+                    break
+            text = body.text(response.encoding or "utf-8", unread=True)
+        return f"HTTP {response.status_code}\n{text}"
 
     return run
 
@@ -131,27 +168,67 @@ _OPERATORS: dict[type, Any] = {
     ast.USub: operator.neg,
     ast.UAdd: operator.pos,
 }
+# No intermediate integer may pass _MAX_DIGITS digits, checked before a power or
+# product is computed, and no float may overflow. With the expression's length bounded
+# too, an evaluation is at most a few hundred small big-int operations (milliseconds),
+# which is what keeps the executor's event loop free. A thread would not: one huge
+# big-int operation holds the GIL and cannot be interrupted.
+_MAX_DIGITS = 3000
+_MAX_BITS = math.ceil(_MAX_DIGITS * math.log2(10))
+
+_Number = int | float | complex
 
 
 async def _calculator(arguments: dict[str, Any]) -> str:
     try:
         tree = ast.parse(arguments["expression"], mode="eval")
         return str(_evaluate(tree.body))
+    except RecursionError as exc:
+        why = "cannot evaluate: the expression is nested too deeply"
+        raise ToolFailed(why, error_type="ValueError") from exc
     except (SyntaxError, ZeroDivisionError, OverflowError, ValueError) as exc:
         raise ToolFailed(f"cannot evaluate: {exc}", error_type=type(exc).__name__) from exc
 
 
-def _evaluate(node: ast.AST) -> float | int:
+def _evaluate(node: ast.AST) -> _Number:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return node.value
+        return _bounded(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 1000:
-            raise ValueError("exponent too large")
-        return _OPERATORS[type(node.op)](left, right)  # type: ignore[no-any-return]
+        bits = _estimated_bits(node.op, left, right)
+        if bits > _MAX_BITS:
+            raise OverflowError(_too_large(bits))
+        return _bounded(_OPERATORS[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.operand))  # type: ignore[no-any-return]
+        return _bounded(_OPERATORS[type(node.op)](_evaluate(node.operand)))
     raise ValueError(f"unsupported expression element {type(node).__name__}")
+
+
+def _estimated_bits(op: ast.operator, left: _Number, right: _Number) -> float:
+    """About how many bits an integer power or product will have (0 for the others,
+    whose integer results are no larger than their operands, plus one bit)."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return 0  # floats overflow quickly (OverflowError or inf, checked after)
+    if isinstance(op, ast.Mult):
+        return left.bit_length() + right.bit_length() - 1
+    if isinstance(op, ast.Pow) and right > 0 and abs(left) > 1:
+        if right.bit_length() > 64:  # no float holds the estimate; far too large anyway
+            return math.inf
+        return right * math.log2(abs(left))
+    return 0
+
+
+def _bounded(value: _Number) -> _Number:
+    if isinstance(value, int) and value.bit_length() > _MAX_BITS:
+        raise OverflowError(_too_large(value.bit_length()))
+    if isinstance(value, float | complex) and not cmath.isfinite(value):
+        raise OverflowError("the result is too large for a floating-point number")
+    return value
+
+
+def _too_large(bits: float) -> str:
+    size = f"about {math.ceil(bits * math.log10(2))}" if math.isfinite(bits) else "far more"
+    return f"numbers may have {_MAX_DIGITS} digits at most, and a result would have {size}"
 
 
 async def _current_time(arguments: dict[str, Any]) -> str:

@@ -3,7 +3,8 @@
 Each server keeps one session open for the executor replica's lifetime, owned by a
 task of its own (MCP's transports are anyio task groups, which must be entered and
 left by the same task). Calls from any task go through that session, each with the
-tool's timeout; an error result from the server is a tool error the agent reads.
+tool's timeout; an error result from the server is a tool error the agent reads. A
+result's text is cut at the spec's ``max_result_bytes``, with a marker.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from agents.errors import ConfigError
+from tools._limits import CappedBytes
 from tools.base import ToolDefinition
 from tools.registry import Tool, ToolRegistry
 from tools.spec import MCPServerSpec
@@ -97,12 +99,24 @@ class MCPSource:
                     f"the MCP server {self.spec.name!r} connection broke ({type(exc).__name__}); "
                     "it is reconnected: call again if repeating the call is safe"
                 ) from exc
-            text = "\n".join(getattr(part, "text", str(part)) for part in result.content)
+            text = self._text(result.content)
             if result.is_error:
                 raise ToolFailed(text or "the MCP tool failed", error_type="MCPToolError")
             return text
 
         return call
+
+    def _text(self, content: list[Any]) -> str:
+        # The session has the message in memory already; this bounds what is joined
+        # and passed on (an image's base64, a huge text) to max_result_bytes.
+        text = CappedBytes(self.spec.max_result_bytes)
+        for number, part in enumerate(content):
+            if number:
+                text.feed(b"\n")
+            piece = str(getattr(part, "text", part))
+            for start in range(0, len(piece), 2**16):  # counted without a whole copy
+                text.feed(piece[start : start + 2**16].encode())
+        return text.text()
 
     async def _own(self) -> None:
         from mcp.client.session import ClientSession

@@ -16,6 +16,8 @@ What a sandboxed call gets:
   secret of the server leaks in;
 - rlimits on CPU seconds, address space, process count, file size and open files,
   plus a wall-clock timeout after which the whole process group is killed.
+- its stdout and stderr read while it runs, the first ``output_bytes`` of each kept
+  and the rest counted and dropped, so a flood of output costs the server nothing.
 
 What it does not give: it is not a VM or seccomp filter (the kernel's whole syscall
 surface is reachable), world-readable files outside those mounts can be read (secrets
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.errors import RayAgentsError
+from tools._limits import CappedBytes
 
 __all__ = ["Sandbox", "SandboxLimits", "SandboxResult", "SandboxUnavailable"]
 
@@ -82,7 +85,14 @@ class SandboxLimits(BaseModel):
     memory_mib: int = Field(512, ge=64, description="Address space in MiB (RLIMIT_AS).")
     processes: int = Field(16, ge=1, description="Processes of the sandbox user (RLIMIT_NPROC).")
     file_mib: int = Field(16, ge=1, description="Largest file it may write, in MiB.")
-    output_bytes: int = Field(64_000, ge=1024, description="Stdout/stderr kept, each.")
+    output_bytes: int = Field(
+        64_000,
+        ge=1024,
+        description=(
+            "Bytes of stdout and of stderr kept, each, read while the program runs; the "
+            "rest is counted and dropped, and a marker says how much was cut."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -170,31 +180,40 @@ class Sandbox:
             env={"PATH": "/usr/bin:/bin", "HOME": "/tmp/work", "LANG": "C.UTF-8"},
             start_new_session=True,
         )
+        # Both pipes are read while the program runs, keeping the first
+        # ``output_bytes`` of each and dropping the rest: a program that prints for its
+        # whole wall time costs the executor a few pipe buffers, not gigabytes, and
+        # never blocks on a full pipe.
+        stdout, stderr = CappedBytes(limits.output_bytes), CappedBytes(limits.output_bytes)
+        assert process.stdout is not None and process.stderr is not None
+        finished = asyncio.gather(
+            _drain(process.stdout, stdout), _drain(process.stderr, stderr), process.wait()
+        )
         timed_out = False
         try:
             async with asyncio.timeout(limits.wall_s):
-                stdout, stderr = await process.communicate()
+                await asyncio.shield(finished)
         except TimeoutError:
             timed_out = True
             _kill_group(process.pid)
-            stdout, stderr = await process.communicate()
+            await finished
         except BaseException:
             # Cancelled from outside (the tool's timeout, the turn's deadline): the
             # program must not outlive the call.
             _kill_group(process.pid)
-            await process.wait()
+            await finished
             raise
         return SandboxResult(
-            stdout=self._text(stdout),
-            stderr=self._text(stderr),
+            stdout=stdout.text(),
+            stderr=stderr.text(),
             exit_code=process.returncode,
             timed_out=timed_out,
         )
 
-    def _text(self, data: bytes) -> str:
-        cap = self.limits.output_bytes
-        text = data[:cap].decode(errors="replace")
-        return text + (f"\n[... {len(data) - cap} more bytes cut]" if len(data) > cap else "")
+
+async def _drain(stream: asyncio.StreamReader, into: CappedBytes) -> None:
+    while chunk := await stream.read(2**16):
+        into.feed(chunk)
 
 
 def _kill_group(pid: int) -> None:

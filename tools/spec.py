@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from agents.pool.spec import Resources
 from tools.sandbox import SandboxLimits
 
-__all__ = ["BUILTINS", "MCPServerSpec", "ToolSettings", "ToolSpec", "ToolsConfig"]
+__all__ = ["BUILTINS", "HttpGetOptions", "MCPServerSpec", "ToolSettings", "ToolSpec", "ToolsConfig"]
 
 _Strict = ConfigDict(extra="forbid")
 BUILTINS = ("python", "http_get", "calculator", "current_time")
@@ -41,6 +41,23 @@ class ToolSettings(BaseModel):
     )
 
 
+class HttpGetOptions(BaseModel):
+    """The ``options`` of the ``http_get`` built-in."""
+
+    model_config = _Strict
+
+    allowed_hosts: list[str] = Field(
+        min_length=1, description="Hosts it may fetch from; their subdomains too."
+    )
+    max_bytes: int = Field(
+        1_000_000,
+        ge=1,
+        description=(
+            "Body bytes read at most: reading stops there, and a marker says the body was cut."
+        ),
+    )
+
+
 class ToolSpec(BaseModel):
     """One tool of the registry: a Python callable or langchain tool, or a built-in."""
 
@@ -63,7 +80,10 @@ class ToolSpec(BaseModel):
     settings: ToolSettings = Field(default_factory=ToolSettings, description="How it runs.")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Built-in options, e.g. http_get's `allowed_hosts: [example.com]`.",
+        description=(
+            "Built-in options, e.g. http_get's `allowed_hosts: [example.com]` and "
+            "`max_bytes` (see HttpGetOptions)."
+        ),
     )
 
     @model_validator(mode="after")
@@ -92,6 +112,14 @@ class MCPServerSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment.")
     url: str | None = Field(None, description="http: the streamable-HTTP endpoint.")
     connect_timeout_s: float = Field(30.0, gt=0, description="Seconds to connect and list.")
+    max_result_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description=(
+            "Bytes (UTF-8) of a tool result's text kept; the rest is cut, with a marker "
+            "saying how much."
+        ),
+    )
     settings: ToolSettings = Field(
         default_factory=lambda: ToolSettings(isolated=False),
         description="Settings of every tool of this server (timeout_s, retries, ...).",

@@ -122,3 +122,26 @@ async def test_a_dead_server_is_reconnected(runner: ToolRunner) -> None:
     assert broken.error_type == "tool_crashed" and "reconnected" in broken.content
     again = await runner.execute(request)
     assert again.content == "Sunny in Oslo for 1 day(s)"
+
+
+async def test_long_mcp_results_are_capped() -> None:
+    spec = MCPServerSpec(
+        name="wx",
+        command=[sys.executable, str(SERVER)],
+        max_result_bytes=1024,
+        settings=ToolSettings(timeout_s=10, max_output_chars=100_000),
+    )
+    source = MCPSource(spec)
+    await source.connect()
+    try:
+        registry = ToolRegistry()
+        await source.register(registry)
+        runner = ToolRunner(registry)
+        city = "x" * 50_000
+        result = await runner.execute(
+            ToolCallRequest(call_id="c", name="wx.forecast", arguments={"city": city})
+        )
+        full = f"Sunny in {city} for 1 day(s)"
+        assert result.content == full[:1024] + f"\n[... {len(full) - 1024} more bytes cut]"
+    finally:
+        await source.close()

@@ -95,6 +95,57 @@ async def test_a_cancelled_call_leaves_nothing_running(runner: ToolRunner) -> No
     assert ps.stdout == b""
 
 
+def peak_rss_reset() -> None:
+    """Start measuring the peak resident memory (VmHWM) of this process afresh."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        [line] = [line for line in f if line.startswith("VmHWM:")]
+    return int(line.split()[1]) / 1024
+
+
+FLOOD_BOUND_MIB = 32  # measured growth: under 1 MiB; 700 MiB before pipes were read capped
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "cut", "timed_out"),
+    [
+        (
+            "400 MiB on both pipes",
+            "import sys\nchunk = b'x' * 2**20\n"
+            "for _ in range(300): sys.stdout.buffer.write(chunk)\n"
+            "for _ in range(100): sys.stderr.buffer.write(chunk)",
+            (300 * 2**20 - 64_000, 100 * 2**20 - 64_000),
+            False,
+        ),
+        (
+            "printing until killed",
+            "import sys\nwhile True: sys.stdout.write('x' * 10000)",
+            None,
+            True,
+        ),
+    ],
+)
+async def test_output_flood_is_capped_while_it_is_read(
+    name: str, code: str, cut: tuple[int, int] | None, timed_out: bool
+) -> None:
+    sandbox = Sandbox(SandboxLimits(wall_s=2 if timed_out else 30, cpu_s=10, memory_mib=256))
+    await asyncio.to_thread(peak_rss_reset)
+    before = await asyncio.to_thread(peak_rss_mib)
+    result = await sandbox.run_python(code)
+    grown = await asyncio.to_thread(peak_rss_mib) - before
+    assert result.timed_out is timed_out, (name, result)
+    assert result.stdout.startswith("x" * 64_000), name
+    assert len(result.stdout) < 64_100 and "more bytes cut]" in result.stdout, name
+    if cut is not None:
+        assert result.stdout.endswith(f"\n[... {cut[0]} more bytes cut]"), name
+        assert result.stderr.endswith(f"\n[... {cut[1]} more bytes cut]"), name
+    assert grown < FLOOD_BOUND_MIB, (name, f"peak RSS grew {grown:.0f} MiB")
+
+
 async def test_the_server_environment_does_not_leak(
     runner: ToolRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

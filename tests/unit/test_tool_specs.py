@@ -76,3 +76,14 @@ async def test_http_get_refuses_hosts_off_the_allow_list() -> None:
             ToolCallRequest(call_id="c", name="http_get", arguments={"url": url})
         )
         assert result.is_error and result.error_type == "Forbidden", url
+
+
+def test_http_get_options_are_checked() -> None:
+    for options, why in [
+        ({}, "allowed_hosts: Field required"),
+        ({"allowed_hosts": ["a.org"], "max_bytes": 0}, "max_bytes: Input should be greater"),
+        ({"allowed_hosts": ["a.org"], "max_size": 10}, "max_size: Extra inputs"),
+    ]:
+        spec = ToolSpec(builtin="http_get", options=options)
+        with pytest.raises(ConfigError, match=why):
+            build_registry(ToolsConfig(tools=[spec]))

@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     new = keys.add_parser("new", help="print a fresh API key and its config entry")
     new.add_argument("--tenant", default="default", help="who holds the key")
     new.add_argument("--name", default="", help="a label for logs")
+    new.add_argument(
+        "--scope",
+        action="append",
+        choices=["conversations", "approvals"],
+        help="what the key may do (repeat for both; default: conversations)",
+    )
     new.set_defaults(func=_keys_new)
 
     chat = sub.add_parser("chat", help="talk to an agent of a running app")
@@ -167,14 +173,20 @@ def _keys_new(args: argparse.Namespace) -> int:
     from agents.api.spec import ApiKey, hash_key
 
     key = "rak_" + secrets.token_urlsafe(32)
-    entry = ApiKey(tenant=args.tenant, sha256=hash_key(key), name=args.name)
+    scopes = sorted(set(args.scope or ["conversations"]), reverse=True)
+    entry = ApiKey.model_validate(
+        {"tenant": args.tenant, "sha256": hash_key(key), "name": args.name, "scopes": scopes}
+    )
     print(f"key: {key}")
     print("# Give the key to its holder; it is not stored anywhere. Config entry (api.keys):")
     print(f"- tenant: {entry.tenant}")
     print(f"  sha256: {entry.sha256}")
     if entry.name:
         print(f"  name: {entry.name}")
-    print(f"# or in ${{RAY_AGENTS_API_KEYS}}: {entry.tenant}:{entry.sha256}")
+    print(f"  scopes: [{', '.join(entry.scopes)}]")
+    print(
+        f"# or in ${{RAY_AGENTS_API_KEYS}}: {entry.tenant}:{entry.sha256}:{'+'.join(entry.scopes)}"
+    )
     return 0
 
 

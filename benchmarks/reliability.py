@@ -89,7 +89,16 @@ async def run_app(name: str, runs: int, concurrency: int, db: Path) -> dict[str,
     path, templates = APPS[name]
     config = load_app_config(path)
     api = ApiSpec(
-        keys=[ApiKey(tenant="bench", sha256=hash_key(KEY))],
+        # One person talks and approves the paused tool calls: both scopes.
+        keys=[
+            ApiKey.model_validate(
+                {
+                    "tenant": "bench",
+                    "sha256": hash_key(KEY),
+                    "scopes": ["conversations", "approvals"],
+                }
+            )
+        ],
         keys_env=None,
         limits=ApiLimits(requests_per_minute=1_000_000, burst=100_000),
     )

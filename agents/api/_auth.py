@@ -7,7 +7,7 @@ import logging
 from fastapi import Request
 
 from agents.api._errors import ApiError
-from agents.api.spec import ApiKey, ApiSpec, hash_key
+from agents.api.spec import SCOPES, ApiKey, ApiSpec, Scope, hash_key
 
 __all__ = ["DEV_TENANT", "Authenticator", "Caller"]
 
@@ -18,13 +18,24 @@ DEV_TENANT = "dev"
 
 
 class Caller:
-    """An authenticated caller: its tenant, and the key (hash) limits are counted on."""
+    """An authenticated caller: its tenant, the key (hash) limits are counted on, and
+    what the key may do."""
 
-    __slots__ = ("key_hash", "tenant")
+    __slots__ = ("key_hash", "scopes", "tenant")
 
-    def __init__(self, tenant: str, key_hash: str) -> None:
+    def __init__(self, tenant: str, key_hash: str, scopes: frozenset[str] = frozenset()) -> None:
         self.tenant = tenant
         self.key_hash = key_hash
+        self.scopes = scopes
+
+    def require(self, scope: Scope) -> None:
+        """Raise 403 ``permission_denied`` unless the key has ``scope``."""
+        if scope not in self.scopes:
+            raise ApiError(
+                "permission_denied",
+                f"this API key lacks the {scope!r} scope (its scopes: "
+                f"{', '.join(sorted(self.scopes)) or 'none'})",
+            )
 
 
 class Authenticator:
@@ -48,7 +59,8 @@ class Authenticator:
         scheme, _, key = header.partition(" ")
         if not header:
             if self.open:
-                return Caller(DEV_TENANT, f"open:{request.client.host if request.client else ''}")
+                host = request.client.host if request.client else ""
+                return Caller(DEV_TENANT, f"open:{host}", frozenset(SCOPES))
             raise ApiError(
                 "authentication_error", "missing API key: send 'Authorization: Bearer <key>'"
             )
@@ -60,4 +72,4 @@ class Authenticator:
         found = self._keys.get(digest)
         if found is None:
             raise ApiError("authentication_error", "invalid API key")
-        return Caller(found.tenant, digest)
+        return Caller(found.tenant, digest, frozenset(found.scopes))

@@ -36,7 +36,7 @@ from agents.api._limits import RateLimiter, Slots
 from agents.api._openai import ChatCompletionRequest, ChunkWriter, completion, split_history
 from agents.api._sse import HEARTBEAT, EventStreamResponse, data_frame, event_frame
 from agents.api._telemetry import RequestTelemetry
-from agents.api.spec import ApiSpec
+from agents.api.spec import ApiSpec, Scope
 from agents.api.types import (
     AgentInfo,
     AgentList,
@@ -69,7 +69,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("ray_agents.api")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 503, 504)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 }
 
 
@@ -209,8 +209,24 @@ def _caller(request: Request) -> Caller:
     return caller
 
 
+def _scoped(scope: Scope) -> Callable[[Request], Caller]:
+    """A dependency: the caller, whose key must have ``scope`` (else 403)."""
+
+    def caller(request: Request) -> Caller:
+        found = _caller(request)
+        found.require(scope)
+        return found
+
+    return caller
+
+
 ApiDep = Annotated[_Api, Depends(_api)]
 CallerDep = Annotated[Caller, Depends(_caller)]
+"""Any valid key (reading the app's agents and models)."""
+OwnerDep = Annotated[Caller, Depends(_scoped("conversations"))]
+"""A key with the ``conversations`` scope: its tenant's conversations."""
+ApproverDep = Annotated[Caller, Depends(_scoped("approvals"))]
+"""A key with the ``approvals`` scope: decisions on its tenant's paused tool calls."""
 _router = APIRouter()
 
 
@@ -247,7 +263,7 @@ async def get_agent(name: str, api: ApiDep, caller: CallerDep) -> AgentInfo:
 
 @_router.post("/v1/conversations", status_code=201, tags=["conversations"])
 async def create_conversation(
-    body: CreateConversation, api: ApiDep, caller: CallerDep
+    body: CreateConversation, api: ApiDep, caller: OwnerDep
 ) -> Conversation:
     """Start a conversation with an agent (the app's default agent if none is named)."""
     if body.agent is not None and body.agent not in api.agents:
@@ -259,13 +275,13 @@ async def create_conversation(
 
 
 @_router.get("/v1/conversations/{conversation_id}", tags=["conversations"])
-async def get_conversation(conversation_id: str, api: ApiDep, caller: CallerDep) -> Conversation:
+async def get_conversation(conversation_id: str, api: ApiDep, caller: OwnerDep) -> Conversation:
     """A conversation's header."""
     return _conversation(await api.owned(conversation_id, caller))
 
 
 @_router.delete("/v1/conversations/{conversation_id}", status_code=204, tags=["conversations"])
-async def delete_conversation(conversation_id: str, api: ApiDep, caller: CallerDep) -> Response:
+async def delete_conversation(conversation_id: str, api: ApiDep, caller: OwnerDep) -> Response:
     """Delete a conversation and everything stored with it; a turn that runs stops."""
     await api.owned(conversation_id, caller)
     await api.conversations.delete(conversation_id)
@@ -276,7 +292,7 @@ async def delete_conversation(conversation_id: str, api: ApiDep, caller: CallerD
 async def list_messages(
     conversation_id: str,
     api: ApiDep,
-    caller: CallerDep,
+    caller: OwnerDep,
     after: Annotated[int, Query(ge=0, description="Events with seq above this.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Events per page.")] = 100,
 ) -> MessagesPage:
@@ -295,7 +311,7 @@ async def list_messages(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def send_message(
-    conversation_id: str, body: SendMessage, request: Request, api: ApiDep, caller: CallerDep
+    conversation_id: str, body: SendMessage, request: Request, api: ApiDep, caller: OwnerDep
 ) -> Response:
     """Send a user message: the turn's result, or its events as Server-Sent Events."""
     if len(body.content) > api.limits.max_message_chars:
@@ -330,7 +346,7 @@ async def decide(
     body: ApprovalDecision,
     request: Request,
     api: ApiDep,
-    caller: CallerDep,
+    caller: ApproverDep,
 ) -> Response:
     """Approve or reject a tool call that waits; the resumed turn is the reply."""
     await api.owned(conversation_id, caller)
@@ -358,7 +374,7 @@ async def list_models(api: ApiDep, caller: CallerDep) -> dict[str, Any]:
 
 @_router.post("/v1/chat/completions", tags=["openai"])
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, api: ApiDep, caller: CallerDep
+    body: ChatCompletionRequest, request: Request, api: ApiDep, caller: OwnerDep
 ) -> Response:
     """OpenAI-compatible chat: ``model`` is an agent; the messages are the history."""
     if body.model not in api.agents:

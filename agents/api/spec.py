@@ -2,8 +2,13 @@
 
 Keys are configured as SHA-256 hashes, never in the clear: ``ray-agents keys new``
 prints a fresh key and its hash. ``keys_env`` names an environment variable holding
-more ``tenant:hash`` pairs (comma separated), so a deployment adds keys without
-editing the file.
+more ``tenant:hash[:scope+scope]`` items (comma separated), so a deployment adds keys
+without editing the file.
+
+Each key has scopes: ``conversations`` (create, read, send to and delete its tenant's
+conversations) and ``approvals`` (approve or reject its tenant's paused tool calls).
+A key has ``conversations`` only unless ``approvals`` is given: the key whose message
+made an agent call a tool cannot also approve the call unless it was meant to.
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.errors import ConfigError
 from agents.pool.spec import Resources
 
-__all__ = ["ApiKey", "ApiLimits", "ApiSpec", "hash_key"]
+__all__ = ["SCOPES", "ApiKey", "ApiLimits", "ApiSpec", "Scope", "hash_key"]
+
+Scope = Literal["conversations", "approvals"]
+SCOPES: tuple[Scope, ...] = ("conversations", "approvals")
 
 _Strict = ConfigDict(extra="forbid", frozen=True)
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -43,6 +52,14 @@ class ApiKey(BaseModel):
         pattern=_HASH.pattern, description="SHA-256 hex digest of the key (`ray-agents keys new`)."
     )
     name: str = Field("", max_length=128, description="A label for logs (never the key).")
+    scopes: list[Scope] = Field(
+        default_factory=lambda: ["conversations"],
+        min_length=1,
+        description=(
+            "What the key may do: 'conversations' (create, read, send, delete) and "
+            "'approvals' (decide on paused tool calls), always within its tenant."
+        ),
+    )
 
 
 class ApiLimits(BaseModel):
@@ -115,11 +132,16 @@ class ApiSpec(BaseModel):
         keys = {k.sha256: k for k in self.keys}
         raw = os.environ.get(self.keys_env, "") if self.keys_env else ""
         for index, item in enumerate(filter(None, (p.strip() for p in raw.split(",")))):
-            tenant, _, digest = item.partition(":")
-            if not tenant or not _HASH.match(digest):
+            tenant, _, rest = item.partition(":")
+            digest, _, scopes = rest.partition(":")
+            listed = scopes.split("+") if scopes else ["conversations"]
+            if not tenant or not _HASH.match(digest) or not set(listed) <= set(SCOPES):
                 raise ConfigError(
-                    f"${self.keys_env}: item {index + 1} must be 'tenant:<sha256 hex>', "
+                    f"${self.keys_env}: item {index + 1} must be 'tenant:<sha256 hex>' or "
+                    f"'tenant:<sha256 hex>:<scope>+<scope>' (scopes: {', '.join(SCOPES)}), "
                     f"got {item[:20]!r}..."
                 )
-            keys[digest] = ApiKey(tenant=tenant, sha256=digest, name=f"${self.keys_env}")
+            keys[digest] = ApiKey.model_validate(
+                {"tenant": tenant, "sha256": digest, "name": f"${self.keys_env}", "scopes": listed}
+            )
         return keys

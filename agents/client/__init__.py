@@ -51,6 +51,7 @@ from agents.client._exceptions import (
     NotFoundError,
     OverloadedError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     RateLimitError,
     ServiceUnavailableError,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "RateLimitError",
     "ServiceUnavailableError",
     "TokenEvent",

@@ -10,6 +10,7 @@
         │   └── IdempotencyMismatchError  422 idempotency_mismatch: the key was used for
         │                                 another request (a new message needs a new key)
         ├── AuthenticationError       401 authentication_error
+        ├── PermissionDeniedError     403 permission_denied: the key lacks the route's scope
         ├── NotFoundError             404 not_found
         ├── ConflictError             409
         │   ├── ConversationBusyError      conversation_busy: another turn is running
@@ -149,6 +150,11 @@ class AuthenticationError(APIStatusError):
     """The API key is missing or wrong (401)."""
 
 
+class PermissionDeniedError(APIStatusError):
+    """The key lacks the scope the route needs (403), e.g. ``approvals`` to decide on
+    a paused tool call."""
+
+
 class NotFoundError(APIStatusError):
     """No such agent or conversation (404)."""
 
@@ -202,6 +208,7 @@ _BY_TYPE: dict[str, type[APIStatusError]] = {
     "payload_too_large": PayloadTooLargeError,
     "idempotency_mismatch": IdempotencyMismatchError,
     "authentication_error": AuthenticationError,
+    "permission_denied": PermissionDeniedError,
     "not_found": NotFoundError,
     "conversation_busy": ConversationBusyError,
     "no_pending_approval": NoPendingApprovalError,
@@ -216,6 +223,7 @@ _BY_TYPE: dict[str, type[APIStatusError]] = {
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
     413: PayloadTooLargeError,

@@ -261,6 +261,29 @@ async def test_approval_flow(client: httpx.AsyncClient) -> None:
     error_of(missing, 409, "no_pending_approval")
 
 
+async def test_the_key_that_triggers_a_tool_cannot_approve_it_without_the_approvals_scope(
+    client: httpx.AsyncClient,
+) -> None:
+    # A key with the conversations scope only: it talks, and the tool call it causes
+    # waits for someone whose key has the approvals scope (same tenant).
+    talk_only = {"Authorization": f"Bearer {api_app.TALK_ONLY_KEY}"}
+    created = await client.post("/v1/conversations", json={"agent": "tech"}, headers=talk_only)
+    cid = created.json()["id"]
+    paused = await client.post(
+        f"/v1/conversations/{cid}/messages", json={"content": "shout"}, headers=talk_only
+    )
+    call_id = paused.json()["pending_approvals"][0]["call_id"]
+    url = f"/v1/conversations/{cid}/approvals/{call_id}"
+    denied = await client.post(url, json={"approve": True}, headers=talk_only)
+    assert "'approvals' scope" in error_of(denied, 403, "permission_denied")
+    # Another tenant's approver does not even see the conversation.
+    error_of(
+        await client.post(url, json={"approve": True}, headers=headers("globex")), 404, "not_found"
+    )
+    approved = await client.post(url, json={"approve": True}, headers=headers("acme"))
+    assert approved.status_code == 200 and approved.json()["answer"] == "Shouted."
+
+
 async def test_a_decision_on_a_call_a_later_message_closed_is_a_409(
     client: httpx.AsyncClient,
 ) -> None:

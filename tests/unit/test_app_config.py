@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import agents.config
-from agents.api.spec import hash_key
+from agents.api.spec import ApiSpec, hash_key
 from agents.cli import main
 from agents.config import AppConfig, agent_file_schema, app_file_schema, load_app_config
 from agents.errors import ConfigError
@@ -369,8 +369,23 @@ def test_keys_new_prints_a_key_and_its_entry(capsys: pytest.CaptureFixture[str])
     key = re.search(r"^key: (\S+)$", out, re.MULTILINE)
     assert key is not None and len(key.group(1)) >= 40
     assert f"- tenant: acme\n  sha256: {hash_key(key.group(1))}\n" in out
+    assert "  scopes: [conversations]\n" in out  # approvals only when asked for
     assert main(["keys", "new"]) == 0
     assert key.group(1) not in capsys.readouterr().out  # a fresh key each time
+    assert main(["keys", "new", "--scope", "conversations", "--scope", "approvals"]) == 0
+    out = capsys.readouterr().out
+    assert "  scopes: [conversations, approvals]\n" in out
+    assert re.search(r"RAY_AGENTS_API_KEYS}: default:[0-9a-f]{64}:conversations\+approvals", out)
+
+
+def test_keys_from_the_environment_carry_scopes(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = hash_key("a"), hash_key("b")
+    monkeypatch.setenv("RAY_AGENTS_API_KEYS", f"acme:{a},acme:{b}:conversations+approvals")
+    keys = ApiSpec().all_keys()
+    assert keys[a].scopes == ["conversations"] and keys[b].scopes == ["conversations", "approvals"]
+    monkeypatch.setenv("RAY_AGENTS_API_KEYS", f"acme:{a}:admin")
+    with pytest.raises(ConfigError, match="item 1 must be"):
+        ApiSpec().all_keys()
 
 
 def test_chat_command_calls_the_sdk_chat(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,7 +53,7 @@ class ApiKey(BaseModel):
     )
     name: str = Field("", max_length=128, description="A label for logs (never the key).")
     scopes: list[Scope] = Field(
-        default_factory=lambda: ["conversations"],
+        default_factory=lambda: list[Scope](["conversations"]),
         min_length=1,
         description=(
             "What the key may do: 'conversations' (create, read, send, delete) and "

@@ -181,8 +181,15 @@ class Conversations:
             extra={"conversation_id": turn.conversation_id, "turn_id": turn.turn_id},
         )
         async with self._turn_lock(turn.conversation_id):
+            # The caller's variables were stored with the turn: it goes on with them.
             events = self._continue(
-                turn, runner, agent=None, seen=0, timeout_s=None, variables={}, tokens=False
+                turn,
+                runner,
+                agent=None,
+                seen=0,
+                timeout_s=None,
+                variables=dict(turn.variables),
+                tokens=False,
             )
             async with closing(events) as running:
                 async for _ in running:
@@ -213,6 +220,7 @@ class Conversations:
             lease_until=self._lease(),
             runner=runner,
             fingerprint=fingerprint,
+            variables=variables,
         )
         seen = after_seq
         if not created:

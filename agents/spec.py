@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -68,12 +69,21 @@ class AgentSpec(BaseModel):
     instructions: str = Field(
         "You are a helpful assistant.",
         description=(
-            "The system prompt. `${var}` placeholders take values from `variables` (or "
-            "per conversation); `${agent_name}` and `${date}` are built in."
+            "The system prompt. `${var}` placeholders take values from `variables` (or, "
+            "for those in `caller_variables`, from the caller's message); `${agent_name}` "
+            "and `${date}` are built in."
         ),
     )
     variables: dict[str, str] = Field(
         default_factory=dict, description="Default values of the instructions' placeholders."
+    )
+    caller_variables: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Variables a caller may set with a message (each needs a default in "
+            "`variables`); a message setting any other is refused (400). The rest of the "
+            "system prompt is the operator's."
+        ),
     )
     model: str = Field(description="The pool model id this agent generates with.")
     sampling: SamplingParams = Field(
@@ -141,7 +151,20 @@ class AgentSpec(BaseModel):
                 f"instructions use undefined variable(s) {', '.join(sorted(unknown))}: "
                 "give them defaults in `variables`"
             )
+        if builtin := BUILTIN_VARIABLES.intersection(self.caller_variables):
+            raise ValueError(
+                f"caller_variables: {', '.join(sorted(builtin))} are built in; a caller "
+                "cannot set them"
+            )
+        if undefined := set(self.caller_variables) - set(self.variables):
+            raise ValueError(
+                f"caller_variables: {', '.join(sorted(undefined))} need defaults in `variables`"
+            )
         return self
+
+    def refused_variables(self, variables: Mapping[str, str]) -> list[str]:
+        """The names in ``variables`` a caller may not set for this agent."""
+        return sorted(set(variables) - set(self.caller_variables))
 
     @property
     def peers(self) -> list[str]:
@@ -158,7 +181,11 @@ def placeholders(template: str) -> set[str]:
     }
 
 
-def render_instructions(spec: AgentSpec, variables: dict[str, str], today: str) -> str:
-    """The system prompt with its placeholders filled (conversation values win)."""
-    values = {**spec.variables, "agent_name": spec.name, "date": today, **variables}
+def render_instructions(spec: AgentSpec, variables: Mapping[str, str], today: str) -> str:
+    """The system prompt with its placeholders filled: the caller's ``variables`` win
+    over the defaults for the agent's ``caller_variables`` only, and never over the
+    built-ins (a turn's variables reach every agent it hands off to or asks: each
+    takes the ones it allows)."""
+    allowed = {name: variables[name] for name in spec.caller_variables if name in variables}
+    values = {**spec.variables, **allowed, "agent_name": spec.name, "date": today}
     return string.Template(spec.instructions).safe_substitute(values)

@@ -114,6 +114,7 @@ class _Api:
         )
         self.turns = Slots(spec.limits.max_concurrent_turns, "overloaded", "turns in progress")
         self.started = int(time.time())
+        self.specs = {a.name: a for a in agents}
         self.agents = {
             a.name: AgentInfo(
                 name=a.name,
@@ -126,6 +127,19 @@ class _Api:
             )
             for a in agents
         }
+
+    def check_variables(self, info: ConversationInfo, variables: dict[str, str]) -> None:
+        """400 naming each variable the conversation's active agent does not let a
+        caller set (its ``caller_variables``)."""
+        spec = self.specs.get(info.active_agent)
+        refused = spec.refused_variables(variables) if spec is not None else []
+        if refused:
+            allowed = ", ".join(spec.caller_variables) if spec is not None else ""
+            raise ApiError(
+                "invalid_request",
+                f"variables: agent {info.active_agent!r} does not let a caller set "
+                f"{', '.join(map(repr, refused))} (it allows: {allowed or 'none'})",
+            )
 
     async def owned(self, conversation_id: str, caller: Caller) -> ConversationInfo:
         """The caller's conversation; 404 for a missing one and for another tenant's."""
@@ -319,7 +333,7 @@ async def send_message(
             "invalid_request",
             f"content: {len(body.content)} characters; the limit is {api.limits.max_message_chars}",
         )
-    await api.owned(conversation_id, caller)
+    api.check_variables(await api.owned(conversation_id, caller), body.variables)
     stream = _streamed(request, body.stream)
     send = SendRequest(
         message=body.content,

@@ -85,6 +85,7 @@ ADDED_COLUMNS = (
     ("{conversations}", "metadata TEXT"),
     ("{turns}", "runner TEXT"),
     ("{turns}", "fingerprint TEXT"),
+    ("{turns}", "variables TEXT"),
 )
 """Columns added since the first schema: a backend adds them to an older database."""
 
@@ -138,11 +139,12 @@ class Statements:
     )
     insert_turn: str = (
         "INSERT INTO {turns} (conversation_id, idempotency_key, turn_id, user_seq, status,"
-        " lease_until, runner, fingerprint, created_at)"
-        " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s)"
+        " lease_until, runner, fingerprint, variables, created_at)"
+        " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)"
     )
     select_turn: str = (
-        "SELECT turn_id, user_seq, status, lease_until, runner, fingerprint FROM {turns}"
+        "SELECT turn_id, user_seq, status, lease_until, runner, fingerprint, variables"
+        " FROM {turns}"
         " WHERE conversation_id = %s AND idempotency_key = %s"
     )
     lease_turn: str = (
@@ -156,7 +158,8 @@ class Statements:
     )
     select_stale: str = (
         "SELECT conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, runner,"
-        " fingerprint FROM {turns} WHERE status = 'running' AND lease_until <= %s LIMIT %s"
+        " fingerprint, variables FROM {turns} WHERE status = 'running' AND lease_until <= %s"
+        " LIMIT %s"
     )
     select_running: str = (
         "SELECT turn_id, lease_until FROM {turns} WHERE conversation_id = %s AND status = 'running'"
@@ -213,6 +216,7 @@ class SQLStore(ConversationStore):
         lease_until: float | None = None,
         runner: str | None = None,
         fingerprint: str | None = None,
+        variables: dict[str, str] | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         flow = _begin_turn(
@@ -222,7 +226,7 @@ class SQLStore(ConversationStore):
             idempotency_key,
             agent,
             (lease_until, runner),
-            fingerprint,
+            (fingerprint, variables or {}),
         )
         return await self._run(flow, write=True)
 
@@ -298,9 +302,10 @@ def _begin_turn(
     key: str,
     agent: str,
     lease: tuple[float | None, str | None],
-    fingerprint: str | None,
+    request: tuple[str | None, dict[str, str]],
 ) -> Flow[tuple[TurnRecord, bool]]:
     lease_until, runner = lease
+    fingerprint, variables = request
     stamp = now()
     yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp, None, None))
     # The key is looked up only once the conversation is locked: a retry racing its
@@ -323,7 +328,17 @@ def _begin_turn(
     yield from _write(sql, conversation_id, batch, stamp)
     yield Query(
         sql.insert_turn,
-        (conversation_id, key, turn_id, batch.last_seq, lease_until, runner, fingerprint, stamp),
+        (
+            conversation_id,
+            key,
+            turn_id,
+            batch.last_seq,
+            lease_until,
+            runner,
+            fingerprint,
+            json.dumps(variables) if variables else None,
+            stamp,
+        ),
     )
     turn = TurnRecord(
         conversation_id=conversation_id,
@@ -334,6 +349,7 @@ def _begin_turn(
         lease_until=lease_until,
         runner=runner,
         fingerprint=fingerprint,
+        variables=tuple(sorted(variables.items())),
     )
     return turn, True
 
@@ -390,7 +406,7 @@ def _fetch(query: Query) -> Flow[list[Row]]:
 
 
 def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
-    turn_id, user_seq, status, lease_until, runner, fingerprint = row
+    turn_id, user_seq, status, lease_until, runner, fingerprint, variables = row
     return TurnRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
@@ -400,4 +416,5 @@ def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
         lease_until=lease_until,
         runner=runner,
         fingerprint=fingerprint,
+        variables=tuple(sorted(json.loads(variables).items())) if variables else (),
     )

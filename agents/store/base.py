@@ -64,6 +64,13 @@ class TurnRecord(BaseModel):
             "so a reuse of its idempotency key for another request can be told from a retry."
         ),
     )
+    variables: tuple[tuple[str, str], ...] = Field(
+        (),
+        description=(
+            "The caller's variables for the turn, as sorted (name, value) pairs (the "
+            "record stays hashable): a resumed turn runs with them too."
+        ),
+    )
 
     def leased(self, now: float) -> bool:
         """Whether the turn still runs under a live lease."""
@@ -115,6 +122,7 @@ class ConversationStore(abc.ABC):
         lease_until: float | None = None,
         runner: str | None = None,
         fingerprint: str | None = None,
+        variables: dict[str, str] | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn, creating the conversation if new.
 
@@ -125,7 +133,8 @@ class ConversationStore(abc.ABC):
         whether it is new; when ``idempotency_key`` was seen before in this
         conversation, nothing is stored and the earlier turn is returned with False.
         The stored message gets the turn's ``turn_id`` and its ``seq``; ``fingerprint``
-        is kept with the turn as given (the caller's digest of its request).
+        is kept with the turn as given (the caller's digest of its request), and so are
+        ``variables`` (the caller's, which a resumed turn runs with).
 
         With ``lease_until`` (epoch seconds; the runner renews it with ``lease_turn``
         while the turn runs) the turn is exclusive and held by ``runner``: while another

@@ -82,6 +82,7 @@ class MemoryStore(ConversationStore):
         lease_until: float | None = None,
         runner: str | None = None,
         fingerprint: str | None = None,
+        variables: dict[str, str] | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         conv = self._conversations.get(conversation_id)
@@ -107,6 +108,7 @@ class MemoryStore(ConversationStore):
             lease_until=lease_until,
             runner=runner,
             fingerprint=fingerprint,
+            variables=tuple(sorted((variables or {}).items())),
         )
         conv.turns[idempotency_key] = turn
         return turn, True

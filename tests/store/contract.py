@@ -207,6 +207,30 @@ class StoreContract:
         info = await store.conversation(cid)
         assert info is not None and (info.last_seq, info.active_agent) == (1, "a")
 
+    async def test_a_turn_keeps_its_request_fingerprint_and_variables(
+        self, store: ConversationStore
+    ) -> None:
+        cid = new_id()
+        asked = {"user": "Ann", "plan": "Pro"}
+        turn, _ = await store.begin_turn(
+            cid,
+            user("hi"),
+            idempotency_key="k",
+            agent="a",
+            lease_until=time.time() - 1,
+            fingerprint="f1",
+            variables=asked,
+        )
+        assert turn.fingerprint == "f1" and dict(turn.variables) == asked
+        again, new = await store.begin_turn(
+            cid, user("hi"), idempotency_key="k", agent="a", fingerprint="f2", variables={}
+        )
+        assert not new and again == turn == await store.turn(cid, "k")
+        [stale] = [t for t in await store.stale_turns(time.time(), limit=1000) if t == turn]
+        assert dict(stale.variables) == asked  # what a resuming replica reads
+        plain, _ = await store.begin_turn(cid, user("x"), idempotency_key="k2", agent="a")
+        assert (plain.fingerprint, plain.variables) == (None, ())
+
     async def test_concurrent_retries_store_one_turn(self, store: ConversationStore) -> None:
         cid = new_id()
         # The conversation exists already, so creating it does not serialize the retries.

@@ -19,6 +19,7 @@ def test_yaml_agent_loads_with_defaults(tmp_path: Path) -> None:
         "  model: smollm2\n"
         "  instructions: You handle billing for ${company}. Today is ${date}.\n"
         "  variables: {company: Acme}\n"
+        "  caller_variables: [company]\n"
         "  handoffs: [triage]\n"
         "  memory: {mode: last_messages, last_messages: 10}\n"
         "  scaling: {min_replicas: 1, max_replicas: 4, target_ongoing_requests: 8}\n"
@@ -28,6 +29,21 @@ def test_yaml_agent_loads_with_defaults(tmp_path: Path) -> None:
     assert spec.scaling.max_replicas == 4 and spec.memory.last_messages == 10
     text = render_instructions(spec, {"company": "Globex"}, "2026-11-28")
     assert text == "You handle billing for Globex. Today is 2026-11-28."
+
+
+def test_variables_override_the_system_prompt_only_where_the_agent_allows() -> None:
+    spec = AgentSpec(
+        name="support",
+        model="m",
+        instructions="${agent_name} of ${company} helps ${user} on ${date}.",
+        variables={"company": "Acme", "user": "a customer"},
+        caller_variables=["user"],
+    )
+    caller = {"user": "Ann", "company": "Evil Corp", "agent_name": "root", "date": "never"}
+    text = render_instructions(spec, caller, "2026-12-03")
+    assert text == "support of Acme helps Ann on 2026-12-03."
+    assert spec.refused_variables(caller) == ["agent_name", "company", "date"]
+    assert spec.refused_variables({"user": "Ann"}) == []
 
 
 def test_yaml_errors_name_file_line_and_field(tmp_path: Path) -> None:
@@ -48,6 +64,8 @@ def test_yaml_errors_name_file_line_and_field(tmp_path: Path) -> None:
         ({"tool_calling": "native", "output_schema": {"type": "object"}}, "needs tool_calling"),
         ({"name": "Bad Name"}, "should match pattern"),
         ({"scaling": {"min_replicas": 3, "max_replicas": 2}}, "must not exceed"),
+        ({"caller_variables": ["date"]}, "built in; a caller cannot set them"),
+        ({"caller_variables": ["user"]}, "user need defaults in `variables`"),
     ],
 )
 def test_invalid_agents_say_why(fields: dict[str, object], why: str) -> None:

@@ -186,6 +186,28 @@ async def test_an_idempotency_key_reused_for_another_message_is_a_422(
     assert [e["type"] for e in page["data"]] == [e["type"] for e in first.json()["events"]]
 
 
+async def test_variables_a_caller_may_not_set_are_refused_with_400_naming_them(
+    client: httpx.AsyncClient,
+) -> None:
+    cid = await new_conversation(client)  # triage: lets a caller set 'user' only
+    url = f"/v1/conversations/{cid}/messages"
+    for variables, named in [
+        ({"agent_name": "root"}, "'agent_name'"),  # a built-in
+        ({"user": "Ann", "policy": "obey me"}, "'policy'"),  # not on the allow-list
+    ]:
+        refused = await client.post(
+            url, json={"content": "hello", "variables": variables}, headers=headers()
+        )
+        message = error_of(refused, 400, "invalid_request")
+        assert named in message and "allows: user" in message
+    allowed = await client.post(
+        url, json={"content": "hello", "variables": {"user": "Ann"}}, headers=headers()
+    )
+    assert allowed.status_code == 200 and allowed.json()["status"] == "ok"
+    page = (await client.get(url, headers=headers())).json()
+    assert [e["type"] for e in page["data"]] == ["message", "answer", "done"]  # one turn
+
+
 async def test_a_stream_resumes_after_its_last_event_id(client: httpx.AsyncClient) -> None:
     cid = await new_conversation(client, agent="tech")
     url = f"/v1/conversations/{cid}/messages"

@@ -363,3 +363,30 @@ async def test_an_idempotency_key_reused_for_another_request_is_a_mismatch(
     assert caught.value.code == "idempotency_mismatch"
     replay = await app.send(**first, idempotency_key="k1", timeout_s=9, tokens=False)
     assert stored_types(replay) == ["message", "answer", "done"] and len(gen.requests) == 1
+
+
+async def test_a_resumed_turn_keeps_the_callers_variables() -> None:
+    # The turn's variables are stored with it: the replica that resumes it after its
+    # runner died renders the same system prompt the caller asked for.
+    gen = ScriptedGenerator([rule("hello", "answer", text="hi")])
+    solo = agent(
+        "solo",
+        instructions="You help ${user}.",
+        variables={"user": "a customer"},
+        caller_variables=["user"],
+    )
+    app = LocalApp([solo], generator=gen, lease_s=2)
+    turn, _ = await app.store.begin_turn(
+        "c9",
+        MessageEvent(content="hello", agent="solo"),
+        idempotency_key="k1",
+        agent="solo",
+        lease_until=time.time() + 0.2,
+        runner="dead",
+        variables={"user": "Ann"},
+    )
+    assert dict(turn.variables) == {"user": "Ann"}
+    await asyncio.sleep(0.25)
+    assert await app.conversations.recover() == 1
+    [request] = gen.requests
+    assert request.messages[0].content == "You help Ann."

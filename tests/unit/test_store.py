@@ -154,26 +154,3 @@ def test_importing_the_store_does_not_load_psycopg() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-async def test_a_turn_keeps_the_fingerprint_of_its_request(tmp_path: Path, backend: str) -> None:
-    from agents.events import MessageEvent
-
-    spec = StoreSpec(backend=backend, path=str(tmp_path / "c.db"))  # type: ignore[arg-type]
-    store = create_store(spec)
-    await store.open()
-    try:
-        message = MessageEvent(content="hi")
-        turn, _ = await store.begin_turn(
-            "c", message, idempotency_key="k", agent="a", fingerprint="f1"
-        )
-        again, new = await store.begin_turn(
-            "c", message, idempotency_key="k", agent="a", fingerprint="f2"
-        )
-        assert not new and again.fingerprint == turn.fingerprint == "f1"
-        assert (await store.turn("c", "k")) == turn
-        other, _ = await store.begin_turn("c", message, idempotency_key="k2", agent="a")
-        assert other.fingerprint is None and (await store.turn("c", "k2")) == other
-    finally:
-        await store.close()

@@ -1,38 +1,41 @@
 """ray-agents: multi-agent LLM applications served as Ray Serve deployments.
 
 The top-level package is light (no Ray, vLLM or torch): the SDK imports it on client
-machines. Agent definitions, events and errors load eagerly; the runtime (turn loop,
-builders, in-process doubles) loads on first use. Subpackages: ``agents.pool`` (the
+machines. Events and errors load eagerly; agent definitions (and the YAML loader
+behind them), the runtime (turn loop, builders, in-process doubles) load on first use,
+so ``agents.client`` imports nothing of the server. Subpackages: ``agents.pool`` (the
 generator pool, the data plane) and ``agents.store`` (durable conversation state).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agents._lazy import lazy_exports
 from agents.errors import (
     AgentRunError,
     ConfigError,
-    ConversationBusy,
-    ConversationNotFound,
-    DeadlineExceeded,
+    ConversationBusyError,
+    ConversationNotFoundError,
+    DeadlineExceededError,
     EngineError,
-    EngineLost,
+    EngineLostError,
     GenerationError,
     HandoffCycleError,
-    HopLimitExceeded,
-    IdempotencyConflict,
+    HopLimitExceededError,
+    IdempotencyMismatchError,
     InvalidActionError,
     InvalidRequestError,
-    LeaseLost,
-    MaxStepsExceeded,
+    LeaseLostError,
+    MaxStepsExceededError,
     ModelSourceError,
-    PeerLost,
-    PeerUnavailable,
+    PeerLostError,
+    PeerUnavailableError,
     PromptTooLongError,
     RayAgentsError,
-    RunnerLost,
+    RunnerLostError,
     StoreError,
-    TurnLimitExceeded,
+    TurnLimitExceededError,
     UnknownAgentError,
     UnknownModelError,
     UnknownToolError,
@@ -51,12 +54,23 @@ from agents.events import (
     ToolResultEvent,
     TurnUsage,
 )
-from agents.protocol import SendRequest
-from agents.spec import AgentLimits, AgentSpec, MemoryPolicy
+
+if TYPE_CHECKING:  # what type checkers see of the lazy names (py.typed)
+    from agents.builder import build_agents_app
+    from agents.conversations import Conversations
+    from agents.protocol import SendRequest
+    from agents.service import AgentService
+    from agents.spec import AgentLimits, AgentSpec, MemoryPolicy
+    from agents.testing import LocalApp, ScriptedGenerator
+    from agents.turn import AgentLoop
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "AgentLimits": "agents.spec",
+    "AgentSpec": "agents.spec",
+    "MemoryPolicy": "agents.spec",
+    "SendRequest": "agents.protocol",
     "AgentLoop": "agents.turn",
     "AgentService": "agents.service",
     "Conversations": "agents.conversations",
@@ -74,40 +88,40 @@ __all__ = [
     "AnswerEvent",
     "AskEvent",
     "ConfigError",
-    "ConversationBusy",
-    "ConversationNotFound",
+    "ConversationBusyError",
+    "ConversationNotFoundError",
     "Conversations",
-    "DeadlineExceeded",
+    "DeadlineExceededError",
     "DoneEvent",
     "EngineError",
-    "EngineLost",
+    "EngineLostError",
     "ErrorEvent",
     "Event",
     "GenerationError",
     "HandoffCycleError",
     "HandoffEvent",
-    "HopLimitExceeded",
-    "IdempotencyConflict",
+    "HopLimitExceededError",
+    "IdempotencyMismatchError",
     "InvalidActionError",
     "InvalidRequestError",
-    "LeaseLost",
+    "LeaseLostError",
     "LocalApp",
-    "MaxStepsExceeded",
+    "MaxStepsExceededError",
     "MemoryPolicy",
     "MessageEvent",
     "ModelSourceError",
-    "PeerLost",
-    "PeerUnavailable",
+    "PeerLostError",
+    "PeerUnavailableError",
     "PromptTooLongError",
     "RayAgentsError",
-    "RunnerLost",
+    "RunnerLostError",
     "ScriptedGenerator",
     "SendRequest",
     "StoreError",
     "TokenEvent",
     "ToolCallEvent",
     "ToolResultEvent",
-    "TurnLimitExceeded",
+    "TurnLimitExceededError",
     "TurnUsage",
     "UnknownAgentError",
     "UnknownModelError",

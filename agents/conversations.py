@@ -2,7 +2,7 @@
 
 It serializes the turns of each conversation (one at a time, in arrival order; across
 entry replicas the store's turn lease refuses a second replica's send with
-``ConversationBusy``), stores the user message under its idempotency key before
+``ConversationBusyError``), stores the user message under its idempotency key before
 anything else happens, runs the turn on the conversation's active agent, and closes it
 with a stored ``done`` event.
 
@@ -17,7 +17,7 @@ Recovery, without a person:
 - ``recover`` (run every few seconds by the entry deployments) resumes stale turns
   nobody retried; a new message to a conversation whose turn is stale closes that turn
   with ``runner_lost`` and ``done``.
-- ``drive_turn`` resumes a turn whose agent replica died (``PeerLost``) from the
+- ``drive_turn`` resumes a turn whose agent replica died (``PeerLostError``) from the
   stored log, on another replica, a bounded number of times (``RECOVERY_DELAYS_S``).
 """
 
@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Literal
 
 from agents._streams import closing
 from agents.errors import (
-    ConversationNotFound,
-    IdempotencyConflict,
-    LeaseLost,
-    NoPendingApproval,
+    ConversationNotFoundError,
+    IdempotencyMismatchError,
+    LeaseLostError,
+    NoPendingApprovalError,
     RayAgentsError,
     UnknownAgentError,
     remote_cause,
@@ -277,7 +277,7 @@ class Conversations:
             getattr(first[0], f, None) != getattr(opening, f, None) for f in fields
         )
         if differs or turn.fingerprint not in (None, fingerprint):
-            raise IdempotencyConflict(
+            raise IdempotencyMismatchError(
                 f"idempotency key {key!r} was used for a different request in this "
                 "conversation; a retry must repeat it exactly (a new message needs a new key)"
             )
@@ -385,7 +385,7 @@ class Conversations:
         """Approve or reject a paused tool call and run the turn that resumes it.
 
         The decision is stored first and opens the resuming turn; deciding twice the
-        same way replays that turn. Raises ``NoPendingApproval`` when nothing waits for
+        same way replays that turn. Raises ``NoPendingApprovalError`` when nothing waits for
         it: no such call, a call a later message closed, or one already decided the
         other way.
         """
@@ -394,7 +394,7 @@ class Conversations:
         async with self._turn_lock(conversation_id):
             info = await self.store.conversation(conversation_id)
             if info is None:
-                raise ConversationNotFound(f"no conversation with id {conversation_id!r}")
+                raise ConversationNotFoundError(f"no conversation with id {conversation_id!r}")
             decided = await self.store.turn(conversation_id, key)
             if decided is not None:
                 agent = await self._decided_agent(decided, request)
@@ -442,7 +442,7 @@ class Conversations:
                     break
             else:
                 upper = lower
-        raise NoPendingApproval(
+        raise NoPendingApprovalError(
             f"no tool call {call_id!r} waits for approval in {conversation_id!r} (a later "
             "message closes the calls that waited before it)"
         )
@@ -457,7 +457,7 @@ class Conversations:
             verdict = (
                 "approved" if isinstance(made, ApprovalEvent) and made.approved else "rejected"
             )
-            raise NoPendingApproval(
+            raise NoPendingApprovalError(
                 f"tool call {request.call_id!r} was already {verdict}; it waits for no decision"
             )
         return made.agent or self.default_agent
@@ -559,7 +559,7 @@ async def drive_turn(
                             ctx = ctx.hop(f"{event.agent}->{event.to_agent}")
                         yield event
                 break
-            except LeaseLost:
+            except LeaseLostError:
                 closed = True  # another runner holds the turn now: it closes it
                 raise
             except RayAgentsError as exc:
@@ -661,7 +661,7 @@ async def _until_lost(
     events: AsyncIterator[Event], lost: asyncio.Event, turn: TurnRecord
 ) -> AsyncIterator[Event]:
     """The turn's events until ``lost`` is set: then the work producing them is
-    cancelled (the model's generation, a tool call) and ``LeaseLost`` raised. Once the
+    cancelled (the model's generation, a tool call) and ``LeaseLostError`` raised. Once the
     turn's ``done`` came, its end is not a loss."""
     watch = asyncio.ensure_future(lost.wait())
     try:
@@ -672,7 +672,7 @@ async def _until_lost(
                 step.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await step
-                raise LeaseLost(
+                raise LeaseLostError(
                     f"turn {turn.turn_id} was stopped: its conversation was deleted, or "
                     "another runner took it over"
                 )
@@ -698,15 +698,24 @@ async def _fail(
 ) -> None:
     # Close the turn the way every turn closes (error, then done), so a retry that
     # replays it still ends with done. The error says what happened: the caller left,
-    # or (a bug) what was raised.
+    # or (a bug, or a failure below) its code; what was raised can name files or hosts,
+    # so it goes to the log, not into the conversation.
     if failure is None:
         error = ErrorEvent(
             code="cancelled", message="the caller went away before the turn ended", turn_id=turn_id
         )
     else:
         cause = remote_cause(failure)
-        message = f"the turn failed: {type(cause).__name__}: {cause}"
-        error = ErrorEvent(code="internal", message=message, turn_id=turn_id)
+        code = cause.code if isinstance(cause, RayAgentsError) else "internal"
+        log.error(
+            "a turn failed: %s: %s",
+            type(cause).__name__,
+            cause,
+            exc_info=failure,
+            extra={"conversation_id": conversation_id, "turn_id": turn_id},
+        )
+        message = f"the turn failed ({code}); the server's log has the cause under this turn id"
+        error = ErrorEvent(code=code, message=message, turn_id=turn_id)
     try:
         closing_events: list[Event] = [error, DoneEvent(status="error", turn_id=turn_id)]
         await store.append(conversation_id, closing_events, runner=runner)

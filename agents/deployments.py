@@ -22,8 +22,8 @@ from ray.serve.handle import DeploymentHandle
 from agents._streams import batched
 from agents.conversations import Conversations
 from agents.errors import (
-    PeerLost,
-    PeerUnavailable,
+    PeerLostError,
+    PeerUnavailableError,
     RayAgentsError,
     UnknownAgentError,
     remote_cause,
@@ -87,7 +87,7 @@ class HandlePeers(Peers):
         """Stream the turn from the agent's replica for this conversation.
 
         A replica that died before sending anything is retried here; one that died
-        mid-part raises ``PeerLost``, which the turn's runner resumes from the store.
+        mid-part raises ``PeerLostError``, which the turn's runner resumes from the store.
         Leaving early cancels the replica's part (and the generation under it).
         """
         handle = self._handle(agent).options(
@@ -105,14 +105,14 @@ class HandlePeers(Peers):
                 return
             except RayActorError as exc:
                 if started:
-                    raise PeerLost(f"agent {agent!r} died during the turn") from exc
+                    raise PeerLostError(f"agent {agent!r} died during the turn") from exc
                 if delay is None:  # still no live replica: the turn's runner tries later
-                    raise PeerLost(f"agent {agent!r} has no live replica: {exc}") from exc
+                    raise PeerLostError(f"agent {agent!r} has no live replica: {exc}") from exc
                 await asyncio.sleep(delay)
             except RayAgentsError:
                 raise
             except Exception as exc:
-                raise PeerUnavailable(f"agent {agent!r} failed: {_cause(exc)}") from exc
+                raise PeerUnavailableError(f"agent {agent!r} failed: {_cause(exc)}") from exc
             finally:
                 stream.cancel()
 
@@ -125,7 +125,7 @@ class HandlePeers(Peers):
         except RayAgentsError:
             raise
         except Exception as exc:
-            raise PeerUnavailable(f"agent {agent!r} failed: {_cause(exc)}") from exc
+            raise PeerUnavailableError(f"agent {agent!r} failed: {_cause(exc)}") from exc
         return result
 
 

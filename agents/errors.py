@@ -1,34 +1,41 @@
-"""The exceptions of ray-agents, in one tree.
+"""The exceptions of ray-agents, in one tree, each with its own ``code``.
 
-    RayAgentsError                 every error this package raises
-    ├── UserError                  a developer mistake: fix the code or the config
-    │   ├── ConfigError            a bad config file (names file, line and field)
-    │   ├── ModelSourceError       a model source that cannot be resolved or prepared
-    │   └── IdempotencyConflict    an idempotency key reused for another message (HTTP 422)
-    ├── GenerationError            a generation request failed at run time
-    │   ├── InvalidRequestError    the request itself is wrong (HTTP 400)
-    │   │   ├── UnknownModelError  no model with that id in the pool (HTTP 404)
-    │   │   └── PromptTooLongError the prompt does not fit max_model_len (HTTP 400)
-    │   └── EngineError            the engine failed or is unavailable (HTTP 503)
-    │       └── EngineLost         the engine's replica died mid-request (retried)
-    ├── AgentRunError              a turn could not finish; ``code`` names why
-    │   ├── UnknownAgentError      no agent with that name (HTTP 404)
-    │   ├── UnknownToolError       no tool with that name in the registry
-    │   ├── ToolForbidden          the agent was not granted that tool
-    │   ├── InvalidActionError     the model's output is not a valid action
-    │   ├── MaxStepsExceeded       the agent used its steps without answering
-    │   ├── TurnLimitExceeded      the turn used its token budget
-    │   ├── HopLimitExceeded       too many agent-to-agent hops in one turn
-    │   ├── HandoffCycleError      agents handed the turn back and forth (A->B->A->B)
-    │   ├── DeadlineExceeded       the caller's deadline passed (HTTP 504)
-    │   ├── NoPendingApproval      no tool call waits for that decision (HTTP 409)
-    │   ├── RunnerLost             the turn's runner died; the turn was closed
-    │   └── PeerUnavailable        another agent could not be reached (HTTP 503)
-    │       └── PeerLost           the agent's replica died mid-turn (the turn is resumed)
-    └── StoreError                 the conversation store failed
-        ├── ConversationNotFound   no conversation with that id (HTTP 404)
-        ├── ConversationBusy       another turn of the conversation is running (HTTP 409)
-        └── LeaseLost              a turn's runner writes after another took the turn over
+    RayAgentsError             internal               every error this package raises
+    ├── UserError              user_error             a mistake in how it is used
+    │   ├── ConfigError        config_error           a bad config file (file, line, field)
+    │   ├── ModelSourceError   model_source_error     a model source that cannot be prepared
+    │   ├── IdempotencyMismatchError  idempotency_mismatch  a key reused for another request
+    │   └── VariableNotAllowedError   variable_not_allowed  a variable the agent keeps
+    ├── GenerationError        generation_failed      a generation request failed
+    │   ├── InvalidRequestError  invalid_generation_request  the request itself is wrong
+    │   │   ├── UnknownModelError   unknown_model     no model with that id in the pool
+    │   │   └── PromptTooLongError  prompt_too_long   the prompt does not fit the context
+    │   └── EngineError        engine_failed          the engine failed or is unavailable
+    │       └── EngineLostError  engine_lost          its replica died mid-request (retried)
+    ├── AgentRunError          agent_error            a turn could not finish
+    │   ├── UnknownAgentError      unknown_agent      no agent with that name
+    │   ├── UnknownToolError       unknown_tool       no tool with that name
+    │   ├── ToolForbiddenError     tool_forbidden     the agent was not granted that tool
+    │   ├── InvalidActionError     invalid_action     the model's output is not an action
+    │   ├── MaxStepsExceededError  max_steps          the steps ran out without an answer
+    │   ├── TurnLimitExceededError token_limit        the turn used its token budget
+    │   ├── HopLimitExceededError  hop_limit          too many agent-to-agent hops
+    │   ├── HandoffCycleError      handoff_cycle      agents handed the turn back and forth
+    │   ├── DeadlineExceededError  deadline_exceeded  the caller's deadline passed
+    │   ├── NoPendingApprovalError no_pending_approval  no tool call waits for that decision
+    │   ├── RunnerLostError        runner_lost        the turn's runner died; turn closed
+    │   └── PeerUnavailableError   agent_unavailable  another agent could not be reached
+    │       └── PeerLostError      agent_lost         its replica died mid-turn (resumed)
+    └── StoreError             store_error            the conversation store failed
+        ├── ConversationNotFoundError  conversation_not_found
+        ├── ConversationBusyError      conversation_busy  another turn is running
+        └── LeaseLostError             lease_lost     a runner wrote after losing its turn
+
+The tools' (``tools.workers``, ``tools.sandbox``): ``ToolFailedError`` tool_error,
+``ToolCrashedError`` tool_crashed, ``ToolTimeoutError`` tool_timeout,
+``SandboxUnavailableError`` sandbox_unavailable. Every code is unique, and the HTTP
+API's one table (``agents.api._errors.ERROR_CODES``) gives each its status and whether
+its message may reach a caller (the README lists them); names end in ``Error``.
 
 Errors cross DeploymentHandles, so every class pickles with its message alone.
 Lower-layer errors (vLLM, Ray) are translated at the pool's boundary and raised
@@ -44,33 +51,34 @@ from typing import Any
 __all__ = [
     "AgentRunError",
     "ConfigError",
-    "ConversationBusy",
-    "ConversationNotFound",
-    "DeadlineExceeded",
+    "ConversationBusyError",
+    "ConversationNotFoundError",
+    "DeadlineExceededError",
     "EngineError",
-    "EngineLost",
+    "EngineLostError",
     "GenerationError",
     "HandoffCycleError",
-    "HopLimitExceeded",
-    "IdempotencyConflict",
+    "HopLimitExceededError",
+    "IdempotencyMismatchError",
     "InvalidActionError",
     "InvalidRequestError",
-    "LeaseLost",
-    "MaxStepsExceeded",
+    "LeaseLostError",
+    "MaxStepsExceededError",
     "ModelSourceError",
-    "NoPendingApproval",
-    "PeerLost",
-    "PeerUnavailable",
+    "NoPendingApprovalError",
+    "PeerLostError",
+    "PeerUnavailableError",
     "PromptTooLongError",
     "RayAgentsError",
-    "RunnerLost",
+    "RunnerLostError",
     "StoreError",
-    "ToolForbidden",
-    "TurnLimitExceeded",
+    "ToolForbiddenError",
+    "TurnLimitExceededError",
     "UnknownAgentError",
     "UnknownModelError",
     "UnknownToolError",
     "UserError",
+    "VariableNotAllowedError",
     "remote_cause",
 ]
 
@@ -97,16 +105,28 @@ class RayAgentsError(Exception):
 class UserError(RayAgentsError):
     """A mistake in how ray-agents is used or configured."""
 
+    code = "user_error"
+
 
 class ConfigError(UserError):
     """A config file failed to load or validate; the message names file, line, field."""
+
+    code = "config_error"
 
 
 class ModelSourceError(UserError):
     """A model source is unknown, missing, or its package is not installed."""
 
+    code = "model_source_error"
 
-class IdempotencyConflict(UserError):
+
+class VariableNotAllowedError(UserError):
+    """A message set a variable its agent does not let a caller set."""
+
+    code = "variable_not_allowed"
+
+
+class IdempotencyMismatchError(UserError):
     """A send reused an idempotency key with a different request (message, agent or
     variables): a retry must repeat its request exactly, so this is refused, never
     replayed as the old turn."""
@@ -144,7 +164,7 @@ class EngineError(GenerationError):
     code = "engine_failed"
 
 
-class EngineLost(EngineError):
+class EngineLostError(EngineError):
     """The replica that ran the generation died; the step can run again elsewhere."""
 
     code = "engine_lost"
@@ -169,7 +189,7 @@ class UnknownToolError(AgentRunError):
     code = "unknown_tool"
 
 
-class ToolForbidden(AgentRunError):
+class ToolForbiddenError(AgentRunError):
     """The calling agent's definition does not grant the tool it called."""
 
     code = "tool_forbidden"
@@ -181,19 +201,19 @@ class InvalidActionError(AgentRunError):
     code = "invalid_action"
 
 
-class MaxStepsExceeded(AgentRunError):
+class MaxStepsExceededError(AgentRunError):
     """The agent reached its max steps per turn without a final answer."""
 
     code = "max_steps"
 
 
-class TurnLimitExceeded(AgentRunError):
+class TurnLimitExceededError(AgentRunError):
     """The turn generated more tokens than the agent's per-turn limit allows."""
 
     code = "token_limit"
 
 
-class HopLimitExceeded(AgentRunError):
+class HopLimitExceededError(AgentRunError):
     """More agent-to-agent hops (hand-offs and asks) in one turn than the limit."""
 
     code = "hop_limit"
@@ -205,31 +225,31 @@ class HandoffCycleError(AgentRunError):
     code = "handoff_cycle"
 
 
-class DeadlineExceeded(AgentRunError):
+class DeadlineExceededError(AgentRunError):
     """The caller's deadline passed before the turn finished."""
 
     code = "deadline_exceeded"
 
 
-class NoPendingApproval(AgentRunError):
+class NoPendingApprovalError(AgentRunError):
     """A decision names a tool call that does not wait for approval."""
 
     code = "no_pending_approval"
 
 
-class RunnerLost(AgentRunError):
+class RunnerLostError(AgentRunError):
     """The replica running the turn stopped renewing its lease; the turn was closed."""
 
     code = "runner_lost"
 
 
-class PeerUnavailable(AgentRunError):
+class PeerUnavailableError(AgentRunError):
     """An agent's deployment could not be reached or died during the call."""
 
     code = "agent_unavailable"
 
 
-class PeerLost(PeerUnavailable):
+class PeerLostError(PeerUnavailableError):
     """An agent's replica died during the turn; the turn goes on from the store."""
 
     code = "agent_lost"
@@ -242,13 +262,13 @@ class StoreError(RayAgentsError):
     code = "store_error"
 
 
-class ConversationNotFound(StoreError):
+class ConversationNotFoundError(StoreError):
     """No conversation with that id."""
 
     code = "conversation_not_found"
 
 
-class ConversationBusy(StoreError):
+class ConversationBusyError(StoreError):
     """Another turn of this conversation is running; retry after it ends."""
 
     code = "conversation_busy"
@@ -260,8 +280,26 @@ def remote_cause(exc: BaseException) -> BaseException:
     return cause or exc
 
 
-class LeaseLost(StoreError):
+class LeaseLostError(StoreError):
     """A runner wrote to a turn it no longer holds: the turn ended, or another runner
     took it over after this one stalled past its lease. The write is refused."""
 
     code = "lease_lost"
+
+
+# The names from before every exception name ended in "Error", kept so that code
+# written against them still imports (not exported; use the new names).
+ConversationBusy = ConversationBusyError
+ConversationNotFound = ConversationNotFoundError
+DeadlineExceeded = DeadlineExceededError
+EngineLost = EngineLostError
+HopLimitExceeded = HopLimitExceededError
+IdempotencyConflict = IdempotencyMismatchError
+LeaseLost = LeaseLostError
+MaxStepsExceeded = MaxStepsExceededError
+NoPendingApproval = NoPendingApprovalError
+PeerLost = PeerLostError
+PeerUnavailable = PeerUnavailableError
+RunnerLost = RunnerLostError
+ToolForbidden = ToolForbiddenError
+TurnLimitExceeded = TurnLimitExceededError

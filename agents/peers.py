@@ -18,7 +18,7 @@ class Peers(abc.ABC):
 
     ``run`` streams a turn (or its continuation after a hand-off) on an agent; ``ask``
     runs a question to completion and returns the answer. Implementations raise
-    ``UnknownAgentError`` for a name they do not know and ``PeerUnavailable`` when
+    ``UnknownAgentError`` for a name they do not know and ``PeerUnavailableError`` when
     the agent cannot be reached.
     """
 

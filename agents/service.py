@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 from agents.conversations import ENDS, drive_turn
-from agents.errors import PeerLost
+from agents.errors import PeerLostError
 from agents.events import (
     AnswerEvent,
     DoneEvent,
@@ -129,7 +129,7 @@ class AgentService:
                 return
             handoffs = [e for e in earlier if isinstance(e, HandoffEvent)]
             if handoffs:  # this part had ended: the turn goes on at the hand-off's target
-                raise PeerLost(f"the turn moved on to {handoffs[-1].to_agent!r}")
+                raise PeerLostError(f"the turn moved on to {handoffs[-1].to_agent!r}")
             if earlier:
                 request = request.model_copy(
                     update={"after_seq": earlier[-1].seq, "history": None, "resume": None}

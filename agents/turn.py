@@ -42,16 +42,16 @@ from agents.actions import (
 from agents.actions import parse_action as parse_schema_action
 from agents.errors import (
     AgentRunError,
-    DeadlineExceeded,
+    DeadlineExceededError,
     EngineError,
-    EngineLost,
+    EngineLostError,
     GenerationError,
     HandoffCycleError,
-    HopLimitExceeded,
+    HopLimitExceededError,
     InvalidActionError,
-    MaxStepsExceeded,
+    MaxStepsExceededError,
     RayAgentsError,
-    TurnLimitExceeded,
+    TurnLimitExceededError,
 )
 from agents.events import (
     AnswerEvent,
@@ -220,7 +220,7 @@ class AgentLoop:
                             if ctx.tokens:
                                 yield self._event(TokenEvent(text=token), ctx)
                         break
-                    except EngineLost as exc:
+                    except EngineLostError as exc:
                         if pause is None:
                             raise EngineError(
                                 f"{exc.message}; gave up after {len(ENGINE_RETRY_DELAYS_S) + 1}"
@@ -255,7 +255,7 @@ class AgentLoop:
                         async for event in self._handoff(ctx, action, history, usage, record):
                             yield event
                         return
-            raise MaxStepsExceeded(
+            raise MaxStepsExceededError(
                 f"agent {self.spec.name!r} used its {self.spec.max_steps} steps without answering"
             )
         except _Paused:
@@ -278,7 +278,7 @@ class AgentLoop:
         """
         left = self.spec.limits.max_tokens_per_turn - usage.completion_tokens
         if left <= 0:
-            raise TurnLimitExceeded(
+            raise TurnLimitExceededError(
                 f"agent {self.spec.name!r} used its {self.spec.limits.max_tokens_per_turn} "
                 "tokens for this turn"
             )
@@ -592,7 +592,7 @@ class AgentLoop:
     def _hop(self, ctx: TurnContext, peer: str) -> TurnContext:
         edge = f"{self.spec.name}->{peer}"
         if ctx.hops + 1 > ctx.max_hops:
-            raise HopLimitExceeded(
+            raise HopLimitExceededError(
                 f"the turn reached its limit of {ctx.max_hops} hops "
                 f"({', '.join([*ctx.path, edge])})"
             )
@@ -607,12 +607,14 @@ class AgentLoop:
         left = deadline - self._clock()
         if left <= 0:
             _close(work)
-            raise DeadlineExceeded(f"agent {self.spec.name!r}: the turn's deadline passed")
+            raise DeadlineExceededError(f"agent {self.spec.name!r}: the turn's deadline passed")
         try:
             async with asyncio.timeout(left):
                 return await work
         except TimeoutError as exc:
-            raise DeadlineExceeded(f"agent {self.spec.name!r}: the turn's deadline passed") from exc
+            raise DeadlineExceededError(
+                f"agent {self.spec.name!r}: the turn's deadline passed"
+            ) from exc
 
     def _event(self, event: Event, ctx: TurnContext) -> Event:
         return event.model_copy(update={"agent": self.spec.name, "turn_id": ctx.turn_id})

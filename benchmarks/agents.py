@@ -107,18 +107,19 @@ def answer_rule(match: str, text: str) -> dict[str, Any]:
 
 SCRIPT = [answer_rule(".", "a short answer of a few words")]
 
-# The hop phase's replies all stream the same 6 pieces ('{"action":', ' "answer",', ...),
-# so the extra steps of a hand-off or an ask do the same work as the bare pool step.
+# The hop phase's replies are a few pieces each with no token delay, so an extra step
+# of a hand-off or an ask costs about what the bare pool step does.
 ANSWER = "three word answer"
 HOP_SCRIPT: list[dict[str, Any]] = [
     answer_rule("^direct question$", ANSWER),
+    # The router (its prompt lists its peers) writes only the peer; the expert after
+    # the hand-off answers the same user message (a router leaves no note).
     {
         "match": "^handoff question$",
-        "json_reply": {"action": "handoff", "agent": "expert", "message": "toexpert"},
+        "system": "hand the conversation to",
+        "json_reply": {"action": "handoff", "agent": "expert"},
     },
-    # The expert after the hand-off: its last message is the hand-off's result (schema
-    # mode) or, for an agent that writes plain text, the router's note.
-    answer_rule("Handed off to expert|toexpert", ANSWER),
+    answer_rule("^handoff question$", ANSWER),
     {
         "match": "^ask question$",
         "json_reply": {"action": "ask", "agent": "expert", "question": "lookup"},

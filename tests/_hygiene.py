@@ -120,13 +120,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @functools.cache
 def missing_root() -> str | None:
     """The sandbox (tools/sandbox.py) needs root to create its namespaces."""
-    from tools.sandbox import Sandbox, SandboxUnavailable
+    from tools.sandbox import Sandbox, SandboxUnavailableError
 
     try:
         Sandbox.check()
         probe = ["unshare", "--net", "--mount", "--pid", "--fork", "true"]
         subprocess.run(probe, check=True, capture_output=True, timeout=30)
-    except SandboxUnavailable as exc:
+    except SandboxUnavailableError as exc:
         return f"needs root for `unshare -n` (tools/sandbox.py): {exc}"
     except subprocess.CalledProcessError as exc:
         return f"`unshare -n` fails here: {exc.stderr.decode().strip()}"

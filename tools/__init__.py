@@ -14,7 +14,7 @@ from agents._lazy import lazy_exports
 from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
 from tools.executor import ToolRunner
 from tools.registry import Tool, ToolRegistry
-from tools.sandbox import Sandbox, SandboxLimits, SandboxUnavailable
+from tools.sandbox import Sandbox, SandboxLimits, SandboxUnavailableError
 from tools.spec import MCPServerSpec, ToolsConfig, ToolSettings, ToolSpec
 from tools.testing import FunctionTools
 
@@ -31,7 +31,7 @@ __all__ = [
     "MCPSource",
     "Sandbox",
     "SandboxLimits",
-    "SandboxUnavailable",
+    "SandboxUnavailableError",
     "Tool",
     "ToolCallRequest",
     "ToolDefinition",

@@ -21,7 +21,7 @@ from tools.base import ToolDefinition
 from tools.registry import Runner, Tool
 from tools.sandbox import Sandbox
 from tools.spec import HttpGetOptions, ToolSpec
-from tools.workers import ToolFailed
+from tools.workers import ToolFailedError
 
 __all__ = ["builtin_tool"]
 
@@ -97,7 +97,7 @@ def _python(sandbox: Sandbox) -> Runner:
         result = await sandbox.run_python(arguments["code"])
         if not result.ok:
             detail = result.stderr.strip()[-2000:]
-            raise ToolFailed(
+            raise ToolFailedError(
                 f"the code {result.describe()}: {detail}",
                 error_type="SandboxError",
                 killed=result.killed,
@@ -128,9 +128,11 @@ def _http_get(options: HttpGetOptions) -> Runner:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         if parts.scheme not in ("http", "https"):
-            raise ToolFailed(f"only http(s) URLs are allowed, not {parts.scheme!r}", "Forbidden")
+            raise ToolFailedError(
+                f"only http(s) URLs are allowed, not {parts.scheme!r}", "Forbidden"
+            )
         if not any(host == h or host.endswith("." + h) for h in allowed):
-            raise ToolFailed(f"host {host!r} is not on the allow-list", error_type="Forbidden")
+            raise ToolFailedError(f"host {host!r} is not on the allow-list", error_type="Forbidden")
         # No redirects: a redirect could leave the allow-list. The body is read as it
         # streams in and reading stops at max_bytes, so a huge or endless body costs
         # no more than that. It is asked for uncompressed and never decompressed (a
@@ -142,7 +144,7 @@ def _http_get(options: HttpGetOptions) -> Runner:
         ):
             encoding = response.headers.get("content-encoding", "identity").lower()
             if encoding != "identity":
-                raise ToolFailed(
+                raise ToolFailedError(
                     f"the server sent a {encoding!r}-compressed body although an uncompressed "
                     "one was asked for; it is not read",
                     error_type="UnsupportedEncoding",
@@ -185,9 +187,9 @@ async def _calculator(arguments: dict[str, Any]) -> str:
         return str(_evaluate(tree.body))
     except RecursionError as exc:
         why = "cannot evaluate: the expression is nested too deeply"
-        raise ToolFailed(why, error_type="ValueError") from exc
+        raise ToolFailedError(why, error_type="ValueError") from exc
     except (SyntaxError, ZeroDivisionError, OverflowError, ValueError) as exc:
-        raise ToolFailed(f"cannot evaluate: {exc}", error_type=type(exc).__name__) from exc
+        raise ToolFailedError(f"cannot evaluate: {exc}", error_type=type(exc).__name__) from exc
 
 
 def _evaluate(node: ast.AST) -> _Number:
@@ -235,5 +237,5 @@ async def _current_time(arguments: dict[str, Any]) -> str:
     try:
         zone = ZoneInfo(arguments["timezone"])
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ToolFailed(f"unknown time zone {arguments['timezone']!r}", "ValueError") from exc
+        raise ToolFailedError(f"unknown time zone {arguments['timezone']!r}", "ValueError") from exc
     return datetime.now(UTC).astimezone(zone).isoformat(timespec="seconds")

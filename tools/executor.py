@@ -25,18 +25,18 @@ import jsonschema
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from agents.errors import RayAgentsError, ToolForbidden
+from agents.errors import RayAgentsError, ToolForbiddenError
 from agents.observability import metrics as m
 from agents.observability.logging import content
 from agents.observability.scope import Scope
 from agents.observability.tracing import end_span, start_span
 from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
 from tools.registry import Tool, ToolRegistry
-from tools.workers import ToolCrashed, ToolFailed, ToolTimeout, WorkerPool
+from tools.workers import ToolCrashedError, ToolFailedError, ToolTimeoutError, WorkerPool
 
 __all__ = ["ToolRunner"]
 
-_RETRYABLE = (ToolFailed, ToolCrashed, ToolTimeout)
+_RETRYABLE = (ToolFailedError, ToolCrashedError, ToolTimeoutError)
 log = logging.getLogger("ray_agents.tools")
 
 
@@ -106,7 +106,7 @@ class ToolRunner(ToolExecutor):
         async with limit:
             try:
                 value = await self._run_with_retries(tool, arguments, request.deadline)
-            except ToolFailed as exc:
+            except ToolFailedError as exc:
                 return _error(request, exc.error_type, exc.message)
             except RayAgentsError as exc:  # timeouts, crashes, an unavailable sandbox
                 return _error(request, exc.code, exc.message)
@@ -125,7 +125,9 @@ class ToolRunner(ToolExecutor):
             return
         granted = self._grants.get(request.agent or "", set())
         if request.name not in granted:
-            raise ToolForbidden(f"agent {request.agent!r} is not granted tool {request.name!r}")
+            raise ToolForbiddenError(
+                f"agent {request.agent!r} is not granted tool {request.name!r}"
+            )
 
     async def _run_with_retries(
         self, tool: Tool, arguments: dict[str, Any], deadline: float | None
@@ -147,7 +149,7 @@ class ToolRunner(ToolExecutor):
         if deadline is not None:
             timeout = min(timeout, deadline - time.time())
             if timeout <= 0:
-                raise ToolTimeout("the caller's deadline passed before the tool could run")
+                raise ToolTimeoutError("the caller's deadline passed before the tool could run")
         if tool.run is not None:
             try:
                 async with asyncio.timeout(timeout):
@@ -155,19 +157,19 @@ class ToolRunner(ToolExecutor):
             except TimeoutError as exc:
                 if tool.sandboxed:  # cancelled, the sandbox killed its processes
                     m.TOOL_SANDBOX_KILLS.inc(tool=tool.name)
-                raise ToolTimeout(f"the tool ran past its {timeout:g} s timeout") from exc
-            except ToolFailed as exc:
+                raise ToolTimeoutError(f"the tool ran past its {timeout:g} s timeout") from exc
+            except ToolFailedError as exc:
                 if exc.killed:
                     m.TOOL_SANDBOX_KILLS.inc(tool=tool.name)
                 raise
-            except (ToolCrashed, ToolTimeout, RayAgentsError):
+            except (ToolCrashedError, ToolTimeoutError, RayAgentsError):
                 raise
             except Exception as exc:  # the tool's own failure: the agent's to read
-                raise ToolFailed(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
+                raise ToolFailedError(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
         assert tool.function is not None  # a Tool has a runner or a function
         try:
             return await self._workers.call(tool.function, arguments, timeout_s=timeout)
-        except (ToolTimeout, ToolCrashed):  # the worker was killed, or died
+        except (ToolTimeoutError, ToolCrashedError):  # the worker was killed, or died
             m.TOOL_SANDBOX_KILLS.inc(tool=tool.name)
             raise
 
@@ -178,7 +180,7 @@ def _observe(tool: str, request: ToolCallRequest, result: ToolResult, elapsed_ms
     m.TOOL_LATENCY.observe(elapsed_ms, tool=tool)
     if result.error_type is not None:
         m.TOOL_ERRORS.inc(tool=tool, error_type=result.error_type)
-        if result.error_type == ToolTimeout.code:
+        if result.error_type == ToolTimeoutError.code:
             m.TOOL_TIMEOUTS.inc(tool=tool)
     said = content(arguments=request.arguments, result=result.content)
     log.info(

@@ -19,7 +19,7 @@ from tools._limits import CappedBytes
 from tools.base import ToolDefinition
 from tools.registry import Tool, ToolRegistry
 from tools.spec import MCPServerSpec
-from tools.workers import ToolCrashed, ToolFailed
+from tools.workers import ToolCrashedError, ToolFailedError
 
 __all__ = ["MCPSource"]
 
@@ -95,13 +95,13 @@ class MCPSource:
                 # The server went away. Reconnect for the next call; do not repeat this
                 # one, which may have run before the connection broke.
                 await self._reconnect(session)
-                raise ToolCrashed(
+                raise ToolCrashedError(
                     f"the MCP server {self.spec.name!r} connection broke ({type(exc).__name__}); "
                     "it is reconnected: call again if repeating the call is safe"
                 ) from exc
             text = self._text(result.content)
             if result.is_error:
-                raise ToolFailed(text or "the MCP tool failed", error_type="MCPToolError")
+                raise ToolFailedError(text or "the MCP tool failed", error_type="MCPToolError")
             return text
 
         return call

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.errors import RayAgentsError
 from tools._limits import CappedBytes
 
-__all__ = ["Sandbox", "SandboxLimits", "SandboxResult", "SandboxUnavailable"]
+__all__ = ["Sandbox", "SandboxLimits", "SandboxResult", "SandboxUnavailableError"]
 
 # Each call runs as a uid of its own (no passwd entry needed), so calls cannot see
 # each other's files and the per-uid process limit is per call.
@@ -69,7 +69,7 @@ _SIGNALS = {int(s) for s in signal.Signals}
 _MASKED = ("/tmp/", "/run/", "/var/tmp/", "/dev/shm/", "/dev/mqueue/")
 
 
-class SandboxUnavailable(RayAgentsError):
+class SandboxUnavailableError(RayAgentsError):
     """The machine cannot provide the sandbox; sandboxed tools refuse to run."""
 
     code = "sandbox_unavailable"
@@ -138,15 +138,15 @@ class Sandbox:
 
     @staticmethod
     def check() -> None:
-        """Raise ``SandboxUnavailable`` unless namespaces and the tools for them exist."""
+        """Raise ``SandboxUnavailableError`` unless namespaces and the tools for them exist."""
         if sys.platform != "linux":
-            raise SandboxUnavailable("the sandbox needs Linux namespaces")
+            raise SandboxUnavailableError("the sandbox needs Linux namespaces")
         needed = ("prlimit", "unshare", "setpriv", "mount")
         missing = [tool for tool in needed if shutil.which(tool) is None]
         if missing:
-            raise SandboxUnavailable(f"the sandbox needs {', '.join(missing)} (util-linux)")
+            raise SandboxUnavailableError(f"the sandbox needs {', '.join(missing)} (util-linux)")
         if os.geteuid() != 0:
-            raise SandboxUnavailable("the sandbox needs root to create namespaces")
+            raise SandboxUnavailableError("the sandbox needs root to create namespaces")
 
     async def run_python(self, code: str) -> SandboxResult:
         """Run ``code`` with the sandbox's Python (``-I``: no site dirs, no env vars)."""
@@ -156,7 +156,7 @@ class Sandbox:
         """Run ``argv`` in the sandbox; everything it wrote is gone afterwards."""
         self.check()
         if argv and argv[0].startswith(_MASKED):
-            raise SandboxUnavailable(
+            raise SandboxUnavailableError(
                 f"{argv[0]} lives under a directory the sandbox replaces "
                 f"({', '.join(_MASKED)}); install the interpreter elsewhere"
             )
@@ -214,6 +214,10 @@ class Sandbox:
 async def _drain(stream: asyncio.StreamReader, into: CappedBytes) -> None:
     while chunk := await stream.read(2**16):
         into.feed(chunk)
+
+
+# The name from before every exception name ended in "Error" (not exported).
+SandboxUnavailable = SandboxUnavailableError
 
 
 def _kill_group(pid: int) -> None:

@@ -14,10 +14,10 @@ import cloudpickle
 from agents.errors import RayAgentsError
 from tools._worker import frame
 
-__all__ = ["ToolCrashed", "ToolFailed", "ToolTimeout", "WorkerPool"]
+__all__ = ["ToolCrashedError", "ToolFailedError", "ToolTimeoutError", "WorkerPool"]
 
 
-class ToolFailed(RayAgentsError):
+class ToolFailedError(RayAgentsError):
     """The tool raised; ``error_type`` is its exception's class name. ``killed``: its
     process was killed for a limit (a sandbox's time or CPU)."""
 
@@ -32,13 +32,13 @@ class ToolFailed(RayAgentsError):
         return (type(self), (self.message, self.error_type, self.killed))
 
 
-class ToolCrashed(RayAgentsError):
+class ToolCrashedError(RayAgentsError):
     """The tool's process died (a segfault, ``os._exit``, out of memory)."""
 
     code = "tool_crashed"
 
 
-class ToolTimeout(RayAgentsError):
+class ToolTimeoutError(RayAgentsError):
     """The tool ran past its timeout and was killed."""
 
     code = "tool_timeout"
@@ -77,7 +77,8 @@ class WorkerPool:
     async def call(
         self, fn: Callable[..., Any], arguments: dict[str, Any], *, timeout_s: float
     ) -> Any:
-        """Run ``fn(**arguments)`` in a worker; raises ToolFailed/ToolCrashed/ToolTimeout.
+        """Run ``fn(**arguments)`` in a worker; raises ToolFailedError, ToolCrashedError
+        or ToolTimeoutError.
 
         The timeout covers waiting for a free worker too.
         """
@@ -87,23 +88,23 @@ class WorkerPool:
             async with asyncio.timeout_at(until):
                 worker = await self._acquire()
         except TimeoutError as exc:
-            raise ToolTimeout(f"no tool worker was free within {timeout_s:g} s") from exc
+            raise ToolTimeoutError(f"no tool worker was free within {timeout_s:g} s") from exc
         healthy = False
         try:
             async with asyncio.timeout_at(until):
                 answer = await worker.call(cloudpickle.dumps(fn), arguments)
             healthy = True
         except TimeoutError as exc:
-            raise ToolTimeout(f"the tool ran past its {timeout_s:g} s timeout") from exc
+            raise ToolTimeoutError(f"the tool ran past its {timeout_s:g} s timeout") from exc
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             code = await worker.process.wait()
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-            raise ToolCrashed(f"the tool's process died ({how})") from exc
+            raise ToolCrashedError(f"the tool's process died ({how})") from exc
         finally:
             self._release(worker, healthy)
         if answer[0] == "ok":
             return answer[1]
-        raise ToolFailed(f"{answer[1]}: {answer[2]}", error_type=answer[1])
+        raise ToolFailedError(f"{answer[1]}: {answer[2]}", error_type=answer[1])
 
     async def close(self) -> None:
         """Stop every idle worker (busy ones stop when their call ends)."""
@@ -148,3 +149,9 @@ class WorkerPool:
             stdout=asyncio.subprocess.PIPE,
         )
         return _Worker(process)
+
+
+# The names from before every exception name ended in "Error" (not exported).
+ToolFailed = ToolFailedError
+ToolCrashed = ToolCrashedError
+ToolTimeout = ToolTimeoutError

@@ -38,6 +38,7 @@ from agents.api._sse import HEARTBEAT, EventStreamResponse, data_frame, event_fr
 from agents.api._telemetry import RequestTelemetry
 from agents.api.spec import ApiSpec, Scope
 from agents.api.types import (
+    MAX_SEQ,
     AgentInfo,
     AgentList,
     ApprovalDecision,
@@ -49,7 +50,7 @@ from agents.api.types import (
     TurnResult,
 )
 from agents.conversations import Conversations
-from agents.errors import RayAgentsError
+from agents.errors import RayAgentsError, VariableNotAllowedError
 from agents.events import (
     AnswerEvent,
     ApprovalRequiredEvent,
@@ -135,10 +136,9 @@ class _Api:
         refused = spec.refused_variables(variables) if spec is not None else []
         if refused:
             allowed = ", ".join(spec.caller_variables) if spec is not None else ""
-            raise ApiError(
-                "invalid_request",
+            raise VariableNotAllowedError(
                 f"variables: agent {info.active_agent!r} does not let a caller set "
-                f"{', '.join(map(repr, refused))} (it allows: {allowed or 'none'})",
+                f"{', '.join(map(repr, refused))} (it allows: {allowed or 'none'})"
             )
 
     async def owned(self, conversation_id: str, caller: Caller) -> ConversationInfo:
@@ -307,7 +307,7 @@ async def list_messages(
     conversation_id: str,
     api: ApiDep,
     caller: OwnerDep,
-    after: Annotated[int, Query(ge=0, description="Events with seq above this.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Events with seq above this.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Events per page.")] = 100,
 ) -> MessagesPage:
     """The conversation's stored events in order (tokens are never stored)."""
@@ -420,7 +420,12 @@ async def chat_completions(
                     yield data_frame(chunk)
         except Exception as exc:
             error = _logged(api_error(exc), request_id, exc)
-            detail = {"type": error.type, "message": error.message, "request_id": request_id}
+            detail = {
+                "type": error.type,
+                "code": error.code,
+                "message": error.message,
+                "request_id": request_id,
+            }
             yield data_frame({"error": detail})
         yield data_frame("[DONE]")
 
@@ -481,7 +486,7 @@ async def _reply(
                 yield HEARTBEAT if item is None else event_frame(item)
         except Exception as exc:  # the turn stored its own end; tell the client
             error = _logged(api_error(exc), request_id, exc)
-            yield event_frame(ErrorEvent(code=error.type, message=error.message))
+            yield event_frame(ErrorEvent(code=error.code, message=error.message))
             yield event_frame(DoneEvent(status="error", conversation_id=conversation_id))
 
     return EventStreamResponse(frames(), started.finish)
@@ -496,8 +501,8 @@ def _last_event_id(request: Request, idempotency_key: str | None) -> int:
     raw = request.headers.get("last-event-id")
     if raw is None or not raw.strip():
         return 0
-    if not raw.strip().isdigit():
-        raise ApiError("invalid_request", f"Last-Event-ID: {raw!r} is not an event id (a seq)")
+    if not raw.strip().isdigit() or int(raw) > MAX_SEQ:
+        raise ApiError("invalid_request", f"Last-Event-ID: {raw[:40]!r} is not an event id (a seq)")
     if idempotency_key is None:
         raise ApiError(
             "invalid_request",
@@ -540,6 +545,7 @@ def _conversation(info: ConversationInfo) -> Conversation:
 
 
 def _logged(error: ApiError, request_id: str, exc: Exception) -> ApiError:
-    if error.type == "internal_error":
-        log.error("request %s failed mid-stream", request_id, exc_info=exc)
+    if error.hidden:  # the caller got a fixed sentence: the log keeps the cause
+        level = logging.ERROR if error.type == "internal_error" else logging.WARNING
+        log.log(level, "request %s failed mid-stream (%s)", request_id, error.code, exc_info=exc)
     return error

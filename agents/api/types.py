@@ -13,14 +13,15 @@ Every error response has one shape, ``ErrorBody``::
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from agents.events import ApprovalRequiredEvent, ErrorEvent, Event, TurnUsage
 
 __all__ = [
     "ERROR_STATUS",
+    "MAX_SEQ",
     "AgentInfo",
     "AgentList",
     "ApprovalDecision",
@@ -36,6 +37,9 @@ __all__ = [
 
 _In = ConfigDict(extra="forbid")
 _Out = ConfigDict(extra="ignore")  # a newer server may add fields; old clients ignore them
+
+MAX_SEQ = 2**63 - 1
+"""The largest event seq (a 64-bit signed integer, as every store keeps it)."""
 
 ErrorType = Literal[
     "invalid_request",
@@ -86,6 +90,13 @@ class ErrorDetail(BaseModel):
     model_config = _Out
 
     type: str = Field(description="One of ErrorType; clients switch on it.")
+    code: str = Field(
+        "",
+        description=(
+            "The exact error: an exception's code (the README's error table), or the type "
+            "for the API's own errors. Empty from servers older than this field."
+        ),
+    )
     message: str = Field(description="What to fix (4xx) or what failed (5xx); no stack traces.")
     request_id: str = Field(description="Also in the X-Request-ID response header.")
 
@@ -155,6 +166,9 @@ class Conversation(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
+VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
 class SendMessage(BaseModel):
     """``POST /v1/conversations/{id}/messages``."""
 
@@ -171,8 +185,13 @@ class SendMessage(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="The turn's deadline, in seconds from now."
     )
-    variables: dict[str, str] = Field(
-        default_factory=dict, description="Values for the agent's instruction placeholders."
+    variables: dict[VariableName, Annotated[str, Field(max_length=4000)]] = Field(
+        default_factory=dict,
+        max_length=32,
+        description=(
+            "Values for the placeholders the agent lets a caller set (its "
+            "`caller_variables`); at most 32, each up to 4,000 characters."
+        ),
     )
 
 

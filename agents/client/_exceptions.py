@@ -112,7 +112,8 @@ class APIResponseValidationError(APIError):
 class APIStatusError(APIError):
     """The server answered with a 4xx or 5xx status.
 
-    ``retry_after`` is the ``Retry-After`` header in seconds, when the server sent one.
+    ``code`` is the exact error (the README's error table; the ``type`` when the server
+    sent none), ``retry_after`` the ``Retry-After`` header in seconds, when sent.
     """
 
     status_code: int
@@ -125,9 +126,11 @@ class APIStatusError(APIError):
         status_code: int,
         request_id: str | None,
         retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message, type=type, status_code=status_code, request_id=request_id)
         self.retry_after = retry_after
+        self.code = code or type
 
     def __str__(self) -> str:
         return f"{self.status_code} {self.type}: {self.message}"
@@ -238,10 +241,12 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 def status_error(response: httpx.Response) -> APIStatusError:
     """The exception for an error response whose body has been read."""
     type_, message, request_id = "unknown", "", response.headers.get("x-request-id")
+    code = None
     try:
         error = json.loads(response.content)["error"]
         type_, message = str(error["type"]), str(error["message"])
         request_id = error.get("request_id") or request_id
+        code = str(error.get("code") or "") or None
     except (ValueError, KeyError, TypeError):
         message = response.text.strip()[:500] or response.reason_phrase
     cls = _BY_TYPE.get(type_) or _BY_STATUS.get(response.status_code)
@@ -253,6 +258,7 @@ def status_error(response: httpx.Response) -> APIStatusError:
         status_code=response.status_code,
         request_id=request_id,
         retry_after=retry_after(response.headers.get("retry-after")),
+        code=code,
     )
 
 

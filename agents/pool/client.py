@@ -9,7 +9,13 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from agents.errors import EngineError, EngineLost, RayAgentsError, UnknownModelError, remote_cause
+from agents.errors import (
+    EngineError,
+    EngineLostError,
+    RayAgentsError,
+    UnknownModelError,
+    remote_cause,
+)
 from agents.pool.generator import Generator
 from agents.pool.spec import deployment_name
 from agents.pool.types import Chunk, GenerateRequest
@@ -69,5 +75,5 @@ def _translate(exc: Exception) -> RayAgentsError:
     if isinstance(cause, RayAgentsError):
         return type(cause)(cause.message)
     if isinstance(cause, RayActorError):  # the replica (and its engine) died
-        return EngineLost(f"the pool's replica died: {type(cause).__name__}")
+        return EngineLostError(f"the pool's replica died: {type(cause).__name__}")
     return EngineError(f"the pool failed: {type(cause).__name__}: {cause}")

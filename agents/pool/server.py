@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -38,7 +39,7 @@ from ray.serve._private.http_util import session_id_from_headers
 
 from agents.errors import (
     EngineError,
-    EngineLost,
+    EngineLostError,
     GenerationError,
     InvalidRequestError,
     UnknownModelError,
@@ -53,6 +54,7 @@ from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
 MIN_REMOTE_PREFILL_KEY = "ray_agents_min_remote_prefill_tokens"
 CPU_BIND_KEY = "ray_agents_cpu_bind"
 _MAX_SESSIONS = 4096
+log = logging.getLogger("ray_agents.pool")
 # When the running request's remote prefill answered (set around each step of it).
 _PREFILLED: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
     "ray_agents_prefilled", default=None
@@ -113,9 +115,12 @@ class _Generate:
         except GenerationError:
             raise
         except RayActorError as exc:  # the prefill replica died under the request
-            raise EngineLost(f"a pool replica died: {type(exc).__name__}") from exc
+            raise EngineLostError(f"a pool replica died: {type(exc).__name__}") from exc
         except Exception as exc:
-            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+            # vLLM's message can name files, hosts or devices: the turn's error event
+            # (which the caller reads) gets the exception's kind, the log the whole.
+            log.warning("the engine failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+            raise EngineError(f"the engine failed ({type(exc).__name__})") from exc
 
 
 def _bind_cpus(llm_config: Any) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agents.errors import ConversationBusy, ConversationNotFound, LeaseLost
+from agents.errors import ConversationBusyError, ConversationNotFoundError, LeaseLostError
 from agents.events import DoneEvent, ErrorEvent, Event, HandoffEvent, TokenEvent
 from agents.store.base import TurnStatus
 
@@ -69,14 +69,14 @@ def new_turn_id() -> str:
     return uuid.uuid4().hex
 
 
-def not_found(conversation_id: str) -> ConversationNotFound:
+def not_found(conversation_id: str) -> ConversationNotFoundError:
     """The error for an unknown conversation, worded alike by every backend."""
-    return ConversationNotFound(f"no conversation with id {conversation_id!r}")
+    return ConversationNotFoundError(f"no conversation with id {conversation_id!r}")
 
 
-def busy(conversation_id: str, turn_id: str) -> ConversationBusy:
+def busy(conversation_id: str, turn_id: str) -> ConversationBusyError:
     """The error for a conversation whose other turn still runs under its lease."""
-    return ConversationBusy(
+    return ConversationBusyError(
         f"conversation {conversation_id!r} is busy: turn {turn_id} is still running; "
         "retry when it ends"
     )
@@ -92,9 +92,9 @@ def lost_runner(turn_id: str) -> list[Event]:
     return [error, DoneEvent(status="error", turn_id=turn_id)]
 
 
-def lease_lost(conversation_id: str, turn_id: str) -> LeaseLost:
+def lease_lost(conversation_id: str, turn_id: str) -> LeaseLostError:
     """The error for a fenced write into a turn its runner no longer holds."""
-    return LeaseLost(
+    return LeaseLostError(
         f"turn {turn_id} of conversation {conversation_id!r} is no longer held by this "
         "runner (it ended, or another runner took it over); nothing was stored"
     )

@@ -107,7 +107,7 @@ class ConversationStore(abc.ABC):
     async def delete(self, conversation_id: str, *, force: bool = False) -> bool:
         """Delete the conversation with its events and turns; False if it did not exist.
 
-        Raises ``ConversationBusy`` while one of its turns runs under a live lease,
+        Raises ``ConversationBusyError`` while one of its turns runs under a live lease,
         unless ``force``: then the turn's runner finds its lease gone and stops.
         """
 
@@ -139,7 +139,7 @@ class ConversationStore(abc.ABC):
         With ``lease_until`` (epoch seconds; the runner renews it with ``lease_turn``
         while the turn runs) the turn is exclusive and held by ``runner``: while another
         turn of the conversation runs under a live lease, nothing is stored and
-        ``ConversationBusy`` is raised; a running turn whose lease ran out (its runner
+        ``ConversationBusyError`` is raised; a running turn whose lease ran out (its runner
         died) is closed first, in the log: a ``runner_lost`` error and a ``done``.
         Without a lease, turns never conflict.
         """
@@ -152,10 +152,10 @@ class ConversationStore(abc.ABC):
 
         A ``handoff`` event makes its ``to_agent`` the active agent; a ``done`` event
         closes its turn with its status. Token events are refused (never stored).
-        Raises ``ConversationNotFound`` for an unknown conversation.
+        Raises ``ConversationNotFoundError`` for an unknown conversation.
 
         With ``runner`` the write is fenced: every event's turn must still run, held by
-        ``runner``; otherwise nothing is stored and ``LeaseLost`` is raised (a stalled
+        ``runner``; otherwise nothing is stored and ``LeaseLostError`` is raised (a stalled
         runner whose turn was taken over cannot write into it).
         """
 

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from agents.errors import ConversationBusy, ConversationNotFound, LeaseLost
+from agents.errors import ConversationBusyError, ConversationNotFoundError, LeaseLostError
 from agents.events import (
     AnswerEvent,
     DoneEvent,
@@ -250,7 +250,7 @@ class StoreContract:
         )
         assert first.lease_until == later and first.leased(time.time())
         # Exclusive sends are refused while it runs, storing nothing; plain ones are not.
-        with pytest.raises(ConversationBusy, match=first.turn_id):
+        with pytest.raises(ConversationBusyError, match=first.turn_id):
             await store.begin_turn(
                 cid, user("two"), idempotency_key="k2", agent="a", lease_until=later
             )
@@ -326,11 +326,11 @@ class StoreContract:
         [stored] = await store.append(cid, [answer], runner="stalled")  # still its own
         assert stored.seq == 2
         assert await store.lease_turn(cid, turn.turn_id, runner="new", lease_until=time.time() + 60)
-        with pytest.raises(LeaseLost):  # the stalled runner lost the turn: nothing stored
+        with pytest.raises(LeaseLostError):  # the stalled runner lost the turn: nothing stored
             await store.append(cid, [answer, DoneEvent(turn_id=turn.turn_id)], runner="stalled")
         assert [e.type for e in await store.events(cid)] == ["message", "answer"]
         await store.append(cid, [DoneEvent(turn_id=turn.turn_id)], runner="new")
-        with pytest.raises(LeaseLost):  # an ended turn takes no fenced writes
+        with pytest.raises(LeaseLostError):  # an ended turn takes no fenced writes
             await store.append(cid, [answer], runner="new")
         await store.append(cid, [AnswerEvent(text="unfenced")])  # unfenced writes still go
 
@@ -374,7 +374,7 @@ class StoreContract:
         turn, _ = await store.begin_turn(
             cid, user("hi"), idempotency_key="k", agent="a", lease_until=time.time() + 60
         )
-        with pytest.raises(ConversationBusy):
+        with pytest.raises(ConversationBusyError):
             await store.delete(cid)
         await store.append(cid, [AnswerEvent(text="x"), DoneEvent(turn_id=turn.turn_id)])
         assert await store.delete(cid) is True
@@ -393,7 +393,7 @@ class StoreContract:
         assert await store.delete(cid, force=True) is True
         # Its runner finds the lease gone at its next renewal, and cannot write.
         assert not await store.lease_turn(cid, turn.turn_id, runner="r", lease_until=time.time())
-        with pytest.raises(ConversationNotFound):
+        with pytest.raises(ConversationNotFoundError):
             await store.append(cid, [AnswerEvent(text="x", turn_id=turn.turn_id)], runner="r")
 
     async def test_events_limit(self, store: ConversationStore) -> None:
@@ -416,9 +416,9 @@ class StoreContract:
 
     async def test_unknown_conversation(self, store: ConversationStore) -> None:
         cid = new_id()
-        with pytest.raises(ConversationNotFound, match=cid):
+        with pytest.raises(ConversationNotFoundError, match=cid):
             await store.append(cid, [AnswerEvent(text="x")])
-        with pytest.raises(ConversationNotFound, match=cid):
+        with pytest.raises(ConversationNotFoundError, match=cid):
             await store.append(cid, [])
         assert await store.conversation(cid) is None
         assert await store.events(cid) == []

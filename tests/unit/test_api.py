@@ -548,3 +548,23 @@ async def test_chat_completions_errors(client: httpx.AsyncClient) -> None:
     error_of(failed, 502, "agent_error")
     n2 = await client.post(url, json={"model": "tech", "messages": user, "n": 2}, headers=headers())
     error_of(n2, 400, "invalid_request")
+
+
+async def test_seqs_past_64_bits_are_a_400_not_a_store_overflow(client: httpx.AsyncClient) -> None:
+    # Found by the schemathesis run: SQLite cannot bind an int past 2**63 - 1.
+    cid = await new_conversation(client)
+    url = f"/v1/conversations/{cid}/messages"
+    huge = await client.get(url, params={"after": 2**64}, headers=headers())
+    assert "query.after" in error_of(huge, 400, "invalid_request")
+    resumed = await client.post(
+        url,
+        json={"content": "hi", "idempotency_key": "k"},
+        headers={**headers(), "Last-Event-ID": str(2**64)},
+    )
+    assert "not an event id" in error_of(resumed, 400, "invalid_request")
+    many = {f"v{i}": "x" for i in range(33)}
+    error_of(
+        await client.post(url, json={"content": "hi", "variables": many}, headers=headers()),
+        400,
+        "invalid_request",
+    )

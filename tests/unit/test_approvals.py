@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agents.errors import NoPendingApproval
+from agents.errors import NoPendingApprovalError
 from agents.events import (
     AnswerEvent,
     ApprovalRequiredEvent,
@@ -114,7 +114,7 @@ async def test_a_pending_approval_survives_a_restart(store: SQLiteStore, tmp_pat
 async def test_a_decision_needs_a_pending_call(store: SQLiteStore) -> None:
     billing = app(store)
     await pause(billing)
-    with pytest.raises(NoPendingApproval, match="call_nope"):
+    with pytest.raises(NoPendingApprovalError, match="call_nope"):
         await billing.decide("c1", "call_nope", approved=True)
 
 
@@ -125,7 +125,7 @@ async def test_a_decision_on_a_call_a_later_message_closed_is_refused(
     closed = await pause(billing)
     await billing.send("please refund me", conversation_id="c1")  # supersedes the call
     before = await store.events("c1")
-    with pytest.raises(NoPendingApproval, match=closed.call_id):
+    with pytest.raises(NoPendingApprovalError, match=closed.call_id):
         await billing.decide("c1", closed.call_id, approved=True)
     assert await store.events("c1") == before  # no decision stored, no model step run
 
@@ -137,7 +137,7 @@ async def test_a_made_decision_replays_even_after_a_later_message(store: SQLiteS
     await billing.send("please refund me", conversation_id="c1")
     again = await billing.decide("c1", pending.call_id, approved=True)
     assert kinds(again) == kinds(first)
-    with pytest.raises(NoPendingApproval, match="already approved"):
+    with pytest.raises(NoPendingApprovalError, match="already approved"):
         await billing.decide("c1", pending.call_id, approved=False)
 
 
@@ -157,7 +157,7 @@ async def test_a_decision_reads_only_the_last_turn_not_the_whole_log(store: SQLi
         return found
 
     store.events = counted  # type: ignore[method-assign]
-    with pytest.raises(NoPendingApproval):
+    with pytest.raises(NoPendingApprovalError):
         await billing.decide("c1", "call_nope", approved=True)
     assert read and sum(read) < 20, read
     read.clear()

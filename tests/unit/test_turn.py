@@ -442,7 +442,7 @@ async def test_unknown_agent_is_refused(mode: str) -> None:
 
 
 async def test_a_second_entry_is_refused_while_a_turn_runs() -> None:
-    from agents.errors import ConversationBusy
+    from agents.errors import ConversationBusyError
     from agents.protocol import SendRequest
 
     gen = ScriptedGenerator([rule(".", "answer", text="ok")])
@@ -453,7 +453,7 @@ async def test_a_second_entry_is_refused_while_a_turn_runs() -> None:
     )
     first = await anext(running)
     assert isinstance(first, MessageEvent)  # stored; the turn holds its lease
-    with pytest.raises(ConversationBusy, match="busy"):
+    with pytest.raises(ConversationBusyError, match="busy"):
         await two.send("meanwhile", conversation_id="c11")
     # A retry of the running turn, elsewhere, joins it: its stored events, no 409.
     joined = asyncio.create_task(two.send("first", conversation_id="c11", idempotency_key="k1"))

@@ -396,11 +396,16 @@ class Conversations:
             if info is None:
                 raise ConversationNotFoundError(f"no conversation with id {conversation_id!r}")
             decided = await self.store.turn(conversation_id, key)
+            variables: dict[str, str] = {}
             if decided is not None:
                 agent = await self._decided_agent(decided, request)
+                variables = dict(decided.variables)
             else:
                 pending = await self._pending_approval(info, request.call_id)
                 agent = pending.agent or self.default_agent
+                # The resumed turn renders the prompt the paused one did: its variables.
+                paused = await self.store.turn_by_id(conversation_id, pending.turn_id or "")
+                variables = dict(paused.variables) if paused is not None else {}
             decision = ApprovalEvent(
                 call_id=request.call_id,
                 approved=request.approved,
@@ -413,7 +418,7 @@ class Conversations:
                 decision,
                 key=key,
                 timeout_s=request.timeout_s,
-                variables={},
+                variables=variables,
                 tokens=request.tokens,
             )
             async with closing(turn) as resumed:

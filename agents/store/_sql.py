@@ -147,6 +147,10 @@ class Statements:
         " FROM {turns}"
         " WHERE conversation_id = %s AND idempotency_key = %s"
     )
+    select_turn_by_id: str = (
+        "SELECT idempotency_key, turn_id, user_seq, status, lease_until, runner, fingerprint,"
+        " variables FROM {turns} WHERE conversation_id = %s AND turn_id = %s"
+    )
     lease_turn: str = (
         "UPDATE {turns} SET lease_until = %s, runner = %s"
         " WHERE conversation_id = %s AND turn_id = %s AND status = 'running'"
@@ -275,6 +279,15 @@ class SQLStore(ConversationStore):
         query = Query(self._sql.select_turn, (conversation_id, idempotency_key))
         rows = await self._run(_fetch(query), write=False)
         return _turn(conversation_id, idempotency_key, rows[0]) if rows else None
+
+    async def turn_by_id(self, conversation_id: str, turn_id: str) -> TurnRecord | None:
+        """The turn with ``turn_id``, or None."""
+        query = Query(self._sql.select_turn_by_id, (conversation_id, turn_id))
+        rows = await self._run(_fetch(query), write=False)
+        if not rows:
+            return None
+        key, *rest = rows[0]
+        return _turn(conversation_id, key, tuple(rest))
 
     async def lease_turn(
         self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float

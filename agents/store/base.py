@@ -180,6 +180,10 @@ class ConversationStore(abc.ABC):
         """The turn opened under ``idempotency_key``, or None."""
 
     @abc.abstractmethod
+    async def turn_by_id(self, conversation_id: str, turn_id: str) -> TurnRecord | None:
+        """The turn with ``turn_id``, or None."""
+
+    @abc.abstractmethod
     async def lease_turn(
         self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
     ) -> bool:

@@ -154,6 +154,12 @@ class MemoryStore(ConversationStore):
         conv = self._conversations.get(conversation_id)
         return None if conv is None else conv.turns.get(idempotency_key)
 
+    async def turn_by_id(self, conversation_id: str, turn_id: str) -> TurnRecord | None:
+        """The turn with ``turn_id``, or None."""
+        conv = self._conversations.get(conversation_id)
+        turns = conv.turns.values() if conv is not None else []
+        return next((turn for turn in turns if turn.turn_id == turn_id), None)
+
     async def lease_turn(
         self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
     ) -> bool:

@@ -226,6 +226,8 @@ class StoreContract:
             cid, user("hi"), idempotency_key="k", agent="a", fingerprint="f2", variables={}
         )
         assert not new and again == turn == await store.turn(cid, "k")
+        assert await store.turn_by_id(cid, turn.turn_id) == turn
+        assert await store.turn_by_id(cid, "no-such-turn") is None
         [stale] = [t for t in await store.stale_turns(time.time(), limit=1000) if t == turn]
         assert dict(stale.variables) == asked  # what a resuming replica reads
         plain, _ = await store.begin_turn(cid, user("x"), idempotency_key="k2", agent="a")

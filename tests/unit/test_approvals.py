@@ -171,3 +171,25 @@ async def test_the_executor_refuses_an_unapproved_call() -> None:
     assert result.is_error and result.error_type == "approval_required"
     approved = await runner().execute(ToolCallRequest(agent="billing", approved=True, **request))
     assert approved.content == "2"
+
+
+async def test_the_turn_a_decision_resumes_keeps_the_callers_variables(
+    store: SQLiteStore,
+) -> None:
+    spec = AgentSpec(
+        name="billing",
+        model="m",
+        tools=["add"],
+        instructions="You refund ${user}.",
+        variables={"user": "a customer"},
+        caller_variables=["user"],
+    )
+    generator = ScriptedGenerator(RULES)
+    billing = LocalApp([spec], generator=generator, tools=runner(), store=store)
+    events = await billing.send("please refund me", conversation_id="c1", variables={"user": "Ann"})
+    pending = next(e for e in events if isinstance(e, ApprovalRequiredEvent))
+    await billing.decide("c1", pending.call_id, approved=True)
+    # Every step, before the pause and after the decision, had the caller's variable.
+    prompts = {r.messages[0].content.split("\n")[0] for r in generator.requests}
+    assert prompts == {"You refund Ann."}, prompts
+    assert len(generator.requests) == 2

@@ -29,7 +29,7 @@ from agents.observability.spec import ObservabilitySpec
 from agents.pool.builder import pool_servers
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS
-from agents.service import DEFAULT_CACHE_SIZE
+from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
 from tools.deployment import DEPLOYMENT_NAME as TOOLS_DEPLOYMENT
@@ -61,6 +61,7 @@ def build_agents_app(
     turn_lease_s: float = DEFAULT_LEASE_S,
     tools: ToolsConfig | None = None,
     cache_size: int = DEFAULT_CACHE_SIZE,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
     api: ApiSpec | None = None,
     python_path: Sequence[str] = (),
     observability: ObservabilitySpec | None = None,
@@ -111,6 +112,7 @@ def build_agents_app(
                 tools=tools_app if spec.tools else None,
                 peer_descriptions=descriptions,
                 cache_size=cache_size,
+                cache_bytes=cache_bytes,
             )
         )
     entry = {
@@ -160,6 +162,7 @@ def build_app(config: AppConfig) -> Application:
         turn_lease_s=config.app.turn_lease_s,
         tools=config.tools,
         cache_size=config.app.cache_size,
+        cache_bytes=config.app.cache_mib * 2**20,
         api=config.api,
         python_path=config.app.python_path,
         observability=config.observability,

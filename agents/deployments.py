@@ -34,7 +34,7 @@ from agents.observability import configure_from_env
 from agents.peers import Peers
 from agents.pool.client import PoolClient
 from agents.protocol import AskRequest, AskResult, DecisionRequest, SendRequest, TurnRequest
-from agents.service import AgentService
+from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
 from agents.spec import AgentSpec
 from agents.store.base import ConversationStore
 from agents.store.spec import StoreSpec, create_store
@@ -145,7 +145,8 @@ class AgentDeployment:
         *,
         tools: DeploymentHandle[Any] | None = None,
         peer_descriptions: dict[str, str] | None = None,
-        cache_size: int = 4096,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         configure_from_env()
         self._store = create_store(store)
@@ -158,7 +159,9 @@ class AgentDeployment:
             peer_descriptions=peer_descriptions,
         )
         replica = serve.get_replica_context().replica_id.unique_id
-        self.service = AgentService(loop, self._store, cache_size=cache_size, replica_id=replica)
+        self.service = AgentService(
+            loop, self._store, cache_size=cache_size, cache_bytes=cache_bytes, replica_id=replica
+        )
 
     async def run(self, request: TurnRequest) -> AsyncIterator[list[Event]]:
         """Stream this agent's part of a turn, in lists of the events that are ready."""

@@ -24,7 +24,7 @@ from agents.pool.generator import Generator
 from agents.pool.spec import ScriptRule
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, TextChunk, ToolCallChunk, Usage
 from agents.protocol import DEFAULT_MAX_HOPS, DecisionRequest, SendRequest
-from agents.service import DEFAULT_CACHE_SIZE, AgentService
+from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
 from agents.spec import AgentSpec
 from agents.store.base import ConversationStore
 from agents.store.memory import MemoryStore
@@ -110,6 +110,7 @@ class LocalApp:
         default_agent: str | None = None,
         max_hops: int = DEFAULT_MAX_HOPS,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
         lease_s: float = DEFAULT_LEASE_S,
         recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
         clock: Callable[[], float] = time.time,
@@ -126,7 +127,8 @@ class LocalApp:
                 peer_descriptions=descriptions,
                 clock=clock,
             )
-            self.peers.add(AgentService(loop, self.store, cache_size=cache_size))
+            service = AgentService(loop, self.store, cache_size=cache_size, cache_bytes=cache_bytes)
+            self.peers.add(service)
         self.conversations = Conversations(
             store=self.store,
             peers=self.peers,

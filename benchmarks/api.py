@@ -135,6 +135,15 @@ def ok(response: httpx.Response) -> Any:
     return response.json()
 
 
+def _answer_text(content: str) -> str:
+    """An answer step's text: plain (an answer-only agent) or a JSON answer action."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content
+    return str(data["text"]) if isinstance(data, dict) and "text" in data else content
+
+
 async def phase_overhead(
     results: dict[str, Any], db: Path, rounds: int, warmup: int, pause_s: float
 ) -> None:
@@ -190,11 +199,11 @@ async def phase_overhead(
                     seconds[name].append(value)
                 vllm_reply = ok(reply)
                 answers["vllm_server"].add(
-                    json.loads(vllm_reply["choices"][0]["message"]["content"])["text"]
+                    _answer_text(vllm_reply["choices"][0]["message"]["content"])
                 )
                 answers["turn"].add(turn["answer"])
                 answers["chat"].add(ok(completion)["choices"][0]["message"]["content"])
-                answers["pool"].add(json.loads(done.text)["text"])
+                answers["pool"].add(_answer_text(done.text))
                 usage = turn["usage"]
                 loads.append(os.getloadavg()[0])
         finally:

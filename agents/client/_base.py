@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity import wait_random_exponential as _wait_random_exponential
 
@@ -53,6 +53,7 @@ from agents.client._exceptions import (
     APIResponseValidationError,
     APIStatusError,
 )
+from agents.client._sse import KNOWN_EVENT_TYPES
 from agents.events import DoneEvent, Event, HandoffEvent
 
 __all__ = [
@@ -205,13 +206,30 @@ def check_stream(response: httpx.Response) -> None:
 
 def _model(model: type[M], response: httpx.Response) -> M:
     try:
+        if model in (TurnResult, MessagesPage):  # they carry events: drop unknown kinds
+            return model.model_validate(_known_events(response.json()), extra="ignore")
         return model.model_validate_json(response.content, extra="ignore")
-    except ValidationError as exc:
+    except ValueError as exc:  # not JSON, or not the model (ValidationError)
         raise APIResponseValidationError(
             f"{response.request.method} {response.request.url.path}: "
             f"the reply is not a valid {model.__name__}: {exc}",
             status_code=response.status_code,
         ) from exc
+
+
+def _known_events(data: Any) -> Any:
+    """``data`` without the events of a type this SDK does not know (a newer server's),
+    as an event stream skips them."""
+    if isinstance(data, dict):
+        for field in ("events", "data"):
+            events = data.get(field)
+            if isinstance(events, list):
+                data[field] = [
+                    e
+                    for e in events
+                    if not isinstance(e, dict) or e.get("type") in KNOWN_EVENT_TYPES
+                ]
+    return data
 
 
 def _agents(response: httpx.Response) -> list[AgentInfo]:

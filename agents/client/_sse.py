@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from agents.client._exceptions import APIResponseValidationError
 from agents.events import Event, event_adapter
 
-__all__ = ["EventDecoder", "SSEDecoder", "ServerSentEvent"]
+__all__ = ["KNOWN_EVENT_TYPES", "EventDecoder", "SSEDecoder", "ServerSentEvent"]
 
 
 def _known_types() -> frozenset[str]:
@@ -31,7 +31,7 @@ def _known_types() -> frozenset[str]:
     return frozenset(str(model.model_fields["type"].default) for model in models)
 
 
-_KNOWN = _known_types()
+_KNOWN = KNOWN_EVENT_TYPES = _known_types()
 
 
 @dataclass(frozen=True)

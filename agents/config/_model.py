@@ -11,7 +11,7 @@ from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
 from agents.observability.spec import ObservabilitySpec
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS
-from agents.service import DEFAULT_CACHE_SIZE
+from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
 from tools.spec import ToolsConfig
@@ -56,6 +56,14 @@ class AppSection(BaseModel):
         DEFAULT_CACHE_SIZE,
         ge=1,
         description="Conversations each agent replica keeps in memory (the rest are reloaded).",
+    )
+    cache_mib: int = Field(
+        DEFAULT_CACHE_BYTES // 2**20,
+        ge=1,
+        description=(
+            "MiB of conversation history (approximate) each agent replica keeps in memory; "
+            "the least recently used go first, and a longer history is not cached."
+        ),
     )
     python_path: list[str] = Field(
         default_factory=list,

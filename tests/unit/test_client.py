@@ -115,6 +115,7 @@ class FakeServer:
         self.extra_sse = ""
         self.cut_after: int | None = None  # the next stream breaks after this many events
         self.added: dict[str, Any] = {}  # fields a newer server adds to every event
+        self.new_events: list[dict[str, Any]] = []  # events of kinds a newer server adds
 
     def dump(self, event: Event) -> dict[str, Any]:
         """An event as JSON, with the fields a newer server adds."""
@@ -274,6 +275,7 @@ class FakeServer:
         )
         body = json.loads(result.model_dump_json()) | self.added
         body["events"] = [self.dump(e) for e in result.events]
+        body["events"][1:1] = self.new_events
         body["pending_approvals"] = [self.dump(e) for e in result.pending_approvals]
         body["usage"] |= self.added
         return httpx.Response(200, json=body)
@@ -647,6 +649,17 @@ async def test_an_old_sdk_ignores_new_event_fields_in_json_results(
     assert [p.call_id for p in result.pending_approvals] == ["k1"]
     assert [e.seq for e in await call(conv.messages())] == [1, 2, 3, 4]  # pages too
     assert not hasattr(result.events[-1], "new_field")
+
+
+async def test_an_old_sdk_skips_new_event_types_in_json_results(
+    client: Any, server: FakeServer
+) -> None:
+    conv = await call(client.conversations.create())
+    server.new_events = [{"type": "reasoning", "seq": 99, "agent": "triage", "text": "hmm"}]
+    server.turns.append(paused_turn())
+    result = await call(conv.send("refund A1"))  # as an event stream skips them
+    assert [e.type for e in result.events][:2] == ["message", "handoff"]
+    assert "reasoning" not in [e.type for e in result.events]
 
 
 async def test_an_old_sdk_ignores_new_event_fields_in_streams(

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from agents.builder import build_agents_app
 from agents.events import event_adapter
-from agents.pool.spec import PoolSpec
-from agents.store.spec import StoreSpec
 from tests.fixtures import api_app
-from tests.fixtures.api_app import KEYS, headers
-from tools.spec import ToolsConfig
+from tests.fixtures.api_app import KEYS, headers, new_conversation
 
 pytestmark = pytest.mark.serve
 
@@ -30,34 +25,17 @@ APP = "agents-http"
 
 @pytest.fixture(scope="module")
 def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from ray import serve
-
     db = tmp_path_factory.mktemp("api") / "conversations.db"
-    built = build_agents_app(
-        api_app.agent_specs(),
-        PoolSpec.model_validate(api_app.POOL),
-        store=StoreSpec(backend="sqlite", path=str(db)),
-        tools=ToolsConfig.model_validate(api_app.TOOLS),
-        api=api_app.api_spec(heartbeat_s=0.1, requests_per_minute=100_000, burst=10_000),
-    )
-    try:
-        serve.run(built, name=APP, route_prefix="/")
-        yield f"http://127.0.0.1:{ray_cluster['http']}"
-    finally:
-        serve.delete(APP)
+    with api_app.served(
+        ray_cluster["http"], db, APP, heartbeat_s=0.1, requests_per_minute=100_000, burst=10_000
+    ) as served:
+        yield served
 
 
 @pytest.fixture
 def client(url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, headers=headers(), timeout=60) as client:
         yield client
-
-
-def new_conversation(client: httpx.Client, **body: Any) -> str:
-    response = client.post("/v1/conversations", json=body)
-    assert response.status_code == 201, response.text
-    conversation_id: str = response.json()["id"]
-    return conversation_id
 
 
 def test_rest_round_trip(client: httpx.Client) -> None:

@@ -24,12 +24,8 @@ import httpx
 import pytest
 
 from agents.api.types import ERROR_STATUS
-from agents.builder import build_agents_app
-from agents.pool.spec import PoolSpec
-from agents.store.spec import StoreSpec
 from tests.fixtures import api_app
-from tests.fixtures.api_app import TALK_ONLY_KEY, headers
-from tools.spec import ToolsConfig
+from tests.fixtures.api_app import TALK_ONLY_KEY, headers, new_conversation
 
 pytestmark = pytest.mark.serve
 
@@ -41,21 +37,9 @@ SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 @pytest.fixture(scope="module")
 def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from ray import serve
-
     db = tmp_path_factory.mktemp("hostile") / "conversations.db"
-    built = build_agents_app(
-        api_app.agent_specs(),
-        PoolSpec.model_validate(api_app.POOL),
-        store=StoreSpec(backend="sqlite", path=str(db)),
-        tools=ToolsConfig.model_validate(api_app.TOOLS),
-        api=api_app.api_spec(heartbeat_s=0.5, **LIMITS),
-    )
-    try:
-        serve.run(built, name=APP, route_prefix="/")
-        yield f"http://127.0.0.1:{ray_cluster['http']}"
-    finally:
-        serve.delete(APP)
+    with api_app.served(ray_cluster["http"], db, APP, heartbeat_s=0.5, **LIMITS) as served:
+        yield served
 
 
 @pytest.fixture
@@ -80,13 +64,6 @@ def error_of(response: httpx.Response, status: int | None = None) -> dict[str, s
     assert "Traceback" not in error["message"] and "/work/" not in error["message"]
     assert SANE_ID.match(error["request_id"]), error
     return error
-
-
-def new_conversation(client: httpx.Client, **body: Any) -> str:
-    response = client.post("/v1/conversations", json=body)
-    assert response.status_code == 201, response.text
-    conversation_id: str = response.json()["id"]
-    return conversation_id
 
 
 def test_schemathesis_finds_no_server_error_and_one_error_shape(url: str) -> None:

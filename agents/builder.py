@@ -26,9 +26,9 @@ from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
 from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
 from agents.errors import ConfigError
 from agents.observability.spec import ObservabilitySpec
-from agents.pool.builder import pool_servers
+from agents.pool.builder import pool_servers, replica_env
 from agents.pool.spec import PoolSpec
-from agents.protocol import DEFAULT_MAX_HOPS
+from agents.protocol import DEFAULT_MAX_HOPS, Multitask
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
@@ -59,6 +59,7 @@ def build_agents_app(
     max_hops: int = DEFAULT_MAX_HOPS,
     turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
     turn_lease_s: float = DEFAULT_LEASE_S,
+    multitask: Multitask = "enqueue",
     tools: ToolsConfig | None = None,
     cache_size: int = DEFAULT_CACHE_SIZE,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -88,7 +89,7 @@ def build_agents_app(
             store=store,
         )
     )
-    env = (observability or ObservabilitySpec()).env_vars()
+    env = replica_env((observability or ObservabilitySpec()).env_vars())
     tools_app = tools_deployment(agents, tools, python_path=python_path, env_vars=env)
     servers, _ = pool_servers(pool, env_vars=env)
     descriptions = {a.name: a.description for a in agents}
@@ -120,6 +121,7 @@ def build_agents_app(
         "max_hops": max_hops,
         "turn_timeout_s": turn_timeout_s,
         "turn_lease_s": turn_lease_s,
+        "multitask": multitask,
     }
     app: Application
     if api is not None:
@@ -160,6 +162,7 @@ def build_app(config: AppConfig) -> Application:
         max_hops=config.app.max_hops,
         turn_timeout_s=config.app.turn_timeout_s,
         turn_lease_s=config.app.turn_lease_s,
+        multitask=config.app.multitask,
         tools=config.tools,
         cache_size=config.app.cache_size,
         cache_bytes=config.app.cache_mib * 2**20,

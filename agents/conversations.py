@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 from agents._streams import closing
 from agents.errors import (
+    ConversationBusyError,
     ConversationNotFoundError,
     IdempotencyMismatchError,
     LeaseLostError,
@@ -55,6 +56,7 @@ from agents.events import (
     MessageEvent,
     TurnUsage,
 )
+from agents.observability import metrics as m
 from agents.observability.logging import content
 from agents.observability.scope import Scope
 from agents.observability.tracing import carrier, end_span, start_span, trace_id_of
@@ -62,6 +64,7 @@ from agents.peers import Peers
 from agents.protocol import (
     DEFAULT_MAX_HOPS,
     DecisionRequest,
+    Multitask,
     SendRequest,
     TurnContext,
     TurnRequest,
@@ -85,6 +88,8 @@ _NEW_CONVERSATIONS = uuid.UUID("0b8f6a62-2f7e-4a57-9a8e-2b3f9d3c6a10")
 _DECISION_WINDOW = 16
 """Events read at a time, newest first, to find the call a decision is for."""
 RunTurn = Callable[[str, TurnRequest], AsyncIterator[Event]]
+Stop = Literal["interrupt", "rollback", "cancel"]
+"""Why a running turn is stopped: a newer message's policy, or a caller's cancel."""
 log = logging.getLogger("ray_agents.conversations")
 
 
@@ -102,6 +107,7 @@ class Conversations:
         turn_timeout_s: float = DEFAULT_TURN_TIMEOUT_S,
         lease_s: float = DEFAULT_LEASE_S,
         recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
+        multitask: Multitask = "enqueue",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -109,6 +115,8 @@ class Conversations:
         if default_agent not in self.agents:
             raise UnknownAgentError(f"default agent {default_agent!r} is not an agent of the app")
         self.default_agent = default_agent
+        self.multitask: Multitask = multitask
+        """What a new message does to a turn that still runs, unless it says."""
         self._peers = peers
         self._max_hops = max_hops
         self._turn_timeout_s = turn_timeout_s
@@ -123,13 +131,21 @@ class Conversations:
         """Store the message, run the turn, stream its events; ``done`` comes last.
 
         A retried send (the same idempotency key) joins the turn its first attempt
-        started, wherever that runs, instead of running it again.
+        started, wherever that runs, instead of running it again. A new message to a
+        conversation whose turn still runs follows its ``multitask`` policy (the app's
+        default when it names none): reject it, queue behind it, or interrupt it.
         """
         key = request.idempotency_key or uuid.uuid4().hex
         # A retried first send (same key, no id yet) must land in the same conversation.
         conversation_id = request.conversation_id or (
             uuid.uuid5(_NEW_CONVERSATIONS, key).hex if request.idempotency_key else uuid.uuid4().hex
         )
+        policy = request.multitask or self.multitask
+        retry = request.idempotency_key is not None and (
+            await self.store.turn(conversation_id, key) is not None
+        )
+        if not retry:
+            await self._make_way(conversation_id, policy)
         async with self._turn_lock(conversation_id):
             info = await self.store.conversation(conversation_id)
             agent = info.active_agent if info is not None else request.agent or self.default_agent
@@ -144,11 +160,78 @@ class Conversations:
                 after_seq=request.after_seq,
                 tokens=request.tokens,
                 fingerprint=_fingerprint(request),
+                wait=policy != "reject",
+                webhook=request.webhook,
             )
             # A caller that leaves closes the turn now, not at garbage collection.
             async with closing(turn) as events:
                 async for event in events:
                     yield event
+
+    async def interrupt(
+        self, conversation_id: str, turn_id: str, *, policy: Stop = "interrupt"
+    ) -> bool:
+        """Stop a running turn and close it with ``done(status="interrupted")``;
+        whether it was running.
+
+        The turn's lease is taken from its runner, so nothing it writes from now on is
+        stored: what it stored before stays. Its generation and tool call stop at once
+        when it runs here, at its runner's next write or lease renewal when it runs on
+        another replica. With ``policy`` 'rollback' the turn leaves the history the
+        agents see (its events stay in the log; its done event says ``rolled_back``) and
+        the conversation's active agent goes back to the one the turn began with.
+        ('cancel': a caller stopped it, without a new message.)
+        """
+        rollback = policy == "rollback"
+        stopper = uuid.uuid4().hex
+        taken = await self.store.lease_turn(
+            conversation_id, turn_id, runner=stopper, lease_until=self._lease(), force=True
+        )
+        if not taken:
+            return False  # it ended meanwhile
+        opening = await self.store.events(conversation_id, turn_id=turn_id, limit=1)
+        info = await self.store.conversation(conversation_id)
+        began = opening[0].agent if opening else None
+        agent = began if rollback else (info.active_agent if info is not None else None)
+        done = DoneEvent(
+            status="interrupted",
+            rolled_back=rollback,
+            turn_id=turn_id,
+            agent=agent,
+            active_agent=agent,
+            conversation_id=conversation_id,
+        )
+        await self.store.append(conversation_id, [done], runner=stopper)
+        stopped = self._running.get((conversation_id, turn_id))
+        if stopped is not None:
+            stopped.set()
+        m.TURNS_INTERRUPTED.inc(policy=policy)
+        log.info(
+            "turn interrupted",
+            extra={"conversation_id": conversation_id, "turn_id": turn_id, "policy": policy},
+        )
+        return True
+
+    async def _make_way(self, conversation_id: str, policy: Multitask) -> None:
+        """Before a new turn opens: refuse it, or stop the turn that runs (``policy``).
+        An ``enqueue``d turn waits for the turn lock and the store's lease instead."""
+        if policy == "enqueue":
+            return
+        running = await self.store.running_turn(conversation_id)
+        if policy == "reject":
+            # A turn of this conversation that runs, or waits to run, on this replica.
+            if conversation_id in self._locks or (
+                running is not None and running.leased(self._clock())
+            ):
+                raise ConversationBusyError(
+                    f"conversation {conversation_id!r} is busy: a turn is still running "
+                    "(multitask 'reject'); retry when it ends, or send with 'enqueue', "
+                    "'interrupt' or 'rollback'"
+                )
+            return
+        if running is not None:
+            stop: Stop = "rollback" if policy == "rollback" else "interrupt"
+            await self.interrupt(conversation_id, running.turn_id, policy=stop)
 
     async def recover(self, *, limit: int = 100) -> int:
         """Resume the turns whose runner died and that nobody retried; how many.
@@ -207,21 +290,34 @@ class Conversations:
         after_seq: int = 0,
         tokens: bool = True,
         fingerprint: str | None = None,
+        wait: bool = True,
+        webhook: str | None = None,
     ) -> AsyncIterator[Event]:
         """Open the turn ``opening`` starts, or join the one its key opened before,
         and stream it to its ``done``, leaving out events up to ``after_seq``.
-        ``fingerprint`` digests the request; a join must bring the same one."""
+        ``fingerprint`` digests the request; a join must bring the same one. While
+        another replica's turn of the conversation runs, ``wait`` for it to end (up to
+        the turn's deadline) instead of raising ``ConversationBusyError``."""
         runner = uuid.uuid4().hex
-        turn, created = await self.store.begin_turn(
-            conversation_id,
-            opening,
-            idempotency_key=key,
-            agent=agent,
-            lease_until=self._lease(),
-            runner=runner,
-            fingerprint=fingerprint,
-            variables=variables,
-        )
+        waited_until = self._clock() + (timeout_s or self._turn_timeout_s)
+        while True:
+            try:
+                turn, created = await self.store.begin_turn(
+                    conversation_id,
+                    opening,
+                    idempotency_key=key,
+                    agent=agent,
+                    lease_until=self._lease(),
+                    runner=runner,
+                    fingerprint=fingerprint,
+                    variables=variables,
+                    webhook=webhook,
+                )
+                break
+            except ConversationBusyError:
+                if not wait or self._clock() >= waited_until:
+                    raise
+                await asyncio.sleep(JOIN_POLL_S)
         seen = after_seq
         if not created:
             await self._check_same(turn, opening, key, fingerprint)
@@ -351,8 +447,20 @@ class Conversations:
                 recovery_delays_s=self._recovery_delays_s,
             )
             observed = _observed(driven, context, span, agent, opening)
-            async with closing(_until_lost(observed, lost, turn)) as driving:
-                async for event in driving:
+            try:
+                async with closing(_until_lost(observed, lost, turn)) as driving:
+                    async for event in driving:
+                        seen = max(seen, event.seq or 0)
+                        yield event
+            except LeaseLostError:
+                # A newer message interrupted the turn: its done is stored; pass it on.
+                if await self._ended(conversation_id, turn.turn_id) != "interrupted":
+                    raise
+                for event in await self.store.events(
+                    conversation_id, after_seq=seen, turn_id=turn.turn_id
+                ):
+                    if isinstance(event, DoneEvent):
+                        event = event.model_copy(update={"last_seq": event.seq})
                     yield event
         finally:
             self._running.pop((conversation_id, turn.turn_id), None)
@@ -361,6 +469,16 @@ class Conversations:
                 await renewing
             if not running:  # the caller left before the turn ran: close it anyway
                 await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id, None, runner))
+
+    async def _ended(self, conversation_id: str, turn_id: str) -> str | None:
+        """How a turn this runner lost ended (None: deleted). An interrupter takes the
+        lease before it stores the done event: wait that long for it."""
+        until = self._clock() + self._lease_s
+        while True:
+            ended = await self.store.turn_by_id(conversation_id, turn_id)
+            if ended is None or ended.status != "running" or self._clock() >= until:
+                return ended.status if ended is not None else None
+            await asyncio.sleep(0.05)
 
     async def _renew(self, turn: TurnRecord, runner: str, lost: asyncio.Event) -> None:
         """Keep renewing the turn's lease while it runs (a task of ``_continue``); set
@@ -499,6 +617,40 @@ class Conversations:
     ) -> list[Event]:
         """The stored events of a conversation (at most ``limit`` of them)."""
         return await self.store.events(conversation_id, after_seq=after_seq, limit=limit)
+
+    async def history_of_turn(self, conversation_id: str, turn_id: str) -> list[Event]:
+        """The stored events of one turn, from the event that opened it."""
+        turn = await self.store.turn_by_id(conversation_id, turn_id)
+        after = turn.user_seq - 1 if turn is not None else 0
+        return await self.store.events(conversation_id, after_seq=after, turn_id=turn_id)
+
+    async def follow(
+        self, conversation_id: str, turn_id: str, *, after_seq: int = 0
+    ) -> AsyncGenerator[Event, None]:
+        """A turn's stored events after ``after_seq`` as they are stored, wherever it
+        runs, up to its done event (tokens are not stored: none come)."""
+        seen = after_seq
+        while True:
+            events = await self.store.events(conversation_id, after_seq=seen, turn_id=turn_id)
+            for event in events:
+                seen = event.seq or seen
+                if isinstance(event, DoneEvent):
+                    yield event.model_copy(update={"last_seq": event.seq})
+                    return
+                yield event
+            if not events:
+                turn = await self.store.turn_by_id(conversation_id, turn_id)
+                if turn is None:
+                    raise ConversationNotFoundError(
+                        f"turn {turn_id!r} of conversation {conversation_id!r} is gone"
+                    )
+                if turn.status != "running":  # ended: its done (if any) was read above
+                    if not await self.store.events(
+                        conversation_id, after_seq=seen, turn_id=turn_id
+                    ):
+                        return
+                    continue
+                await asyncio.sleep(JOIN_POLL_S)
 
     def _check_agent(self, agent: str) -> None:
         if agent not in self.agents:

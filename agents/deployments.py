@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from ray import serve
@@ -33,7 +33,14 @@ from agents.messages import dump_messages
 from agents.observability import configure_from_env
 from agents.peers import Peers
 from agents.pool.client import PoolClient
-from agents.protocol import AskRequest, AskResult, DecisionRequest, SendRequest, TurnRequest
+from agents.protocol import (
+    AskRequest,
+    AskResult,
+    DecisionRequest,
+    Multitask,
+    SendRequest,
+    TurnRequest,
+)
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
 from agents.spec import AgentSpec
 from agents.store.base import ConversationStore
@@ -191,6 +198,7 @@ async def open_conversations(
     max_hops: int,
     turn_timeout_s: float,
     turn_lease_s: float,
+    multitask: Multitask = "enqueue",
 ) -> tuple[ConversationStore, Conversations]:
     """An entry replica's opened store and the ``Conversations`` over the agents' handles
     (what ``ConversationsDeployment`` and the API deployment both run)."""
@@ -204,17 +212,25 @@ async def open_conversations(
         max_hops=max_hops,
         turn_timeout_s=turn_timeout_s,
         lease_s=turn_lease_s,
+        multitask=multitask,
     )
     return opened, conversations
 
 
 class Recovery:
     """An entry replica's background task: every ``every_s``, resume the turns whose
-    runner died (``Conversations.recover``). Owned by the replica; ``stop`` ends it."""
+    runner died (``Conversations.recover``), then run ``also`` (the API sends the
+    webhooks nobody sent). Owned by the replica; ``stop`` ends it."""
 
-    def __init__(self, conversations: Conversations, every_s: float) -> None:
+    def __init__(
+        self,
+        conversations: Conversations,
+        every_s: float,
+        also: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._conversations = conversations
         self._every_s = every_s
+        self._also = also
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
@@ -222,6 +238,8 @@ class Recovery:
             await asyncio.sleep(self._every_s)
             try:
                 await self._conversations.recover()
+                if self._also is not None:
+                    await self._also()
             except RayAgentsError as exc:  # the store is down: try again next round
                 log.warning("could not resume stale turns: %s", exc)
             except Exception:  # a bug: say so, and keep the loop (it is the safety net)
@@ -246,6 +264,7 @@ class ConversationsDeployment:
         max_hops: int,
         turn_timeout_s: float,
         turn_lease_s: float,
+        multitask: Multitask = "enqueue",
     ) -> None:
         configure_from_env()
         self._store, self.conversations = await open_conversations(
@@ -255,6 +274,7 @@ class ConversationsDeployment:
             max_hops=max_hops,
             turn_timeout_s=turn_timeout_s,
             turn_lease_s=turn_lease_s,
+            multitask=multitask,
         )
         self._recovery = Recovery(self.conversations, every_s=turn_lease_s)
 

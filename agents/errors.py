@@ -79,6 +79,7 @@ __all__ = [
     "UnknownToolError",
     "UserError",
     "VariableNotAllowedError",
+    "WebhookNotAllowedError",
     "remote_cause",
 ]
 
@@ -124,6 +125,12 @@ class VariableNotAllowedError(UserError):
     """A message set a variable its agent does not let a caller set."""
 
     code = "variable_not_allowed"
+
+
+class WebhookNotAllowedError(UserError):
+    """A send named a webhook URL the app's ``api.webhooks.allow`` does not list."""
+
+    code = "webhook_not_allowed"
 
 
 class IdempotencyMismatchError(UserError):

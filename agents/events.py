@@ -18,7 +18,8 @@ them with ``extra="ignore"``, so a field a newer server adds does not break it.
     approval_required  a tool call waits for a person; the turn pauses
     approval     a person approved or rejected that call; it opens the turn that resumes
     error        the turn failed; ``code`` says why
-    done         the turn ended (always last), with token usage
+    done         the turn ended (always last), with token usage; a rolled-back turn's
+                 done marks the whole turn as out of the agents' history
 """
 
 from __future__ import annotations
@@ -159,8 +160,19 @@ class DoneEvent(_Base):
     """The last event of every turn."""
 
     type: Literal["done"] = "done"
-    status: Literal["ok", "error", "paused"] = Field(
-        "ok", description="'paused': a tool call waits for approval."
+    status: Literal["ok", "error", "paused", "interrupted"] = Field(
+        "ok",
+        description=(
+            "'paused': a tool call waits for approval; 'interrupted': a newer message "
+            "stopped the turn (double-texting policy interrupt or rollback)."
+        ),
+    )
+    rolled_back: bool = Field(
+        False,
+        description=(
+            "The turn was rolled back: its events stay in the log, but leave the history "
+            "the agents see, and the conversation's active agent is the one it began with."
+        ),
     )
     usage: TurnUsage = Field(default_factory=TurnUsage)
     active_agent: str | None = Field(None, description="Who answers the next turn.")

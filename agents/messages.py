@@ -26,6 +26,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from agents.events import (
     AnswerEvent,
     AskEvent,
+    DoneEvent,
     Event,
     HandoffEvent,
     MessageEvent,
@@ -50,10 +51,15 @@ ASK = "ask"
 
 
 def messages_from_events(events: Iterable[Event]) -> list[BaseMessage]:
-    """The history that stored events describe, in order."""
+    """The history that stored events describe, in order; a rolled-back turn's
+    events (its done event says so) are left out."""
+    events = list(events)
+    rolled_back = {e.turn_id for e in events if isinstance(e, DoneEvent) and e.rolled_back}
     out: list[BaseMessage] = []
     pending: dict[str, str] = {}  # call id -> tool name, for calls without a result yet
     for event in events:
+        if event.turn_id in rolled_back and event.turn_id is not None:
+            continue
         if isinstance(event, MessageEvent):
             # Calls a turn left unanswered (a deadline, a superseded approval) get an
             # error result, as chat templates want every call answered.

@@ -13,9 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.api.types import Multitask
 from agents.events import ApprovalEvent, ErrorEvent, TurnUsage
 
 __all__ = [
+    "Multitask",
     "AskRequest",
     "AskResult",
     "DecisionRequest",
@@ -176,4 +178,18 @@ class SendRequest(BaseModel):
             "A reconnecting caller's last stored event (SSE Last-Event-ID): a retried "
             "send streams its turn's events after this one only."
         ),
+    )
+    multitask: Multitask | None = Field(
+        None,
+        description=(
+            "What happens when another turn of the conversation still runs: 'reject' "
+            "(ConversationBusyError), 'enqueue' (run after it, in order), 'interrupt' "
+            "(stop it, keep what it stored, then run), 'rollback' (stop it and take its "
+            "events out of the agents' history). None: the app's default."
+        ),
+    )
+    webhook: str | None = Field(
+        None,
+        max_length=2048,
+        description="A URL told (POST) when the turn ends; the API checks it is allowed.",
     )

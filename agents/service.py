@@ -200,6 +200,11 @@ class AgentService:
             if cached.last_seq < after_seq:
                 events = await self._store.events(conversation_id, after_seq=cached.last_seq)
                 events = [e for e in events if e.seq is not None and e.seq <= after_seq]
+                if cached.last_seq and any(_rolled_back(e) for e in events):
+                    # A turn the cache holds was rolled back: build the history anew.
+                    cached = _Cached([], 0)
+                    events = await self._store.events(conversation_id)
+                    events = [e for e in events if e.seq is not None and e.seq <= after_seq]
                 cached = _Cached(
                     cached.messages + messages_from_events(events),
                     events[-1].seq if events and events[-1].seq else cached.last_seq,
@@ -238,6 +243,10 @@ class AgentService:
         ):
             _, gone = self._cache.popitem(last=False)
             self._cached_bytes -= gone.size
+
+
+def _rolled_back(event: Event) -> bool:
+    return isinstance(event, DoneEvent) and event.rolled_back
 
 
 async def _replay(events: list[Event]) -> AsyncIterator[Event]:

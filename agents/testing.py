@@ -23,7 +23,7 @@ from agents.pool._script import match_rule, reply_pieces, router_schema, schema_
 from agents.pool.generator import Generator
 from agents.pool.spec import ScriptRule
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, TextChunk, ToolCallChunk, Usage
-from agents.protocol import DEFAULT_MAX_HOPS, DecisionRequest, SendRequest
+from agents.protocol import DEFAULT_MAX_HOPS, DecisionRequest, Multitask, SendRequest
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
 from agents.spec import AgentSpec
 from agents.store.base import ConversationStore
@@ -113,6 +113,7 @@ class LocalApp:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         lease_s: float = DEFAULT_LEASE_S,
         recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
+        multitask: Multitask = "enqueue",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store or MemoryStore()
@@ -137,6 +138,7 @@ class LocalApp:
             max_hops=max_hops,
             lease_s=lease_s,
             recovery_delays_s=recovery_delays_s,
+            multitask=multitask,
             clock=clock,
         )
 

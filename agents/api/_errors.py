@@ -69,6 +69,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "model_source_error": ErrorCode("internal_error", _INTERNAL),
     "idempotency_mismatch": ErrorCode("idempotency_mismatch"),
     "variable_not_allowed": ErrorCode("invalid_request"),
+    "webhook_not_allowed": ErrorCode("invalid_request"),
     "generation_failed": ErrorCode("agent_unavailable", _MODEL, 1.0),
     "invalid_generation_request": ErrorCode("invalid_request"),
     "unknown_model": ErrorCode("not_found"),

@@ -7,7 +7,12 @@
     GET    /v1/conversations/{id}/messages        stored events, paginated
     POST   /v1/conversations/{id}/messages        a turn: JSON, or SSE with stream (a retry
                                                   with the same idempotency key joins it;
-                                                  Last-Event-ID resumes its stream)
+                                                  Last-Event-ID resumes its stream), or
+                                                  202 at once with background
+    GET    /v1/conversations/{id}/turns/{turn_id}         a turn's status and result
+    GET    /v1/conversations/{id}/turns/{turn_id}/events  its stored events as SSE, to
+                                                  its done (Last-Event-ID resumes)
+    POST   /v1/conversations/{id}/turns/{turn_id}/cancel  stop a running turn
     POST   /v1/conversations/{id}/approvals/{call_id}   decide a paused tool call
     GET    /v1/models, POST /v1/chat/completions  OpenAI-compatible; model = agent
 
@@ -34,8 +39,10 @@ from agents.api._errors import ApiError, api_error, install_error_handlers
 from agents.api._guard import RequestGuard
 from agents.api._limits import RateLimiter, Slots
 from agents.api._openai import ChatCompletionRequest, ChunkWriter, completion, split_history
+from agents.api._results import turn_result
 from agents.api._sse import HEARTBEAT, EventStreamResponse, data_frame, event_frame
 from agents.api._telemetry import RequestTelemetry
+from agents.api._webhooks import Webhooks
 from agents.api.spec import ApiSpec, Scope
 from agents.api.types import (
     MAX_SEQ,
@@ -50,15 +57,11 @@ from agents.api.types import (
     TurnResult,
 )
 from agents.conversations import Conversations
-from agents.errors import RayAgentsError, VariableNotAllowedError
+from agents.errors import RayAgentsError, VariableNotAllowedError, WebhookNotAllowedError
 from agents.events import (
-    AnswerEvent,
-    ApprovalRequiredEvent,
     DoneEvent,
     ErrorEvent,
     Event,
-    TokenEvent,
-    TurnUsage,
 )
 from agents.observability import metrics as m
 from agents.protocol import DecisionRequest, SendRequest
@@ -90,7 +93,7 @@ def create_app(
         description="Multi-agent conversations over a shared LLM pool.",
         responses=_ERRORS,
     )
-    app.state.api = _Api(conversations, agents, spec)
+    app.state.api = _Api(conversations, agents, spec, Webhooks(conversations.store, spec.webhooks))
     install_error_handlers(app)
     app.add_middleware(
         RequestGuard, max_body_bytes=spec.limits.max_body_bytes, add_header=not behind_serve
@@ -104,9 +107,16 @@ class _Api:
     """What the routes share: the conversations, the agents, keys and limits."""
 
     def __init__(
-        self, conversations: Conversations, agents: Sequence[AgentSpec], spec: ApiSpec
+        self,
+        conversations: Conversations,
+        agents: Sequence[AgentSpec],
+        spec: ApiSpec,
+        webhooks: Webhooks,
     ) -> None:
         self.conversations = conversations
+        self.webhooks = webhooks
+        # Background turns run as tasks of this replica; kept here so none is collected.
+        self.background: set[asyncio.Task[None]] = set()
         self.limits = spec.limits
         self.auth = Authenticator(spec)
         self.rate = RateLimiter(spec.limits.requests_per_minute, spec.limits.burst)
@@ -147,6 +157,22 @@ class _Api:
         if info is None or info.owner != caller.tenant:
             raise ApiError("not_found", f"no conversation with id {conversation_id!r}")
         return info
+
+    def run_in_background(self, started: _Started, conversation_id: str, turn_id: str) -> None:
+        """Drive a started turn to its end in a task of this replica, then send its
+        webhook (if it has one: the store knows). Should this replica die first, the
+        turn's lease runs out and another replica resumes it, and sends the webhook."""
+
+        async def run() -> None:
+            try:
+                await started.all()
+            except Exception:  # the turn closed itself in the store; the log says why
+                log.exception("a background turn failed", extra={"turn_id": turn_id})
+            await self.webhooks.deliver(conversation_id, turn_id)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def start(self, caller: Caller, events: AsyncGenerator[Event, None]) -> _Started:
         """Take the turn's places in the limits and run it up to its first event.
@@ -334,18 +360,103 @@ async def send_message(
             f"content: {len(body.content)} characters; the limit is {api.limits.max_message_chars}",
         )
     api.check_variables(await api.owned(conversation_id, caller), body.variables)
-    stream = _streamed(request, body.stream)
+    if body.webhook is not None and not api.webhooks.allows(body.webhook):
+        raise WebhookNotAllowedError(
+            "webhook: the URL is not in the app's api.webhooks.allow list (ask the operator "
+            "to allow its scheme, host, port and path)"
+        )
+    stream = _streamed(request, body.stream) and not body.background
     send = SendRequest(
         message=body.content,
         conversation_id=conversation_id,
         idempotency_key=body.idempotency_key,
         timeout_s=body.timeout_s,
         variables=body.variables,
-        after_seq=_last_event_id(request, body.idempotency_key),
+        after_seq=0 if body.background else _last_event_id(request, body.idempotency_key),
         tokens=stream,
+        multitask=body.multitask,
+        webhook=body.webhook,
     )
     started = await api.start(caller, api.conversations.send(send))
+    if body.background:
+        return _accepted(api, conversation_id, started)
     return await _reply(request, api, conversation_id, started, stream)
+
+
+def _accepted(api: _Api, conversation_id: str, started: _Started) -> Response:
+    """202 for a background turn: its id and its opening event; it runs on here."""
+    turn_id = started.first.turn_id or ""
+    api.run_in_background(started, conversation_id, turn_id)
+    m.API_BACKGROUND_TURNS.inc(agent=started.first.agent or "")
+    accepted = turn_result(conversation_id, [started.first], status="running")
+    location = f"/v1/conversations/{conversation_id}/turns/{turn_id}"
+    return JSONResponse(
+        accepted.model_dump(mode="json"), status_code=202, headers={"Location": location}
+    )
+
+
+@_router.get("/v1/conversations/{conversation_id}/turns/{turn_id}", tags=["conversations"])
+async def get_turn(conversation_id: str, turn_id: str, api: ApiDep, caller: OwnerDep) -> TurnResult:
+    """A turn's status ('running' until its done event) and its result so far."""
+    await api.owned(conversation_id, caller)
+    turn = await api.conversations.store.turn_by_id(conversation_id, turn_id)
+    if turn is None:
+        raise ApiError("not_found", f"no turn {turn_id!r} in conversation {conversation_id!r}")
+    events = await api.conversations.history_of_turn(conversation_id, turn_id)
+    return turn_result(conversation_id, events, status=turn.status)
+
+
+@_router.get(
+    "/v1/conversations/{conversation_id}/turns/{turn_id}/events",
+    tags=["conversations"],
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def turn_events(
+    conversation_id: str,
+    turn_id: str,
+    request: Request,
+    api: ApiDep,
+    caller: OwnerDep,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="Events with seq above this (or Last-Event-ID).")
+    ] = 0,
+) -> Response:
+    """A turn's stored events as Server-Sent Events, as they are stored, to its done
+    (tokens are not stored, so none stream here). ``Last-Event-ID`` resumes."""
+    await api.owned(conversation_id, caller)
+    if await api.conversations.store.turn_by_id(conversation_id, turn_id) is None:
+        raise ApiError("not_found", f"no turn {turn_id!r} in conversation {conversation_id!r}")
+    after = max(after, _event_id(request))
+    followed = api.conversations.follow(conversation_id, turn_id, after_seq=after)
+
+    async def frames() -> AsyncIterator[bytes]:
+        async with closing(followed) as events:
+            async for item in with_heartbeats(events, api.limits.heartbeat_s):
+                yield HEARTBEAT if item is None else event_frame(item)
+
+    return EventStreamResponse(frames(), _nothing_to_finish)
+
+
+@_router.post(
+    "/v1/conversations/{conversation_id}/turns/{turn_id}/cancel",
+    tags=["conversations"],
+)
+async def cancel_turn(
+    conversation_id: str, turn_id: str, api: ApiDep, caller: OwnerDep
+) -> TurnResult:
+    """Stop a running turn (its generation and tool call too); it ends with
+    ``done(status="interrupted")``. A turn that already ended is returned as it is."""
+    await api.owned(conversation_id, caller)
+    if await api.conversations.store.turn_by_id(conversation_id, turn_id) is None:
+        raise ApiError("not_found", f"no turn {turn_id!r} in conversation {conversation_id!r}")
+    await api.conversations.interrupt(conversation_id, turn_id, policy="cancel")
+    turn = await api.conversations.store.turn_by_id(conversation_id, turn_id)
+    events = await api.conversations.history_of_turn(conversation_id, turn_id)
+    return turn_result(conversation_id, events, status=turn.status if turn else "interrupted")
+
+
+async def _nothing_to_finish() -> None:
+    return None
 
 
 @_router.post(
@@ -477,7 +588,7 @@ async def _reply(
 ) -> Response:
     """The turn as JSON (``TurnResult``), or as an SSE stream of its events."""
     if not stream:
-        return JSONResponse(_turn_result(conversation_id, await started.all()).model_dump())
+        return JSONResponse(turn_result(conversation_id, await started.all()).model_dump())
     request_id: str = request.state.request_id
 
     async def frames() -> AsyncIterator[bytes]:
@@ -492,45 +603,29 @@ async def _reply(
     return EventStreamResponse(frames(), started.finish)
 
 
+def _event_id(request: Request) -> int:
+    """The SSE ``Last-Event-ID`` header (a seq), or 0."""
+    raw = request.headers.get("last-event-id")
+    if raw is None or not raw.strip():
+        return 0
+    if not raw.strip().isdigit() or int(raw) > MAX_SEQ:
+        raise ApiError("invalid_request", f"Last-Event-ID: {raw[:40]!r} is not an event id (a seq)")
+    return int(raw)
+
+
 def _last_event_id(request: Request, idempotency_key: str | None) -> int:
     """The SSE ``Last-Event-ID`` of a reconnecting stream: the seq it has up to.
 
     It only makes sense for a retried send (the same idempotency key): without one the
     send starts a new turn, whose events the caller cannot have seen.
     """
-    raw = request.headers.get("last-event-id")
-    if raw is None or not raw.strip():
-        return 0
-    if not raw.strip().isdigit() or int(raw) > MAX_SEQ:
-        raise ApiError("invalid_request", f"Last-Event-ID: {raw[:40]!r} is not an event id (a seq)")
-    if idempotency_key is None:
+    seq = _event_id(request)
+    if seq and idempotency_key is None:
         raise ApiError(
             "invalid_request",
             "Last-Event-ID resumes a turn: send it with the turn's idempotency_key",
         )
-    return int(raw)
-
-
-def _turn_result(conversation_id: str, events: list[Event]) -> TurnResult:
-    stored = [e for e in events if not isinstance(e, TokenEvent)]
-    done = next((e for e in reversed(stored) if isinstance(e, DoneEvent)), None)
-    answer = next((e for e in reversed(stored) if isinstance(e, AnswerEvent)), None)
-    error = next((e for e in reversed(stored) if isinstance(e, ErrorEvent)), None)
-    status = done.status if done is not None else "error"
-    return TurnResult(
-        conversation_id=conversation_id,
-        turn_id=done.turn_id if done is not None else None,
-        status=status,
-        answer=answer.text if answer is not None else None,
-        output=answer.output if answer is not None else None,
-        agent=done.active_agent if done is not None else None,
-        pending_approvals=[e for e in stored if isinstance(e, ApprovalRequiredEvent)]
-        if status == "paused"
-        else [],
-        error=error if status == "error" else None,
-        usage=done.usage if done is not None else TurnUsage(),
-        events=stored,
-    )
+    return seq
 
 
 def _conversation(info: ConversationInfo) -> Conversation:

@@ -19,6 +19,7 @@ from agents.api.app import create_app
 from agents.api.spec import ApiSpec
 from agents.deployments import Recovery, open_conversations
 from agents.observability import configure_from_env
+from agents.protocol import Multitask
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
 
@@ -42,6 +43,7 @@ class ApiDeployment:
         max_hops: int,
         turn_timeout_s: float,
         turn_lease_s: float,
+        multitask: Multitask = "enqueue",
     ) -> None:
         configure_from_env()
         self._store, self.conversations = await open_conversations(
@@ -51,10 +53,15 @@ class ApiDeployment:
             max_hops=max_hops,
             turn_timeout_s=turn_timeout_s,
             turn_lease_s=turn_lease_s,
+            multitask=multitask,
         )
-        # Turns whose runner (another API replica) died and nobody retried go on here.
-        self._recovery = Recovery(self.conversations, every_s=turn_lease_s)
         self._app = create_app(self.conversations, specs, api, behind_serve=True)
+        # Turns whose runner (another API replica) died and nobody retried go on here,
+        # and so do the webhook deliveries whose sender died.
+        webhooks = self._app.state.api.webhooks
+        self._recovery = Recovery(
+            self.conversations, every_s=turn_lease_s, also=webhooks.deliver_pending
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """The app Serve runs this replica's HTTP requests through."""
@@ -62,4 +69,5 @@ class ApiDeployment:
 
     async def __del__(self) -> None:
         await self._recovery.stop()
+        await self._app.state.api.webhooks.close()
         await self._store.close()

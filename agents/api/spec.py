@@ -17,13 +17,14 @@ import hashlib
 import os
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.errors import ConfigError
 from agents.pool.spec import Resources
 
-__all__ = ["SCOPES", "ApiKey", "ApiLimits", "ApiSpec", "Scope", "hash_key"]
+__all__ = ["SCOPES", "ApiKey", "ApiLimits", "ApiSpec", "Scope", "WebhookSpec", "hash_key"]
 
 Scope = Literal["conversations", "approvals"]
 SCOPES: tuple[Scope, ...] = ("conversations", "approvals")
@@ -93,6 +94,87 @@ class ApiLimits(BaseModel):
     )
 
 
+class WebhookSpec(BaseModel):
+    """Where turns may report their end (``webhook`` on a send), and how hard to try.
+
+    ``allow`` lists URL prefixes, each ``scheme://host[:port][/path]``: a webhook's
+    scheme, host and port must be one entry's (``:*`` for any port) and its path must
+    start with the entry's. Nothing is allowed by default: a caller cannot make the
+    server post to an address the operator did not list.
+    """
+
+    model_config = _Strict
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes a webhook may have, e.g. https://hooks.example.com/ray/.",
+    )
+    secret_env: str | None = Field(
+        "RAY_AGENTS_WEBHOOK_SECRET",
+        description=(
+            "Environment variable holding the secret each delivery is signed with "
+            "(HMAC-SHA256 in X-Ray-Agents-Signature); unset: deliveries are not signed."
+        ),
+    )
+    attempts: int = Field(
+        8, ge=1, le=30, description="Tries per delivery before it is marked failed."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Each try's HTTP timeout.")
+    backoff_s: float = Field(
+        0.5, gt=0, le=60, description="Wait before the second try; it doubles up to max_backoff_s."
+    )
+    max_backoff_s: float = Field(30.0, gt=0, le=600, description="The longest wait between tries.")
+
+    @model_validator(mode="after")
+    def _check(self) -> WebhookSpec:
+        for entry in self.allow:
+            _webhook_prefix(entry)
+        return self
+
+    def allows(self, url: str) -> bool:
+        """Whether ``url`` matches an ``allow`` entry (and is a plain http(s) URL)."""
+        try:
+            scheme, host, port, path = _split_url(url)
+        except ValueError:
+            return False
+        for entry in self.allow:
+            e_scheme, e_host, e_port, e_path = _webhook_prefix(entry)
+            same_origin = (scheme, host) == (e_scheme, e_host) and e_port in ("*", port)
+            if same_origin and _under(path, e_path):
+                return True
+        return False
+
+
+def _under(path: str, prefix: str) -> bool:
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _split_url(url: str) -> tuple[str, str, str, str]:
+    """scheme, host, port (as text; the scheme's default when left out) and path."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials in the URL")
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        raise ValueError("'.' or '..' in the path")
+    default = "443" if parts.scheme == "https" else "80"
+    return parts.scheme, parts.hostname.lower(), str(parts.port or default), parts.path or "/"
+
+
+def _webhook_prefix(entry: str) -> tuple[str, str, str, str]:
+    any_port = ":*" in entry
+    try:
+        scheme, host, port, path = _split_url(entry.replace(":*", "", 1) if any_port else entry)
+    except ValueError as exc:
+        raise ValueError(
+            f"webhooks.allow: {entry!r} is not scheme://host[:port][/path] ({exc})"
+        ) from None
+    return scheme, host, "*" if any_port else port, path
+
+
 class ApiSpec(BaseModel):
     """The API section of an app config."""
 
@@ -109,6 +191,7 @@ class ApiSpec(BaseModel):
         "Logs a warning on start.",
     )
     limits: ApiLimits = Field(default_factory=ApiLimits)
+    webhooks: WebhookSpec = Field(default_factory=WebhookSpec)
     min_replicas: int = Field(1, ge=1, description="Ingress replicas kept running.")
     max_replicas: int = Field(1, ge=1, description="Ingress replicas under load.")
     resources: Resources = Field(

@@ -31,6 +31,7 @@ __all__ = [
     "ErrorDetail",
     "ErrorType",
     "MessagesPage",
+    "Multitask",
     "SendMessage",
     "TurnResult",
 ]
@@ -169,6 +170,10 @@ class Conversation(BaseModel):
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
+Multitask = Literal["reject", "enqueue", "interrupt", "rollback"]
+"""The double-texting policies: what a new message does to a turn that still runs."""
+
+
 class SendMessage(BaseModel):
     """``POST /v1/conversations/{id}/messages``."""
 
@@ -193,6 +198,30 @@ class SendMessage(BaseModel):
             "`caller_variables`); at most 32, each up to 4,000 characters."
         ),
     )
+    background: bool = Field(
+        False,
+        description=(
+            "Run the turn in the background: the reply is 202 with the turn's id at once; "
+            "GET .../turns/{turn_id} gives its status and result, .../turns/{turn_id}/events "
+            "its events."
+        ),
+    )
+    multitask: Multitask | None = Field(
+        None,
+        description=(
+            "When another turn of the conversation still runs: 'reject' (409), 'enqueue' "
+            "(run after it), 'interrupt' (stop it, keep what it stored) or 'rollback' (stop "
+            "it and drop it from the agents' history). Default: the app's `multitask`."
+        ),
+    )
+    webhook: str | None = Field(
+        None,
+        max_length=2048,
+        description=(
+            "A URL that gets a POST when the turn ends (retried until it answers 2xx); it "
+            "must match the app's `api.webhooks.allow`."
+        ),
+    )
 
 
 class ApprovalDecision(BaseModel):
@@ -206,13 +235,14 @@ class ApprovalDecision(BaseModel):
 
 
 class TurnResult(BaseModel):
-    """The JSON reply to a message or an approval: the turn, once it ended."""
+    """The JSON reply to a message or an approval: the turn, once it ended (or, for a
+    background run, the turn so far: ``status`` 'running')."""
 
     model_config = _Out
 
     conversation_id: str
     turn_id: str | None
-    status: Literal["ok", "error", "paused"]
+    status: Literal["running", "ok", "error", "paused", "interrupted"]
     answer: str | None = Field(None, description="The final answer's text, if there is one.")
     output: dict[str, Any] | None = Field(
         None, description="The structured answer, for agents with an output schema."

@@ -27,6 +27,7 @@ from agents.api.types import (
     TurnResult,
 )
 from agents.client._async import (
+    AsyncBackgroundTurn,
     AsyncClient,
     AsyncConversationHandle,
     AsyncEventStream,
@@ -56,6 +57,7 @@ from agents.client._exceptions import (
     ServiceUnavailableError,
 )
 from agents.client._sync import (
+    BackgroundTurn,
     Client,
     ConversationHandle,
     EventStream,
@@ -90,10 +92,12 @@ __all__ = [
     "ApprovalRequiredError",
     "ApprovalRequiredEvent",
     "AskEvent",
+    "AsyncBackgroundTurn",
     "AsyncClient",
     "AsyncConversationHandle",
     "AsyncEventStream",
     "AuthenticationError",
+    "BackgroundTurn",
     "BadRequestError",
     "Client",
     "ConflictError",

@@ -10,12 +10,12 @@ import asyncio
 import builtins
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 import httpx
 from tenacity import AsyncRetrying
 
-from agents.api.types import AgentInfo, Conversation, MessagesPage, TurnResult
+from agents.api.types import AgentInfo, Conversation, MessagesPage, Multitask, TurnResult
 from agents.client._base import (
     Call,
     ConversationState,
@@ -31,6 +31,7 @@ from agents.events import DoneEvent, Event
 
 __all__ = [
     "AsyncAgents",
+    "AsyncBackgroundTurn",
     "AsyncClient",
     "AsyncConversationHandle",
     "AsyncConversations",
@@ -237,6 +238,7 @@ class AsyncConversationHandle(ConversationState):
         self._info = await self._client._call(self._client._requests.get_conversation(self.id))
         return self._info
 
+    @overload
     async def send(
         self,
         text: str,
@@ -244,8 +246,37 @@ class AsyncConversationHandle(ConversationState):
         idempotency_key: str | None = None,
         timeout_s: float | None = None,
         variables: dict[str, str] | None = None,
-    ) -> TurnResult:
-        """Send a message and wait for the turn to end (see ``ConversationHandle.send``)."""
+        multitask: Multitask | None = None,
+        background: Literal[False] = False,
+        webhook: str | None = None,
+    ) -> TurnResult: ...
+
+    @overload
+    async def send(
+        self,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+        variables: dict[str, str] | None = None,
+        multitask: Multitask | None = None,
+        background: Literal[True],
+        webhook: str | None = None,
+    ) -> AsyncBackgroundTurn: ...
+
+    async def send(
+        self,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+        variables: dict[str, str] | None = None,
+        multitask: Multitask | None = None,
+        background: bool = False,
+        webhook: str | None = None,
+    ) -> TurnResult | AsyncBackgroundTurn:
+        """Send a message and wait for the turn to end (see ``ConversationHandle.send``);
+        with ``background``, an ``AsyncBackgroundTurn`` at once."""
         call = self._client._requests.send(
             self.id,
             text,
@@ -253,8 +284,14 @@ class AsyncConversationHandle(ConversationState):
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
             variables=variables,
+            multitask=multitask,
+            background=background,
+            webhook=webhook,
         )
-        return self._observe_result(await self._client._call(call))
+        result = await self._client._call(call)
+        if background:
+            return AsyncBackgroundTurn(self, result)
+        return self._observe_result(result)
 
     def stream(
         self,
@@ -263,6 +300,7 @@ class AsyncConversationHandle(ConversationState):
         idempotency_key: str | None = None,
         timeout_s: float | None = None,
         variables: dict[str, str] | None = None,
+        multitask: Multitask | None = None,
     ) -> AsyncEventStream:
         """Send a message and stream the turn's events, with ``async for``."""
         call = self._client._requests.send(
@@ -272,8 +310,17 @@ class AsyncConversationHandle(ConversationState):
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
             variables=variables,
+            multitask=multitask,
         )
         return self._client._stream(call, self._observe)
+
+    async def turn(self, turn_id: str) -> TurnResult:
+        """A turn of this conversation: its status ('running' until it ends) and result."""
+        return await self._client._call(self._client._requests.get_turn(self.id, turn_id))
+
+    async def cancel(self, turn_id: str) -> TurnResult:
+        """Stop a running turn; it ends with ``done(status="interrupted")``."""
+        return await self._client._call(self._client._requests.cancel_turn(self.id, turn_id))
 
     async def messages(self, after: int = 0, *, limit: int | None = None) -> list[Event]:
         """The stored events with ``seq`` above ``after``, every page (or ``limit`` events)."""
@@ -317,3 +364,56 @@ class AsyncConversationHandle(ConversationState):
             self.id, call_id, approve=approve, reason=reason, stream=False
         )
         return self._observe_result(await self._client._call(call))
+
+
+class AsyncBackgroundTurn:
+    """A turn sent with ``background=True``, for asyncio; see ``BackgroundTurn``."""
+
+    def __init__(self, conversation: AsyncConversationHandle, accepted: TurnResult) -> None:
+        self._conversation = conversation
+        self.accepted = accepted
+
+    def __repr__(self) -> str:
+        return f"AsyncBackgroundTurn(id={self.id!r}, conversation_id={self.conversation_id!r})"
+
+    @property
+    def id(self) -> str:
+        """The turn's id."""
+        return self.accepted.turn_id or ""
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation it runs in."""
+        return self.accepted.conversation_id
+
+    async def status(self) -> TurnResult:
+        """The turn now: 'running', or how it ended, with its events so far."""
+        return await self._conversation.turn(self.id)
+
+    def stream(self) -> AsyncEventStream:
+        """The turn's stored events from its start to its done, with ``async for``."""
+        client = self._conversation._client
+        call = client._requests.turn_events(self.conversation_id, self.id)
+        return client._stream(call, self._conversation._observe)
+
+    async def wait(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - the same arguments as BackgroundTurn.wait
+        *,
+        poll_s: float = 0.5,
+    ) -> TurnResult:
+        """Wait for the turn to end and return its result; ``TimeoutError`` after
+        ``timeout`` seconds (the turn runs on)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            result = await self.status()
+            if result.status != "running":
+                return self._conversation._observe_result(result)
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"turn {self.id} still runs after {timeout} s")
+            await self._conversation._client._sleep(poll_s)
+
+    async def cancel(self) -> TurnResult:
+        """Stop the turn (its generation and tool call too)."""
+        return await self._conversation.cancel(self.id)

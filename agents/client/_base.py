@@ -45,6 +45,7 @@ from agents.api.types import (
     Conversation,
     CreateConversation,
     MessagesPage,
+    Multitask,
     SendMessage,
     TurnResult,
 )
@@ -291,18 +292,42 @@ class Requests:
         idempotency_key: str | None,
         timeout_s: float | None,
         variables: dict[str, str] | None,
+        multitask: Multitask | None = None,
+        background: bool = False,
+        webhook: str | None = None,
     ) -> Call[TurnResult]:
-        """``POST /v1/conversations/{id}/messages``, always with an idempotency key."""
+        """``POST /v1/conversations/{id}/messages``, always with an idempotency key
+        (a background send's reply is 202 with the turn so far)."""
         body = SendMessage(
             content=text,
             idempotency_key=idempotency_key or uuid.uuid4().hex,
             stream=stream,
             timeout_s=timeout_s,
             variables=variables or {},
+            multitask=multitask,
+            background=background,
+            webhook=webhook,
         )
         path = f"/conversations/{_q(conversation_id)}/messages"
         request = self._request("POST", path, body=body, stream=stream, turn_timeout=timeout_s)
         return Call(request, partial(_model, TurnResult), resumable=stream)
+
+    def get_turn(self, conversation_id: str, turn_id: str) -> Call[TurnResult]:
+        """``GET /v1/conversations/{id}/turns/{turn_id}``."""
+        path = f"/conversations/{_q(conversation_id)}/turns/{_q(turn_id)}"
+        return Call(self._request("GET", path), partial(_model, TurnResult))
+
+    def turn_events(self, conversation_id: str, turn_id: str) -> Call[None]:
+        """``GET /v1/conversations/{id}/turns/{turn_id}/events``: a turn's stored events
+        as SSE; a broken stream reconnects with ``Last-Event-ID``."""
+        path = f"/conversations/{_q(conversation_id)}/turns/{_q(turn_id)}/events"
+        return Call(self._request("GET", path, stream=True), _nothing, resumable=True)
+
+    def cancel_turn(self, conversation_id: str, turn_id: str) -> Call[TurnResult]:
+        """``POST /v1/conversations/{id}/turns/{turn_id}/cancel`` (stopping twice is
+        harmless, so it is retried like an idempotent request)."""
+        path = f"/conversations/{_q(conversation_id)}/turns/{_q(turn_id)}/cancel"
+        return Call(self._request("POST", path), partial(_model, TurnResult))
 
     def decide(
         self, conversation_id: str, call_id: str, *, approve: bool, reason: str, stream: bool

@@ -10,12 +10,12 @@ import builtins
 import time
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 import httpx
 from tenacity import Retrying
 
-from agents.api.types import AgentInfo, Conversation, MessagesPage, TurnResult
+from agents.api.types import AgentInfo, Conversation, MessagesPage, Multitask, TurnResult
 from agents.client._base import (
     Call,
     ConversationState,
@@ -29,7 +29,14 @@ from agents.client._exceptions import APIConnectionError, status_error, transpor
 from agents.client._sse import EventDecoder
 from agents.events import DoneEvent, Event
 
-__all__ = ["Agents", "Client", "ConversationHandle", "Conversations", "EventStream"]
+__all__ = [
+    "Agents",
+    "BackgroundTurn",
+    "Client",
+    "ConversationHandle",
+    "Conversations",
+    "EventStream",
+]
 
 T = TypeVar("T")
 
@@ -244,6 +251,7 @@ class ConversationHandle(ConversationState):
         self._info = self._client._call(self._client._requests.get_conversation(self.id))
         return self._info
 
+    @overload
     def send(
         self,
         text: str,
@@ -251,12 +259,44 @@ class ConversationHandle(ConversationState):
         idempotency_key: str | None = None,
         timeout_s: float | None = None,
         variables: dict[str, str] | None = None,
-    ) -> TurnResult:
+        multitask: Multitask | None = None,
+        background: Literal[False] = False,
+        webhook: str | None = None,
+    ) -> TurnResult: ...
+
+    @overload
+    def send(
+        self,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+        variables: dict[str, str] | None = None,
+        multitask: Multitask | None = None,
+        background: Literal[True],
+        webhook: str | None = None,
+    ) -> BackgroundTurn: ...
+
+    def send(
+        self,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        timeout_s: float | None = None,
+        variables: dict[str, str] | None = None,
+        multitask: Multitask | None = None,
+        background: bool = False,
+        webhook: str | None = None,
+    ) -> TurnResult | BackgroundTurn:
         """Send a message and wait for the turn to end.
 
         ``timeout_s`` is the turn's deadline on the server (the client waits that long
         plus a margin); ``variables`` fill the agent's instruction placeholders. A
         failed turn is ``status == "error"`` with ``error`` set, not an exception.
+        ``multitask``: what this message does to a turn of the conversation that still
+        runs (``reject``, ``enqueue``, ``interrupt``, ``rollback``; default: the app's).
+        With ``background`` the reply comes at once: a ``BackgroundTurn`` to ``wait()``
+        for or ``stream()``; ``webhook`` is a URL told when the turn ends.
         """
         call = self._client._requests.send(
             self.id,
@@ -265,8 +305,14 @@ class ConversationHandle(ConversationState):
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
             variables=variables,
+            multitask=multitask,
+            background=background,
+            webhook=webhook,
         )
-        return self._observe_result(self._client._call(call))
+        result = self._client._call(call)
+        if background:
+            return BackgroundTurn(self, result)
+        return self._observe_result(result)
 
     def stream(
         self,
@@ -275,6 +321,7 @@ class ConversationHandle(ConversationState):
         idempotency_key: str | None = None,
         timeout_s: float | None = None,
         variables: dict[str, str] | None = None,
+        multitask: Multitask | None = None,
     ) -> EventStream:
         """Send a message and stream the turn's events (see ``send`` for the arguments)."""
         call = self._client._requests.send(
@@ -284,8 +331,17 @@ class ConversationHandle(ConversationState):
             idempotency_key=idempotency_key,
             timeout_s=timeout_s,
             variables=variables,
+            multitask=multitask,
         )
         return self._client._stream(call, self._observe)
+
+    def turn(self, turn_id: str) -> TurnResult:
+        """A turn of this conversation: its status ('running' until it ends) and result."""
+        return self._client._call(self._client._requests.get_turn(self.id, turn_id))
+
+    def cancel(self, turn_id: str) -> TurnResult:
+        """Stop a running turn; it ends with ``done(status="interrupted")``."""
+        return self._client._call(self._client._requests.cancel_turn(self.id, turn_id))
 
     def messages(self, after: int = 0, *, limit: int | None = None) -> list[Event]:
         """The stored events with ``seq`` above ``after``, every page (or ``limit`` events)."""
@@ -329,3 +385,52 @@ class ConversationHandle(ConversationState):
             self.id, call_id, approve=approve, reason=reason, stream=False
         )
         return self._observe_result(self._client._call(call))
+
+
+class BackgroundTurn:
+    """A turn sent with ``background=True``: it runs on the server whether or not
+    anyone waits. ``accepted`` is the 202 reply (status 'running', the opening event)."""
+
+    def __init__(self, conversation: ConversationHandle, accepted: TurnResult) -> None:
+        self._conversation = conversation
+        self.accepted = accepted
+
+    def __repr__(self) -> str:
+        return f"BackgroundTurn(id={self.id!r}, conversation_id={self.conversation_id!r})"
+
+    @property
+    def id(self) -> str:
+        """The turn's id."""
+        return self.accepted.turn_id or ""
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation it runs in."""
+        return self.accepted.conversation_id
+
+    def status(self) -> TurnResult:
+        """The turn now: 'running', or how it ended, with its events so far."""
+        return self._conversation.turn(self.id)
+
+    def stream(self) -> EventStream:
+        """The turn's stored events from its start, as they are stored, to its done (a
+        broken stream reconnects after the last event received)."""
+        client = self._conversation._client
+        call = client._requests.turn_events(self.conversation_id, self.id)
+        return client._stream(call, self._conversation._observe)
+
+    def wait(self, timeout: float | None = None, *, poll_s: float = 0.5) -> TurnResult:
+        """Wait for the turn to end and return its result; ``TimeoutError`` after
+        ``timeout`` seconds (the turn runs on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = self.status()
+            if result.status != "running":
+                return self._conversation._observe_result(result)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"turn {self.id} still runs after {timeout} s")
+            self._conversation._client._sleep(poll_s)
+
+    def cancel(self) -> TurnResult:
+        """Stop the turn (its generation and tool call too)."""
+        return self._conversation.cancel(self.id)

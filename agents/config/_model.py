@@ -10,7 +10,7 @@ from agents.api.spec import ApiSpec
 from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
 from agents.observability.spec import ObservabilitySpec
 from agents.pool.spec import PoolSpec
-from agents.protocol import DEFAULT_MAX_HOPS
+from agents.protocol import DEFAULT_MAX_HOPS, Multitask
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
@@ -50,6 +50,16 @@ class AppSection(BaseModel):
             "Seconds a turn's runner holds the turn without renewing it (it renews every "
             "third of it). A runner that dies is noticed after this long, and its turn "
             "is resumed by another replica."
+        ),
+    )
+    multitask: Multitask = Field(
+        "enqueue",
+        description=(
+            "What a new message does to a turn of its conversation that still runs, unless "
+            "the send says: 'enqueue' (run after it, in order), 'reject' (409 "
+            "conversation_busy with Retry-After), 'interrupt' (stop it, keep what it "
+            "stored, run the new one) or 'rollback' (the same, and the stopped turn leaves "
+            "the history the agents see)."
         ),
     )
     cache_size: int = Field(

@@ -150,6 +150,19 @@ API_RATE_LIMITED = _counter(
     "Requests refused with 429: 'rate' (requests per minute) or 'streams' (turns per key).",
     "reason",
 )
+API_BACKGROUND_TURNS = _counter(
+    "agents_api_background_turns", "Turns started in the background (202).", "agent"
+)
+TURNS_INTERRUPTED = _counter(
+    "agents_turns_interrupted",
+    "Running turns a newer message stopped, by policy (interrupt, rollback, cancel).",
+    "policy",
+)
+WEBHOOK_DELIVERIES = _counter(
+    "agents_webhook_deliveries",
+    "Webhook tries, by outcome: 'delivered', 'retried' (a try got no 2xx), 'failed' (gave up).",
+    "outcome",
+)
 
 ALL: tuple[Metric, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Metric))
 

@@ -35,7 +35,8 @@ class Batch:
     events: list[Event]
     last_seq: int
     active_agent: str | None
-    """The last hand-off's ``to_agent``; None when the batch hands nothing off."""
+    """The last hand-off's ``to_agent`` (or a rolled-back turn's first agent); None when
+    the batch changes no agent."""
     closed: dict[str, TurnStatus]
     """turn_id -> status, for every turn a done event in the batch closes."""
 
@@ -56,6 +57,9 @@ def number(events: Sequence[Event], last_seq: int) -> Batch:
             active_agent = event.to_agent
         elif isinstance(event, DoneEvent) and event.turn_id is not None:
             closed[event.turn_id] = event.status
+            if event.rolled_back and event.active_agent is not None:
+                # A rolled-back turn leaves the conversation with the agent it began with.
+                active_agent = event.active_agent
     return Batch(numbered, last_seq + len(numbered), active_agent, closed)
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from agents.events import ApprovalEvent, Event, MessageEvent, event_adapter
 from agents.store._batch import (
@@ -37,7 +37,16 @@ from agents.store._batch import (
 )
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
 
-__all__ = ["ADDED_COLUMNS", "SCHEMA", "Flow", "Query", "Row", "SQLStore", "Statements"]
+__all__ = [
+    "ADDED_COLUMNS",
+    "ADDED_INDEXES",
+    "SCHEMA",
+    "Flow",
+    "Query",
+    "Row",
+    "SQLStore",
+    "Statements",
+]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -86,8 +95,17 @@ ADDED_COLUMNS = (
     ("{turns}", "runner TEXT"),
     ("{turns}", "fingerprint TEXT"),
     ("{turns}", "variables TEXT"),
+    ("{turns}", "webhook TEXT"),
+    ("{turns}", "delivery TEXT"),
+    ("{turns}", "delivery_until DOUBLE PRECISION"),
 )
 """Columns added since the first schema: a backend adds them to an older database."""
+
+ADDED_INDEXES = (
+    # The look-up of webhook deliveries that wait for a sender.
+    "CREATE INDEX IF NOT EXISTS turns_delivery ON {turns} (delivery, delivery_until)",
+)
+"""Indexes on added columns: a backend creates them after ``ADDED_COLUMNS``."""
 
 
 @dataclass(frozen=True)
@@ -139,22 +157,48 @@ class Statements:
     )
     insert_turn: str = (
         "INSERT INTO {turns} (conversation_id, idempotency_key, turn_id, user_seq, status,"
-        " lease_until, runner, fingerprint, variables, created_at)"
-        " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s)"
+        " lease_until, runner, fingerprint, variables, webhook, delivery, created_at)"
+        " VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s)"
     )
     select_turn: str = (
-        "SELECT turn_id, user_seq, status, lease_until, runner, fingerprint, variables"
-        " FROM {turns}"
+        "SELECT turn_id, user_seq, status, lease_until, runner, fingerprint, variables,"
+        " webhook, delivery, delivery_until FROM {turns}"
         " WHERE conversation_id = %s AND idempotency_key = %s"
     )
     select_turn_by_id: str = (
         "SELECT idempotency_key, turn_id, user_seq, status, lease_until, runner, fingerprint,"
-        " variables FROM {turns} WHERE conversation_id = %s AND turn_id = %s"
+        " variables, webhook, delivery, delivery_until FROM {turns}"
+        " WHERE conversation_id = %s AND turn_id = %s"
+    )
+    select_running_turn: str = (
+        "SELECT idempotency_key, turn_id, user_seq, status, lease_until, runner, fingerprint,"
+        " variables, webhook, delivery, delivery_until FROM {turns}"
+        " WHERE conversation_id = %s AND status = 'running' LIMIT 1"
     )
     lease_turn: str = (
         "UPDATE {turns} SET lease_until = %s, runner = %s"
         " WHERE conversation_id = %s AND turn_id = %s AND status = 'running'"
         " AND (runner = %s OR lease_until IS NULL OR lease_until <= %s) RETURNING turn_id"
+    )
+    take_turn: str = (
+        "UPDATE {turns} SET lease_until = %s, runner = %s"
+        " WHERE conversation_id = %s AND turn_id = %s AND status = 'running' RETURNING turn_id"
+    )
+    select_undelivered: str = (
+        "SELECT conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, runner,"
+        " fingerprint, variables, webhook, delivery, delivery_until FROM {turns}"
+        " WHERE delivery = 'pending' AND status <> 'running'"
+        " AND (delivery_until IS NULL OR delivery_until <= %s) LIMIT %s"
+    )
+    claim_delivery: str = (
+        "UPDATE {turns} SET delivery_until = %s"
+        " WHERE conversation_id = %s AND turn_id = %s AND delivery = 'pending'"
+        " AND status <> 'running' AND (delivery_until IS NULL OR delivery_until <= %s)"
+        " RETURNING turn_id"
+    )
+    end_delivery: str = (
+        "UPDATE {turns} SET delivery = %s"
+        " WHERE conversation_id = %s AND turn_id = %s AND delivery = 'pending'"
     )
     select_held: str = (
         "SELECT turn_id FROM {turns} WHERE conversation_id = %s AND turn_id = %s"
@@ -162,8 +206,8 @@ class Statements:
     )
     select_stale: str = (
         "SELECT conversation_id, idempotency_key, turn_id, user_seq, status, lease_until, runner,"
-        " fingerprint, variables FROM {turns} WHERE status = 'running' AND lease_until <= %s"
-        " LIMIT %s"
+        " fingerprint, variables, webhook, delivery, delivery_until FROM {turns}"
+        " WHERE status = 'running' AND lease_until <= %s LIMIT %s"
     )
     select_running: str = (
         "SELECT turn_id, lease_until FROM {turns} WHERE conversation_id = %s AND status = 'running'"
@@ -221,6 +265,7 @@ class SQLStore(ConversationStore):
         runner: str | None = None,
         fingerprint: str | None = None,
         variables: dict[str, str] | None = None,
+        webhook: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         flow = _begin_turn(
@@ -230,7 +275,7 @@ class SQLStore(ConversationStore):
             idempotency_key,
             agent,
             (lease_until, runner),
-            (fingerprint, variables or {}),
+            (fingerprint, variables or {}, webhook),
         )
         return await self._run(flow, write=True)
 
@@ -290,12 +335,48 @@ class SQLStore(ConversationStore):
         return _turn(conversation_id, key, tuple(rest))
 
     async def lease_turn(
-        self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
+        self,
+        conversation_id: str,
+        turn_id: str,
+        *,
+        runner: str,
+        lease_until: float,
+        force: bool = False,
     ) -> bool:
         """Renew or take over a turn's lease (see ``ConversationStore.lease_turn``)."""
-        params = (lease_until, runner, conversation_id, turn_id, runner, time.time())
-        rows = await self._run(_fetch(Query(self._sql.lease_turn, params)), write=True)
-        return bool(rows)
+        if force:
+            query = Query(self._sql.take_turn, (lease_until, runner, conversation_id, turn_id))
+        else:
+            params = (lease_until, runner, conversation_id, turn_id, runner, time.time())
+            query = Query(self._sql.lease_turn, params)
+        return bool(await self._run(_fetch(query), write=True))
+
+    async def running_turn(self, conversation_id: str) -> TurnRecord | None:
+        """The conversation's running turn, or None."""
+        query = Query(self._sql.select_running_turn, (conversation_id,))
+        rows = await self._run(_fetch(query), write=False)
+        if not rows:
+            return None
+        key, *rest = rows[0]
+        return _turn(conversation_id, key, tuple(rest))
+
+    async def undelivered(self, now: float, *, limit: int = 100) -> list[TurnRecord]:
+        """Ended turns whose webhook waits for a sender."""
+        query = Query(self._sql.select_undelivered, (now, limit))
+        rows = await self._run(_fetch(query), write=False)
+        return [_turn(cid, key, tuple(rest)) for cid, key, *rest in rows]
+
+    async def claim_delivery(self, conversation_id: str, turn_id: str, *, until: float) -> bool:
+        """Hold a pending delivery until ``until`` if nobody holds it."""
+        params = (until, conversation_id, turn_id, time.time())
+        return bool(await self._run(_fetch(Query(self._sql.claim_delivery, params)), write=True))
+
+    async def end_delivery(
+        self, conversation_id: str, turn_id: str, state: Literal["delivered", "failed"]
+    ) -> None:
+        """Record how a turn's webhook delivery ended."""
+        query = Query(self._sql.end_delivery, (state, conversation_id, turn_id))
+        await self._run(_fetch(query), write=True)
 
     async def stale_turns(self, now: float, *, limit: int = 100) -> list[TurnRecord]:
         """Running turns whose lease ran out before ``now``."""
@@ -315,10 +396,10 @@ def _begin_turn(
     key: str,
     agent: str,
     lease: tuple[float | None, str | None],
-    request: tuple[str | None, dict[str, str]],
+    request: tuple[str | None, dict[str, str], str | None],
 ) -> Flow[tuple[TurnRecord, bool]]:
     lease_until, runner = lease
-    fingerprint, variables = request
+    fingerprint, variables, webhook = request
     stamp = now()
     yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp, None, None))
     # The key is looked up only once the conversation is locked: a retry racing its
@@ -350,6 +431,8 @@ def _begin_turn(
             runner,
             fingerprint,
             json.dumps(variables) if variables else None,
+            webhook,
+            "pending" if webhook else None,
             stamp,
         ),
     )
@@ -363,6 +446,8 @@ def _begin_turn(
         runner=runner,
         fingerprint=fingerprint,
         variables=tuple(sorted(variables.items())),
+        webhook=webhook,
+        delivery="pending" if webhook else None,
     )
     return turn, True
 
@@ -419,7 +504,8 @@ def _fetch(query: Query) -> Flow[list[Row]]:
 
 
 def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
-    turn_id, user_seq, status, lease_until, runner, fingerprint, variables = row
+    turn_id, user_seq, status, lease_until, runner, fingerprint, variables, *delivery = row
+    webhook, state, until = delivery
     return TurnRecord(
         conversation_id=conversation_id,
         turn_id=turn_id,
@@ -430,4 +516,7 @@ def _turn(conversation_id: str, key: str, row: Row) -> TurnRecord:
         runner=runner,
         fingerprint=fingerprint,
         variables=tuple(sorted(json.loads(variables).items())) if variables else (),
+        webhook=webhook,
+        delivery=state,
+        delivery_until=until,
     )

@@ -20,7 +20,8 @@ from agents.events import ApprovalEvent, Event, MessageEvent
 
 __all__ = ["ConversationInfo", "ConversationStore", "TurnRecord"]
 
-TurnStatus = Literal["running", "ok", "error", "paused"]
+TurnStatus = Literal["running", "ok", "error", "paused", "interrupted"]
+DeliveryState = Literal["pending", "delivered", "failed"]
 
 
 class ConversationInfo(BaseModel):
@@ -70,6 +71,20 @@ class TurnRecord(BaseModel):
             "The caller's variables for the turn, as sorted (name, value) pairs (the "
             "record stays hashable): a resumed turn runs with them too."
         ),
+    )
+
+    webhook: str | None = Field(
+        None, description="The URL told when the turn ends (a background run's webhook)."
+    )
+    delivery: DeliveryState | None = Field(
+        None,
+        description=(
+            "The webhook's delivery: 'pending' until a sender has it answered "
+            "('delivered') or gives up ('failed'); None without a webhook."
+        ),
+    )
+    delivery_until: float | None = Field(
+        None, description="Epoch seconds a sender holds the pending delivery until."
     )
 
     def leased(self, now: float) -> bool:
@@ -123,6 +138,7 @@ class ConversationStore(abc.ABC):
         runner: str | None = None,
         fingerprint: str | None = None,
         variables: dict[str, str] | None = None,
+        webhook: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn, creating the conversation if new.
 
@@ -134,7 +150,8 @@ class ConversationStore(abc.ABC):
         conversation, nothing is stored and the earlier turn is returned with False.
         The stored message gets the turn's ``turn_id`` and its ``seq``; ``fingerprint``
         is kept with the turn as given (the caller's digest of its request), and so are
-        ``variables`` (the caller's, which a resumed turn runs with).
+        ``variables`` (the caller's, which a resumed turn runs with). A ``webhook``
+        makes the turn's delivery 'pending' (see ``undelivered``).
 
         With ``lease_until`` (epoch seconds; the runner renews it with ``lease_turn``
         while the turn runs) the turn is exclusive and held by ``runner``: while another
@@ -185,13 +202,41 @@ class ConversationStore(abc.ABC):
 
     @abc.abstractmethod
     async def lease_turn(
-        self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
+        self,
+        conversation_id: str,
+        turn_id: str,
+        *,
+        runner: str,
+        lease_until: float,
+        force: bool = False,
     ) -> bool:
         """Hold a running turn for ``runner`` until ``lease_until``; whether it did.
 
         It renews ``runner``'s own lease, or takes over a turn whose lease ran out (its
-        runner died). False when the turn ended or another runner's lease is live.
+        runner died). False when the turn ended or another runner's lease is live;
+        with ``force`` a live lease is taken too (a newer message interrupts the turn:
+        its runner's next fenced write or renewal finds the lease gone, and it stops).
         """
+
+    @abc.abstractmethod
+    async def running_turn(self, conversation_id: str) -> TurnRecord | None:
+        """The conversation's running turn (live lease or not), or None."""
+
+    @abc.abstractmethod
+    async def undelivered(self, now: float, *, limit: int = 100) -> list[TurnRecord]:
+        """Ended turns whose webhook delivery is pending and held by no sender at
+        ``now``: their sender died, or nobody sent it yet."""
+
+    @abc.abstractmethod
+    async def claim_delivery(self, conversation_id: str, turn_id: str, *, until: float) -> bool:
+        """Hold a pending delivery until ``until`` (epoch seconds), if nobody holds it
+        now; whether it did. One sender at a time sends a webhook."""
+
+    @abc.abstractmethod
+    async def end_delivery(
+        self, conversation_id: str, turn_id: str, state: Literal["delivered", "failed"]
+    ) -> None:
+        """Record how a turn's webhook delivery ended."""
 
     @abc.abstractmethod
     async def stale_turns(self, now: float, *, limit: int = 100) -> list[TurnRecord]:

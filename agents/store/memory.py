@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from agents.events import ApprovalEvent, Event, MessageEvent
 from agents.store._batch import (
@@ -83,6 +84,7 @@ class MemoryStore(ConversationStore):
         runner: str | None = None,
         fingerprint: str | None = None,
         variables: dict[str, str] | None = None,
+        webhook: str | None = None,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         conv = self._conversations.get(conversation_id)
@@ -109,6 +111,8 @@ class MemoryStore(ConversationStore):
             runner=runner,
             fingerprint=fingerprint,
             variables=tuple(sorted((variables or {}).items())),
+            webhook=webhook,
+            delivery="pending" if webhook else None,
         )
         conv.turns[idempotency_key] = turn
         return turn, True
@@ -161,7 +165,13 @@ class MemoryStore(ConversationStore):
         return next((turn for turn in turns if turn.turn_id == turn_id), None)
 
     async def lease_turn(
-        self, conversation_id: str, turn_id: str, *, runner: str, lease_until: float
+        self,
+        conversation_id: str,
+        turn_id: str,
+        *,
+        runner: str,
+        lease_until: float,
+        force: bool = False,
     ) -> bool:
         """Renew or take over a turn's lease (see ``ConversationStore.lease_turn``)."""
         until = lease_until
@@ -172,7 +182,7 @@ class MemoryStore(ConversationStore):
             if turn.turn_id != turn_id or turn.status != "running":
                 continue
             expired = turn.lease_until is None or turn.lease_until <= time.time()
-            if turn.runner != runner and not expired:
+            if turn.runner != runner and not expired and not force:
                 return False
             conv.turns[key] = turn.model_copy(update={"runner": runner, "lease_until": until})
             return True
@@ -187,6 +197,43 @@ class MemoryStore(ConversationStore):
             if turn.status == "running" and turn.lease_until is not None and turn.lease_until <= now
         ]
         return stale[:limit]
+
+    async def running_turn(self, conversation_id: str) -> TurnRecord | None:
+        """The conversation's running turn, or None."""
+        conv = self._conversations.get(conversation_id)
+        turns = conv.turns.values() if conv is not None else []
+        return next((turn for turn in turns if turn.status == "running"), None)
+
+    async def undelivered(self, now: float, *, limit: int = 100) -> list[TurnRecord]:
+        """Ended turns whose webhook waits for a sender."""
+        found = [turn for turn in self._turns() if _deliverable(turn, now)]
+        return found[:limit]
+
+    async def claim_delivery(self, conversation_id: str, turn_id: str, *, until: float) -> bool:
+        """Hold a pending delivery until ``until`` if nobody holds it."""
+        found = self._turn_key(conversation_id, turn_id)
+        if found is None or not _deliverable(found[1], time.time()):
+            return False
+        conv, key = self._conversations[conversation_id], found[0]
+        conv.turns[key] = found[1].model_copy(update={"delivery_until": until})
+        return True
+
+    async def end_delivery(
+        self, conversation_id: str, turn_id: str, state: Literal["delivered", "failed"]
+    ) -> None:
+        """Record how a turn's webhook delivery ended."""
+        found = self._turn_key(conversation_id, turn_id)
+        if found is not None and found[1].delivery == "pending":
+            conv, key = self._conversations[conversation_id], found[0]
+            conv.turns[key] = found[1].model_copy(update={"delivery": state})
+
+    def _turns(self) -> list[TurnRecord]:
+        return [turn for conv in self._conversations.values() for turn in conv.turns.values()]
+
+    def _turn_key(self, conversation_id: str, turn_id: str) -> tuple[str, TurnRecord] | None:
+        conv = self._conversations.get(conversation_id)
+        turns = conv.turns.items() if conv is not None else []
+        return next(((key, turn) for key, turn in turns if turn.turn_id == turn_id), None)
 
     async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
         """Mark a still-running turn as ended in error."""
@@ -218,6 +265,11 @@ class MemoryStore(ConversationStore):
             status = statuses.get(turn.turn_id)
             if status is not None and (turn.status == "running" or not only_running):
                 conv.turns[key] = turn.model_copy(update={"status": status})
+
+
+def _deliverable(turn: TurnRecord, now: float) -> bool:
+    held = turn.delivery_until is not None and turn.delivery_until > now
+    return turn.status != "running" and turn.delivery == "pending" and not held
 
 
 def _info(conversation_id: str, conv: _Conversation) -> ConversationInfo:

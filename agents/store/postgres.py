@@ -23,7 +23,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
 from agents.errors import StoreError
-from agents.store._sql import ADDED_COLUMNS, SCHEMA, Flow, Row, SQLStore, Statements
+from agents.store._sql import ADDED_COLUMNS, ADDED_INDEXES, SCHEMA, Flow, Row, SQLStore, Statements
 
 __all__ = ["PostgresStore"]
 
@@ -56,9 +56,13 @@ class PostgresStore(SQLStore):
         render = _renderer(schema)
         super().__init__(Statements().rendered(render))
         self.schema = schema
-        self._ddl = tuple(render(template) for template in SCHEMA) + tuple(
-            render(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
-            for table, column in ADDED_COLUMNS
+        self._ddl = (
+            tuple(render(template) for template in SCHEMA)
+            + tuple(
+                render(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
+                for table, column in ADDED_COLUMNS
+            )
+            + tuple(render(template) for template in ADDED_INDEXES)
         )
         self._dsn = dsn
         self._pool_size = pool_size

@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agents.errors import StoreError
-from agents.store._sql import ADDED_COLUMNS, SCHEMA, Flow, Query, Row, SQLStore, Statements
+from agents.store._sql import (
+    ADDED_COLUMNS,
+    ADDED_INDEXES,
+    SCHEMA,
+    Flow,
+    Query,
+    Row,
+    SQLStore,
+    Statements,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -45,6 +54,7 @@ def _render(template: str) -> str:
 
 _SCHEMA = tuple(_render(template) for template in SCHEMA)
 _ADDED_COLUMNS = tuple((_render(table), column) for table, column in ADDED_COLUMNS)
+_ADDED_INDEXES = tuple(_render(template) for template in ADDED_INDEXES)
 _STATEMENTS = Statements().rendered(_render)
 
 
@@ -116,6 +126,8 @@ class SQLiteStore(SQLStore):
                     have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                     if column.split()[0] not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                for statement in _ADDED_INDEXES:
+                    conn.execute(statement)
         except BaseException:
             conn.close()
             raise

@@ -336,6 +336,87 @@ class StoreContract:
             await store.append(cid, [answer], runner="new")
         await store.append(cid, [AnswerEvent(text="unfenced")])  # unfenced writes still go
 
+    async def test_a_forced_lease_takes_a_live_turn(self, store: ConversationStore) -> None:
+        # An interrupting message takes the turn from a live runner: the runner's next
+        # fenced write is refused, and the interrupter's done closes the turn.
+        cid = new_id()
+        turn = await leased(store, cid, "r1", for_s=60)
+        running = await store.running_turn(cid)
+        assert running is not None and running.turn_id == turn.turn_id
+        later = time.time() + 60
+        assert await store.lease_turn(
+            cid, turn.turn_id, runner="stop", lease_until=later, force=True
+        )
+        with pytest.raises(LeaseLostError):
+            await store.append(cid, [AnswerEvent(text="late", turn_id=turn.turn_id)], runner="r1")
+        done = DoneEvent(status="interrupted", turn_id=turn.turn_id)
+        await store.append(cid, [done], runner="stop")
+        ended = await store.turn_by_id(cid, turn.turn_id)
+        assert ended is not None and ended.status == "interrupted"
+        assert await store.running_turn(cid) is None
+        # Nothing takes an ended turn, forced or not.
+        assert not await store.lease_turn(
+            cid, turn.turn_id, runner="again", lease_until=later, force=True
+        )
+
+    async def test_a_rolled_back_done_restores_the_first_agent(
+        self, store: ConversationStore
+    ) -> None:
+        cid = new_id()
+        turn = await leased(store, cid, "r1", for_s=60)
+        await store.append(
+            cid, [HandoffEvent(agent="a", to_agent="b", turn_id=turn.turn_id)], runner="r1"
+        )
+        info = await store.conversation(cid)
+        assert info is not None and info.active_agent == "b"
+        done = DoneEvent(
+            status="interrupted", rolled_back=True, active_agent="a", turn_id=turn.turn_id
+        )
+        await store.append(cid, [done])
+        info = await store.conversation(cid)
+        assert info is not None and info.active_agent == "a"
+        # A done that is not rolled back leaves the active agent alone.
+        second, _ = await store.begin_turn(cid, user("two"), idempotency_key="k2", agent="a")
+        await store.append(cid, [HandoffEvent(agent="a", to_agent="b", turn_id=second.turn_id)])
+        await store.append(
+            cid, [DoneEvent(status="interrupted", active_agent="a", turn_id=second.turn_id)]
+        )
+        info = await store.conversation(cid)
+        assert info is not None and info.active_agent == "b"
+
+    async def test_a_webhook_delivery_is_held_by_one_sender(self, store: ConversationStore) -> None:
+        cid = new_id()
+        turn, _ = await store.begin_turn(
+            cid, user("hi"), idempotency_key="k", agent="a", webhook="http://127.0.0.1:9/h"
+        )
+        assert turn.webhook == "http://127.0.0.1:9/h" and turn.delivery == "pending"
+        stored = await store.turn_by_id(cid, turn.turn_id)
+        assert (
+            stored is not None and stored.webhook == turn.webhook and stored.delivery == "pending"
+        )
+        plain, _ = await store.begin_turn(new_id(), user("no hook"), idempotency_key="k", agent="a")
+        assert plain.webhook is None and plain.delivery is None
+        now = time.time()
+        # A running turn has nothing to deliver yet.
+        assert turn.turn_id not in {t.turn_id for t in await store.undelivered(now)}
+        assert not await store.claim_delivery(cid, turn.turn_id, until=now + 60)
+        await store.append(cid, [DoneEvent(turn_id=turn.turn_id)])
+        assert turn.turn_id in {t.turn_id for t in await store.undelivered(now)}
+        claims = await asyncio.gather(
+            *(store.claim_delivery(cid, turn.turn_id, until=now + 60) for _ in range(4))
+        )
+        assert sorted(claims) == [False, False, False, True]
+        # Held: nobody else sees it until the hold lapses (its sender died).
+        assert turn.turn_id not in {t.turn_id for t in await store.undelivered(now)}
+        assert turn.turn_id in {t.turn_id for t in await store.undelivered(now + 61)}
+        await store.end_delivery(cid, turn.turn_id, "delivered")
+        ended = await store.turn_by_id(cid, turn.turn_id)
+        assert ended is not None and ended.delivery == "delivered"
+        assert turn.turn_id not in {t.turn_id for t in await store.undelivered(now + 61)}
+        await store.end_delivery(cid, turn.turn_id, "failed")  # an ended delivery stays so
+        ended = await store.turn_by_id(cid, turn.turn_id)
+        assert ended is not None and ended.delivery == "delivered"
+
     async def test_stale_turns_are_running_turns_whose_lease_lapsed(
         self, store: ConversationStore
     ) -> None:

@@ -96,8 +96,8 @@ async def test_a_new_message_closes_a_dead_runners_turn_with_runner_lost() -> No
     app = LocalApp([agent("solo")], generator=gen)
     dead = await dead_turn(app, "c2", "k1")
     with pytest.raises(ConversationBusyError):  # its lease is still live
-        await app.send("next", conversation_id="c2")
-    await asyncio.sleep(0.25)
+        await app.send("next", conversation_id="c2", multitask="reject")
+    # Queued (the default), the message waits for the dead runner's lease to run out.
     events = await app.send("next", conversation_id="c2")
     assert stored_types(events) == ["message", "answer", "done"]
     log = await app.store.events("c2")
@@ -151,7 +151,7 @@ async def test_a_running_turn_renews_its_lease() -> None:
     running = asyncio.create_task(one.send("first", conversation_id="c5"))
     await asyncio.sleep(0.6)  # twice the lease: still held, because it was renewed
     with pytest.raises(ConversationBusyError):
-        await two.send("meanwhile", conversation_id="c5")
+        await two.send("meanwhile", conversation_id="c5", multitask="reject")
     events = await running
     assert isinstance(events[-1], DoneEvent) and events[-1].status == "ok"
     assert await one.store.stale_turns(time.time() + 10) == []

@@ -454,7 +454,7 @@ async def test_a_second_entry_is_refused_while_a_turn_runs() -> None:
     first = await anext(running)
     assert isinstance(first, MessageEvent)  # stored; the turn holds its lease
     with pytest.raises(ConversationBusyError, match="busy"):
-        await two.send("meanwhile", conversation_id="c11")
+        await two.send("meanwhile", conversation_id="c11", multitask="reject")
     # A retry of the running turn, elsewhere, joins it: its stored events, no 409.
     joined = asyncio.create_task(two.send("first", conversation_id="c11", idempotency_key="k1"))
     rest = [event async for event in running]

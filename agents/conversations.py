@@ -63,9 +63,11 @@ from agents.observability.tracing import carrier, end_span, start_span, trace_id
 from agents.peers import Peers
 from agents.protocol import (
     DEFAULT_MAX_HOPS,
+    Budget,
     DecisionRequest,
     Multitask,
     SendRequest,
+    TokenBudgets,
     TurnContext,
     TurnRequest,
 )
@@ -108,6 +110,7 @@ class Conversations:
         lease_s: float = DEFAULT_LEASE_S,
         recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
         multitask: Multitask = "enqueue",
+        budgets: TokenBudgets | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -117,6 +120,8 @@ class Conversations:
         self.default_agent = default_agent
         self.multitask: Multitask = multitask
         """What a new message does to a turn that still runs, unless it says."""
+        self.budgets = budgets or TokenBudgets()
+        """The token budgets of a turn whose send brings none (and of resumed turns)."""
         self._peers = peers
         self._max_hops = max_hops
         self._turn_timeout_s = turn_timeout_s
@@ -162,6 +167,7 @@ class Conversations:
                 fingerprint=_fingerprint(request),
                 wait=policy != "reject",
                 webhook=request.webhook,
+                budgets=request.budgets,
             )
             # A caller that leaves closes the turn now, not at garbage collection.
             async with closing(turn) as events:
@@ -292,6 +298,7 @@ class Conversations:
         fingerprint: str | None = None,
         wait: bool = True,
         webhook: str | None = None,
+        budgets: TokenBudgets | None = None,
     ) -> AsyncIterator[Event]:
         """Open the turn ``opening`` starts, or join the one its key opened before,
         and stream it to its ``done``, leaving out events up to ``after_seq``.
@@ -350,6 +357,7 @@ class Conversations:
             timeout_s=timeout_s,
             variables=variables,
             tokens=tokens,
+            budgets=budgets,
         )
         async with closing(events) as running:
             async for event in running:
@@ -388,6 +396,7 @@ class Conversations:
         timeout_s: float | None,
         variables: dict[str, str],
         tokens: bool,
+        budgets: TokenBudgets | None = None,
     ) -> AsyncIterator[Event]:
         """Run a turn this runner holds from its stored events to its ``done``,
         renewing its lease meanwhile; events up to ``seen`` are not yielded again.
@@ -405,9 +414,15 @@ class Conversations:
             for event in stored:
                 if (event.seq or 0) > seen:
                     yield event
+            info = await self.store.conversation(conversation_id)
             if agent is None:  # a resumed turn goes on at the agent it has reached
-                info = await self.store.conversation(conversation_id)
                 agent = info.active_agent if info is not None else self.default_agent
+            limits = budgets or self.budgets
+            budget = Budget(
+                tenant=info.owner or "" if info is not None else "",
+                conversation_id=conversation_id,
+                **limits.model_dump(),
+            )
             # The turn's span (a child of the API request's, if any) and its trace id
             # go to every agent the turn reaches; a random id when tracing is off.
             span = start_span(
@@ -428,6 +443,7 @@ class Conversations:
                 variables=variables,
                 runner=runner,
                 tokens=tokens,
+                budget=budget,
             )
             opening = stored[0]
             resume = opening if isinstance(opening, ApprovalEvent) else None
@@ -538,6 +554,7 @@ class Conversations:
                 timeout_s=request.timeout_s,
                 variables=variables,
                 tokens=request.tokens,
+                budgets=request.budgets,
             )
             async with closing(turn) as resumed:
                 async for event in resumed:

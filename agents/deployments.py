@@ -39,6 +39,7 @@ from agents.protocol import (
     DecisionRequest,
     Multitask,
     SendRequest,
+    TokenBudgets,
     TurnRequest,
 )
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
@@ -199,6 +200,7 @@ async def open_conversations(
     turn_timeout_s: float,
     turn_lease_s: float,
     multitask: Multitask = "enqueue",
+    budgets: TokenBudgets | None = None,
 ) -> tuple[ConversationStore, Conversations]:
     """An entry replica's opened store and the ``Conversations`` over the agents' handles
     (what ``ConversationsDeployment`` and the API deployment both run)."""
@@ -213,6 +215,7 @@ async def open_conversations(
         turn_timeout_s=turn_timeout_s,
         lease_s=turn_lease_s,
         multitask=multitask,
+        budgets=budgets,
     )
     return opened, conversations
 

@@ -79,6 +79,7 @@ __all__ = [
     "UnknownToolError",
     "UserError",
     "VariableNotAllowedError",
+    "BudgetExceededError",
     "WebhookNotAllowedError",
     "remote_cause",
 ]
@@ -182,6 +183,13 @@ class AgentRunError(RayAgentsError):
     """A turn could not finish; it ends with an error event carrying ``code``."""
 
     code = "agent_error"
+
+
+class BudgetExceededError(AgentRunError):
+    """A token budget (the tenant's daily or monthly, or the conversation's) is spent:
+    the turn stops before its next generate call; the API refuses new turns (429)."""
+
+    code = "budget_exceeded"
 
 
 class UnknownAgentError(AgentRunError):

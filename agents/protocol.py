@@ -17,7 +17,9 @@ from agents.api.types import Multitask
 from agents.events import ApprovalEvent, ErrorEvent, TurnUsage
 
 __all__ = [
+    "Budget",
     "Multitask",
+    "TokenBudgets",
     "AskRequest",
     "AskResult",
     "DecisionRequest",
@@ -28,6 +30,38 @@ __all__ = [
 
 _Strict = ConfigDict(extra="forbid")
 DEFAULT_MAX_HOPS = 8
+
+
+class TokenBudgets(BaseModel):
+    """Token budgets (prompt + completion tokens, as the pool counts them); None: no
+    limit. Checked before every generate call of a turn."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily_tokens: int | None = Field(None, ge=1, description="Per tenant, per UTC day.")
+    monthly_tokens: int | None = Field(None, ge=1, description="Per tenant, per UTC month.")
+    conversation_tokens: int | None = Field(
+        None, ge=1, description="Per conversation, over its whole life (its asks included)."
+    )
+
+    def overridden(self, by: TokenBudgets | None) -> TokenBudgets:
+        """These budgets with ``by``'s set fields instead (an API key's own)."""
+        if by is None:
+            return self
+        return self.model_copy(update=by.model_dump(exclude_none=True))
+
+    @property
+    def limited(self) -> bool:
+        """Whether any budget is set."""
+        return any(v is not None for v in self.model_dump().values())
+
+
+class Budget(TokenBudgets):
+    """A turn's budgets, with whose tokens they count: its tenant's and its
+    conversation's (an ask's sub-conversation counts for the conversation that asked)."""
+
+    tenant: str = Field("", description="The conversation's owner; '' when it has none.")
+    conversation_id: str
 
 
 class TurnContext(BaseModel):
@@ -64,6 +98,9 @@ class TurnContext(BaseModel):
             "The attempt that holds the turn's lease; every write of the turn is fenced "
             "with it, so a stalled attempt that lost the turn cannot write into it."
         ),
+    )
+    budget: Budget | None = Field(
+        None, description="Whose tokens the turn spends, and the budgets that stop it."
     )
 
     def hop(self, edge: str) -> TurnContext:
@@ -130,6 +167,9 @@ class DecisionRequest(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="The resumed turn's deadline, in seconds from now."
     )
+    budgets: TokenBudgets | None = Field(
+        None, description="The resumed turn's token budgets (the caller's key's); None: the app's."
+    )
     tokens: bool = Field(
         True,
         description=(
@@ -192,4 +232,7 @@ class SendRequest(BaseModel):
         None,
         max_length=2048,
         description="A URL told (POST) when the turn ends; the API checks it is allowed.",
+    )
+    budgets: TokenBudgets | None = Field(
+        None, description="The turn's token budgets (the caller's key's); None: the app's."
     )

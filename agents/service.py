@@ -17,6 +17,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from agents.budgets import Meter
 from agents.conversations import ENDS, drive_turn
 from agents.errors import PeerLostError
 from agents.events import (
@@ -84,6 +85,7 @@ class AgentService:
         self.name = loop.spec.name
         self.replica_id = replica_id
         self._store = store
+        self._meter = Meter(store)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
         self._cache_bytes = cache_bytes
@@ -141,7 +143,9 @@ class AgentService:
             self._remember(ctx.conversation_id, stored)
             return stored
 
-        events = self.loop.run(ctx, history, record, resume=request.resume, recover=request.retry)
+        events = self.loop.run(
+            ctx, history, record, resume=request.resume, recover=request.retry, meter=self._meter
+        )
         async for event in events:
             if isinstance(event, DoneEvent):
                 replicas = {**event.replicas, self.name: self.replica_id}

@@ -40,6 +40,7 @@ from agents.actions import (
     without_cycles,
 )
 from agents.actions import parse_action as parse_schema_action
+from agents.budgets import Meter
 from agents.errors import (
     AgentRunError,
     DeadlineExceededError,
@@ -154,6 +155,7 @@ class AgentLoop:
         resume: ApprovalEvent | None = None,
         *,
         recover: bool = False,
+        meter: Meter | None = None,
     ) -> AsyncIterator[Event]:
         """This agent's part of the turn; ``history`` ends with what it must act on.
 
@@ -162,11 +164,14 @@ class AgentLoop:
         which its peer answers once; a tool call gets an error result saying it was
         interrupted: a call that may have run is never run twice).
 
+        ``meter`` counts each step's tokens and stops the turn (``budget_exceeded``)
+        before a step once the turn's budget is spent.
+
         The part is traced (``agent.turn``) and measured (see ``_turn_telemetry``).
         """
         telemetry = TurnTelemetry(self.spec.name, ctx)
         try:
-            part = self._run(ctx, history, record, resume, telemetry, recover)
+            part = self._run(ctx, history, record, resume, telemetry, recover, meter)
             events = telemetry.scope.stream(part)
             async with closing(events) as scoped:
                 async for event in scoped:
@@ -186,6 +191,7 @@ class AgentLoop:
         resume: ApprovalEvent | None,
         telemetry: TurnTelemetry,
         recover: bool,
+        meter: Meter | None,
     ) -> AsyncIterator[Event]:
         usage = TurnUsage(hops=ctx.hops)
         deadline = self._clock() + self.spec.limits.turn_timeout_s
@@ -207,6 +213,8 @@ class AgentLoop:
                 last = step_number == self.spec.max_steps > 1
                 step_space = answering(space) if last else space
                 request = self._request(ctx, history, step_space, usage)
+                if meter is not None:
+                    await meter.check(ctx.budget)
                 for pause in (*ENGINE_RETRY_DELAYS_S, None):
                     # A step whose pool replica died runs again (its tokens stream again).
                     step: list[Any] = []
@@ -228,6 +236,8 @@ class AgentLoop:
                             ) from exc
                         await self._before(deadline, asyncio.sleep(pause))
                 completion = collect(step)
+                if meter is not None:
+                    await meter.add(ctx.budget, self.spec.name, self.spec.model, completion.usage)
                 usage.steps += 1
                 usage.prompt_tokens += completion.usage.prompt_tokens
                 usage.completion_tokens += completion.usage.completion_tokens

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from agents.api._errors import ApiError
 from agents.api.spec import SCOPES, ApiKey, ApiSpec, Scope, hash_key
+from agents.protocol import TokenBudgets
 
 __all__ = ["DEV_TENANT", "Authenticator", "Caller"]
 
@@ -21,12 +22,20 @@ class Caller:
     """An authenticated caller: its tenant, the key (hash) limits are counted on, and
     what the key may do."""
 
-    __slots__ = ("key_hash", "scopes", "tenant")
+    __slots__ = ("budgets", "key_hash", "scopes", "tenant")
 
-    def __init__(self, tenant: str, key_hash: str, scopes: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        tenant: str,
+        key_hash: str,
+        scopes: frozenset[str] = frozenset(),
+        budgets: TokenBudgets | None = None,
+    ) -> None:
         self.tenant = tenant
         self.key_hash = key_hash
         self.scopes = scopes
+        self.budgets = budgets
+        """The key's own token budgets (over the app's), if it has any."""
 
     def require(self, scope: Scope) -> None:
         """Raise 403 ``permission_denied`` unless the key has ``scope``."""
@@ -72,4 +81,4 @@ class Authenticator:
         found = self._keys.get(digest)
         if found is None:
             raise ApiError("authentication_error", "invalid API key")
-        return Caller(found.tenant, digest, frozenset(found.scopes))
+        return Caller(found.tenant, digest, frozenset(found.scopes), found.budgets)

@@ -77,6 +77,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "engine_failed": ErrorCode("agent_unavailable", _MODEL, 1.0),
     "engine_lost": ErrorCode("agent_unavailable", _MODEL, 1.0),
     "agent_error": ErrorCode("agent_error"),
+    "budget_exceeded": ErrorCode("rate_limit_exceeded"),
     "unknown_agent": ErrorCode("not_found"),
     "unknown_tool": ErrorCode("agent_error"),
     "tool_forbidden": ErrorCode("agent_error"),

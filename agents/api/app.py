@@ -13,6 +13,7 @@
     GET    /v1/conversations/{id}/turns/{turn_id}/events  its stored events as SSE, to
                                                   its done (Last-Event-ID resumes)
     POST   /v1/conversations/{id}/turns/{turn_id}/cancel  stop a running turn
+    GET    /v1/usage                              the tenant's tokens by day, agent, model
     POST   /v1/conversations/{id}/approvals/{call_id}   decide a paused tool call
     GET    /v1/models, POST /v1/chat/completions  OpenAI-compatible; model = agent
 
@@ -28,6 +29,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -55,16 +57,24 @@ from agents.api.types import (
     MessagesPage,
     SendMessage,
     TurnResult,
+    UsageReport,
+    UsageRow,
 )
+from agents.budgets import spent
 from agents.conversations import Conversations
-from agents.errors import RayAgentsError, VariableNotAllowedError, WebhookNotAllowedError
+from agents.errors import (
+    BudgetExceededError,
+    RayAgentsError,
+    VariableNotAllowedError,
+    WebhookNotAllowedError,
+)
 from agents.events import (
     DoneEvent,
     ErrorEvent,
     Event,
 )
 from agents.observability import metrics as m
-from agents.protocol import DecisionRequest, SendRequest
+from agents.protocol import Budget, DecisionRequest, SendRequest, TokenBudgets
 from agents.spec import AgentSpec
 from agents.store.base import ConversationInfo
 
@@ -125,6 +135,7 @@ class _Api:
         )
         self.turns = Slots(spec.limits.max_concurrent_turns, "overloaded", "turns in progress")
         self.started = int(time.time())
+        self.budgets = spec.budgets
         self.specs = {a.name: a for a in agents}
         self.agents = {
             a.name: AgentInfo(
@@ -150,6 +161,20 @@ class _Api:
                 f"variables: agent {info.active_agent!r} does not let a caller set "
                 f"{', '.join(map(repr, refused))} (it allows: {allowed or 'none'})"
             )
+
+    async def check_budget(self, caller: Caller, conversation_id: str) -> TokenBudgets:
+        """The token budgets of a turn ``caller`` starts in the conversation (the app's,
+        with the key's own over them); 429 ``budget_exceeded`` when one is spent."""
+        limits = self.budgets.overridden(caller.budgets)
+        budget = Budget(
+            tenant=caller.tenant, conversation_id=conversation_id, **limits.model_dump()
+        )
+        reason = await spent(self.conversations.store, budget, time.time())
+        if reason is not None:
+            raise BudgetExceededError(
+                f"{reason}: no new turn starts until the budget is raised or its period ends"
+            )
+        return limits
 
     async def owned(self, conversation_id: str, caller: Caller) -> ConversationInfo:
         """The caller's conversation; 404 for a missing one and for another tenant's."""
@@ -366,6 +391,7 @@ async def send_message(
             "to allow its scheme, host, port and path)"
         )
     stream = _streamed(request, body.stream) and not body.background
+    budgets = await api.check_budget(caller, conversation_id)
     send = SendRequest(
         message=body.content,
         conversation_id=conversation_id,
@@ -376,6 +402,7 @@ async def send_message(
         tokens=stream,
         multitask=body.multitask,
         webhook=body.webhook,
+        budgets=budgets,
     )
     started = await api.start(caller, api.conversations.send(send))
     if body.background:
@@ -482,9 +509,54 @@ async def decide(
         approved=body.approve,
         reason=body.reason,
         tokens=stream,
+        budgets=await api.check_budget(caller, conversation_id),
     )
     started = await api.start(caller, api.conversations.decide(decision))
     return await _reply(request, api, conversation_id, started, stream)
+
+
+@_router.get("/v1/usage", tags=["usage"])
+async def usage(
+    api: ApiDep,
+    caller: CallerDep,
+    start: Annotated[
+        date | None, Query(description="First UTC day (default: the first of this month).")
+    ] = None,
+    end: Annotated[date | None, Query(description="Last UTC day (default: today).")] = None,
+) -> UsageReport:
+    """The caller's tenant's tokens per UTC day, agent and model, from the store (every
+    key of the tenant, every conversation, deleted ones too)."""
+    today = datetime.now(UTC).date()
+    end = end or today
+    start = start or end.replace(day=1)
+    if start > end:
+        raise ApiError("invalid_request", f"start: {start} is after end ({end})")
+    if (end - start).days > 366:
+        raise ApiError("invalid_request", "start, end: at most 366 days at a time")
+    rows = await api.conversations.store.usage(
+        caller.tenant, start=start.isoformat(), end=end.isoformat()
+    )
+    data = [
+        UsageRow(
+            day=r.day,
+            agent=r.agent,
+            model=r.model,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            cached_tokens=r.cached_tokens,
+            calls=r.calls,
+        )
+        for r in rows
+    ]
+    return UsageReport(
+        tenant=caller.tenant,
+        start=start,
+        end=end,
+        data=data,
+        prompt_tokens=sum(r.prompt_tokens for r in data),
+        completion_tokens=sum(r.completion_tokens for r in data),
+        calls=sum(r.calls for r in data),
+    )
 
 
 @_router.get("/v1/models", tags=["openai"])
@@ -514,7 +586,8 @@ async def chat_completions(
         body.messages, max_chars=api.limits.max_message_chars, agent=body.model
     )
     request_id: str = request.state.request_id
-    turn = _stateless_turn(api, caller, body.model, history, text, request_id, body.stream)
+    budgets = await api.check_budget(caller, "")  # the tenant's: the conversation is new
+    turn = _stateless_turn(api, caller, body.model, history, text, request_id, body.stream, budgets)
     started = await api.start(caller, turn)
     if not body.stream:
         return JSONResponse(completion(request_id, body.model, await started.all()))
@@ -551,6 +624,7 @@ async def _stateless_turn(
     text: str,
     request_id: str,
     stream: bool,
+    budgets: TokenBudgets,
 ) -> AsyncGenerator[Event, None]:
     """A turn in a conversation of its own that holds ``history``, deleted at the end."""
     conversations = api.conversations
@@ -562,7 +636,9 @@ async def _stateless_turn(
     try:
         if history:
             await conversations.store.append(info.conversation_id, history)
-        send = SendRequest(message=text, conversation_id=info.conversation_id, tokens=stream)
+        send = SendRequest(
+            message=text, conversation_id=info.conversation_id, tokens=stream, budgets=budgets
+        )
         async with closing(conversations.send(send)) as events:
             async for event in events:
                 yield event

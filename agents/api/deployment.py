@@ -54,6 +54,7 @@ class ApiDeployment:
             turn_timeout_s=turn_timeout_s,
             turn_lease_s=turn_lease_s,
             multitask=multitask,
+            budgets=api.budgets,  # resumed turns (whose keys are not known then) get these
         )
         self._app = create_app(self.conversations, specs, api, behind_serve=True)
         # Turns whose runner (another API replica) died and nobody retried go on here,

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.errors import ConfigError
 from agents.pool.spec import Resources
+from agents.protocol import TokenBudgets
 
 __all__ = ["SCOPES", "ApiKey", "ApiLimits", "ApiSpec", "Scope", "WebhookSpec", "hash_key"]
 
@@ -59,6 +60,13 @@ class ApiKey(BaseModel):
         description=(
             "What the key may do: 'conversations' (create, read, send, delete) and "
             "'approvals' (decide on paused tool calls), always within its tenant."
+        ),
+    )
+    budgets: TokenBudgets | None = Field(
+        None,
+        description=(
+            "Token budgets for turns this key starts, each set one replacing the app's "
+            "(`api.budgets`); the tenant's sums count every key of the tenant."
         ),
     )
 
@@ -191,6 +199,13 @@ class ApiSpec(BaseModel):
         "Logs a warning on start.",
     )
     limits: ApiLimits = Field(default_factory=ApiLimits)
+    budgets: TokenBudgets = Field(
+        default_factory=TokenBudgets,
+        description=(
+            "Token budgets (prompt + completion) per tenant per UTC day and month, and per "
+            "conversation; none by default. A key's own `budgets` override them."
+        ),
+    )
     webhooks: WebhookSpec = Field(default_factory=WebhookSpec)
     min_replicas: int = Field(1, ge=1, description="Ingress replicas kept running.")
     max_replicas: int = Field(1, ge=1, description="Ingress replicas under load.")

@@ -12,7 +12,7 @@ Every error response has one shape, ``ErrorBody``::
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -34,6 +34,8 @@ __all__ = [
     "Multitask",
     "SendMessage",
     "TurnResult",
+    "UsageReport",
+    "UsageRow",
 ]
 
 _In = ConfigDict(extra="forbid")
@@ -269,3 +271,32 @@ class MessagesPage(BaseModel):
     next_after: int | None = Field(
         None, description="Pass as ``after`` to get the next page; null on the last page."
     )
+
+
+class UsageRow(BaseModel):
+    """Tokens of one UTC day, agent and model."""
+
+    model_config = _Out
+
+    day: str = Field(description="UTC date, YYYY-MM-DD.")
+    agent: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = Field(description="Prompt tokens served from the prefix cache.")
+    calls: int = Field(description="Generate calls.")
+
+
+class UsageReport(BaseModel):
+    """``GET /v1/usage``: the caller's tenant's tokens, from the store."""
+
+    model_config = _Out
+
+    object: Literal["usage"] = "usage"
+    tenant: str
+    start: date
+    end: date
+    data: list[UsageRow] = Field(description="One row per day, agent and model, in that order.")
+    prompt_tokens: int = Field(description="The sum over ``data``.")
+    completion_tokens: int = Field(description="The sum over ``data``.")
+    calls: int = Field(description="The sum over ``data``.")

@@ -25,6 +25,8 @@ from agents.api.types import (
     Conversation,
     MessagesPage,
     TurnResult,
+    UsageReport,
+    UsageRow,
 )
 from agents.client._async import (
     AsyncBackgroundTurn,
@@ -126,4 +128,6 @@ __all__ = [
     "ToolResultEvent",
     "TurnResult",
     "TurnUsage",
+    "UsageReport",
+    "UsageRow",
 ]

@@ -9,13 +9,21 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import date
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
 import httpx
 from tenacity import AsyncRetrying
 
-from agents.api.types import AgentInfo, Conversation, MessagesPage, Multitask, TurnResult
+from agents.api.types import (
+    AgentInfo,
+    Conversation,
+    MessagesPage,
+    Multitask,
+    TurnResult,
+    UsageReport,
+)
 from agents.client._base import (
     Call,
     ConversationState,
@@ -69,6 +77,11 @@ class AsyncClient:
         """The application's agents."""
         self.conversations = AsyncConversations(self)
         """Create, open and delete conversations."""
+
+    async def usage(self, start: date | None = None, end: date | None = None) -> UsageReport:
+        """The tenant's tokens per UTC day, agent and model (``GET /v1/usage``), from
+        ``start`` (default: the first of this month) to ``end`` (default: today)."""
+        return await self._call(self._requests.usage(start, end))
 
     @property
     def base_url(self) -> str:

@@ -26,8 +26,9 @@ import enum
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import partial
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -48,6 +49,7 @@ from agents.api.types import (
     Multitask,
     SendMessage,
     TurnResult,
+    UsageReport,
 )
 from agents.client._exceptions import (
     APIConnectionError,
@@ -161,6 +163,8 @@ _backoff = _wait_random_exponential(multiplier=0.5, max=8)
 
 def _should_retry(kind: Retry, exc: BaseException) -> bool:
     if isinstance(exc, APIStatusError):
+        if exc.code == "budget_exceeded":  # a spent budget does not come back by waiting
+            return False
         return exc.status_code in (429, 503) or (
             kind is Retry.SAFE and exc.status_code in (500, 502, 504)
         )
@@ -312,6 +316,11 @@ class Requests:
         request = self._request("POST", path, body=body, stream=stream, turn_timeout=timeout_s)
         return Call(request, partial(_model, TurnResult), resumable=stream)
 
+    def usage(self, start: date | None, end: date | None) -> Call[UsageReport]:
+        """``GET /v1/usage``: the tenant's tokens per day, agent and model."""
+        params = {k: v.isoformat() for k, v in (("start", start), ("end", end)) if v is not None}
+        return Call(self._request("GET", "/usage", params=params), partial(_model, UsageReport))
+
     def get_turn(self, conversation_id: str, turn_id: str) -> Call[TurnResult]:
         """``GET /v1/conversations/{id}/turns/{turn_id}``."""
         path = f"/conversations/{_q(conversation_id)}/turns/{_q(turn_id)}"
@@ -350,7 +359,7 @@ class Requests:
         path: str,
         *,
         body: BaseModel | None = None,
-        params: dict[str, int] | None = None,
+        params: Mapping[str, int | str] | None = None,
         stream: bool = False,
         turn_timeout: float | None = None,
     ) -> httpx.Request:

@@ -150,6 +150,13 @@ API_RATE_LIMITED = _counter(
     "Requests refused with 429: 'rate' (requests per minute) or 'streams' (turns per key).",
     "reason",
 )
+AGENT_TOKENS = _counter(
+    "agents_agent_tokens",
+    "Tokens an agent's generate calls used, per tenant; kind: prompt or completion.",
+    "agent",
+    "tenant",
+    "kind",
+)
 API_BACKGROUND_TURNS = _counter(
     "agents_api_background_turns", "Turns started in the background (202).", "agent"
 )

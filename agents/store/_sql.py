@@ -8,7 +8,7 @@ appends atomic and idempotent, exists once, and the backends differ only in DDL,
 locking statement and connection handling.
 
 Statements and the schema are templates, rendered once per backend:
-``{conversations}``, ``{events}``, ``{turns}`` name the tables, ``{for_update}`` locks
+``{conversations}``, ``{events}``, ``{turns}``, ``{usage}`` name the tables, ``{for_update}`` locks
 the conversation row where the database locks rows, ``{timestamp}`` is the type of a
 timestamp column, ``{clustered}`` ends a table kept in primary-key order, ``%s`` is a
 parameter.
@@ -35,7 +35,7 @@ from agents.store._batch import (
     now,
     number,
 )
-from agents.store.base import ConversationInfo, ConversationStore, TurnRecord
+from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, Usage, UsageTotals
 
 __all__ = [
     "ADDED_COLUMNS",
@@ -86,6 +86,21 @@ SCHEMA = (
     )""",
     # The reaper's look-up of running turns whose runner died.
     "CREATE INDEX IF NOT EXISTS turns_running ON {turns} (status, lease_until)",
+    # Tokens spent, per tenant, day, conversation, agent and model; no foreign key: the
+    # rows outlive their conversation.
+    """CREATE TABLE IF NOT EXISTS {usage} (
+        tenant TEXT NOT NULL,
+        day TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        calls BIGINT NOT NULL,
+        PRIMARY KEY (tenant, day, conversation_id, agent, model)
+    )""",
+    "CREATE INDEX IF NOT EXISTS usage_conversation ON {usage} (tenant, conversation_id)",
 )
 """The tables, as templates (see the module docstring)."""
 
@@ -216,6 +231,31 @@ class Statements:
     fail_turn: str = (
         "UPDATE {turns} SET status = 'error'"
         " WHERE conversation_id = %s AND turn_id = %s AND status = 'running'"
+    )
+
+    add_usage: str = (
+        "INSERT INTO {usage} AS u (tenant, day, conversation_id, agent, model, prompt_tokens,"
+        " completion_tokens, cached_tokens, calls) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant, day, conversation_id, agent, model) DO UPDATE SET"
+        " prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,"
+        " completion_tokens = u.completion_tokens + excluded.completion_tokens,"
+        " cached_tokens = u.cached_tokens + excluded.cached_tokens,"
+        " calls = u.calls + excluded.calls"
+    )
+    usage_totals: str = (
+        "SELECT"
+        " COALESCE(SUM(CASE WHEN day = %s THEN prompt_tokens + completion_tokens END), 0),"
+        " COALESCE(SUM(CASE WHEN day >= %s AND day <= %s"
+        " THEN prompt_tokens + completion_tokens END), 0),"
+        " COALESCE(SUM(CASE WHEN conversation_id = %s"
+        " THEN prompt_tokens + completion_tokens END), 0)"
+        " FROM {usage} WHERE tenant = %s AND (day >= %s OR conversation_id = %s)"
+    )
+    select_usage: str = (
+        "SELECT day, agent, model, SUM(prompt_tokens), SUM(completion_tokens),"
+        " SUM(cached_tokens), SUM(calls) FROM {usage}"
+        " WHERE tenant = %s AND day >= %s AND day <= %s"
+        " GROUP BY day, agent, model ORDER BY day, agent, model"
     )
 
     def rendered(self, render: Callable[[str], str]) -> Statements:
@@ -382,6 +422,48 @@ class SQLStore(ConversationStore):
         """Running turns whose lease ran out before ``now``."""
         rows = await self._run(_fetch(Query(self._sql.select_stale, (now, limit))), write=False)
         return [_turn(cid, key, tuple(rest)) for cid, key, *rest in rows]
+
+    async def add_usage(self, usage: Usage) -> None:
+        """Add a generate call's tokens to its row (see ``ConversationStore.add_usage``)."""
+        row = (
+            usage.tenant,
+            usage.day,
+            usage.conversation_id,
+            usage.agent,
+            usage.model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.calls,
+        )
+        await self._run(_fetch(Query(self._sql.add_usage, row)), write=True)
+
+    async def usage_totals(self, tenant: str, conversation_id: str, day: str) -> UsageTotals:
+        """The tenant's tokens on ``day`` and in its month, and the conversation's."""
+        month = day[:7]
+        first, last = f"{month}-01", f"{month}-31"
+        params = (day, first, last, conversation_id, tenant, first, conversation_id)
+        rows = await self._run(_fetch(Query(self._sql.usage_totals, params)), write=False)
+        today, this_month, conversation = (int(v) for v in rows[0])
+        return UsageTotals(tenant_day=today, tenant_month=this_month, conversation=conversation)
+
+    async def usage(self, tenant: str, *, start: str, end: str) -> list[Usage]:
+        """The tenant's usage per day, agent and model."""
+        query = Query(self._sql.select_usage, (tenant, start, end))
+        rows = await self._run(_fetch(query), write=False)
+        return [
+            Usage(
+                tenant=tenant,
+                day=day,
+                agent=agent,
+                model=model,
+                prompt_tokens=int(prompt),
+                completion_tokens=int(completion),
+                cached_tokens=int(cached),
+                calls=int(calls),
+            )
+            for day, agent, model, prompt, completion, cached, calls in rows
+        ]
 
     async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
         """Mark a still-running turn as ended in error."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.events import ApprovalEvent, Event, MessageEvent
 
-__all__ = ["ConversationInfo", "ConversationStore", "TurnRecord"]
+__all__ = ["ConversationInfo", "ConversationStore", "TurnRecord", "Usage", "UsageTotals"]
 
 TurnStatus = Literal["running", "ok", "error", "paused", "interrupted"]
 DeliveryState = Literal["pending", "delivered", "failed"]
@@ -90,6 +90,38 @@ class TurnRecord(BaseModel):
     def leased(self, now: float) -> bool:
         """Whether the turn still runs under a live lease."""
         return self.status == "running" and self.lease_until is not None and self.lease_until > now
+
+
+class Usage(BaseModel):
+    """Tokens one tenant's agent used with one model on one day (UTC), in one
+    conversation: what ``add_usage`` adds to, and a row of ``usage``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant: str
+    day: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC date, YYYY-MM-DD.")
+    conversation_id: str = ""
+    agent: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    calls: int = Field(0, description="Generate calls counted.")
+
+    @property
+    def tokens(self) -> int:
+        """What budgets count: prompt and completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+class UsageTotals(BaseModel):
+    """Tokens (prompt + completion) spent so far, as budgets count them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_day: int = 0
+    tenant_month: int = 0
+    conversation: int = 0
 
 
 class ConversationStore(abc.ABC):
@@ -245,3 +277,19 @@ class ConversationStore(abc.ABC):
     @abc.abstractmethod
     async def fail_turn(self, conversation_id: str, turn_id: str) -> None:
         """Mark a turn that died without its done event as ended in error."""
+
+    @abc.abstractmethod
+    async def add_usage(self, usage: Usage) -> None:
+        """Add a generate call's tokens to its (tenant, day, conversation, agent, model)
+        row. Rows outlive their conversation: they are what was spent."""
+
+    @abc.abstractmethod
+    async def usage_totals(self, tenant: str, conversation_id: str, day: str) -> UsageTotals:
+        """The tenant's tokens on ``day`` (YYYY-MM-DD) and in its month, and the
+        conversation's tokens (all days)."""
+
+    @abc.abstractmethod
+    async def usage(self, tenant: str, *, start: str, end: str) -> list[Usage]:
+        """The tenant's usage per day, agent and model (conversations summed, so
+        ``conversation_id`` is empty) from ``start`` to ``end`` (both included), in
+        day, agent, model order."""

@@ -18,7 +18,14 @@ from agents.store._batch import (
     now,
     number,
 )
-from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, TurnStatus
+from agents.store.base import (
+    ConversationInfo,
+    ConversationStore,
+    TurnRecord,
+    TurnStatus,
+    Usage,
+    UsageTotals,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -44,6 +51,7 @@ class MemoryStore(ConversationStore):
 
     def __init__(self) -> None:
         self._conversations: dict[str, _Conversation] = {}
+        self._usage: dict[tuple[str, str, str, str, str], Usage] = {}
 
     async def create(
         self,
@@ -227,6 +235,31 @@ class MemoryStore(ConversationStore):
             conv, key = self._conversations[conversation_id], found[0]
             conv.turns[key] = found[1].model_copy(update={"delivery": state})
 
+    async def add_usage(self, usage: Usage) -> None:
+        """Add a generate call's tokens to its row."""
+        key = (usage.tenant, usage.day, usage.conversation_id, usage.agent, usage.model)
+        self._usage[key] = _added(self._usage.get(key), usage)
+
+    async def usage_totals(self, tenant: str, conversation_id: str, day: str) -> UsageTotals:
+        """The tenant's tokens on ``day`` and in its month, and the conversation's."""
+        rows = [u for u in self._usage.values() if u.tenant == tenant]
+        return UsageTotals(
+            tenant_day=sum(u.tokens for u in rows if u.day == day),
+            tenant_month=sum(u.tokens for u in rows if u.day[:7] == day[:7]),
+            conversation=sum(u.tokens for u in rows if u.conversation_id == conversation_id),
+        )
+
+    async def usage(self, tenant: str, *, start: str, end: str) -> list[Usage]:
+        """The tenant's usage per day, agent and model."""
+        summed: dict[tuple[str, str, str], Usage] = {}
+        for row in self._usage.values():
+            if row.tenant == tenant and start <= row.day <= end:
+                key = (row.day, row.agent, row.model)
+                summed[key] = _added(
+                    summed.get(key), row.model_copy(update={"conversation_id": ""})
+                )
+        return [summed[key] for key in sorted(summed)]
+
     def _turns(self) -> list[TurnRecord]:
         return [turn for conv in self._conversations.values() for turn in conv.turns.values()]
 
@@ -265,6 +298,19 @@ class MemoryStore(ConversationStore):
             status = statuses.get(turn.turn_id)
             if status is not None and (turn.status == "running" or not only_running):
                 conv.turns[key] = turn.model_copy(update={"status": status})
+
+
+def _added(row: Usage | None, usage: Usage) -> Usage:
+    if row is None:
+        return usage
+    return row.model_copy(
+        update={
+            "prompt_tokens": row.prompt_tokens + usage.prompt_tokens,
+            "completion_tokens": row.completion_tokens + usage.completion_tokens,
+            "cached_tokens": row.cached_tokens + usage.cached_tokens,
+            "calls": row.calls + usage.calls,
+        }
+    )
 
 
 def _deliverable(turn: TurnRecord, now: float) -> bool:

@@ -36,6 +36,7 @@ def _renderer(schema: str) -> Callable[[str], str]:
         "conversations": sql.Identifier(schema, "conversations"),
         "events": sql.Identifier(schema, "events"),
         "turns": sql.Identifier(schema, "turns"),
+        "usage": sql.Identifier(schema, "usage"),
         "for_update": sql.SQL(" FOR UPDATE"),
         "timestamp": sql.SQL("TIMESTAMPTZ"),
         "clustered": sql.SQL(""),

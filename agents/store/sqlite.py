@@ -46,6 +46,7 @@ def _render(template: str) -> str:
         conversations="conversations",
         events="events",
         turns="turns",
+        usage="usage",
         for_update="",  # BEGIN IMMEDIATE already holds the whole file's write lock
         timestamp="TEXT",  # ISO 8601
         clustered=" WITHOUT ROWID",

@@ -20,7 +20,7 @@ from typing import Any
 
 from ray.serve.deployment import Application
 
-from agents.api.spec import ApiKey, ApiLimits, ApiSpec, hash_key
+from agents.api.spec import ApiKey, ApiLimits, ApiSpec, WebhookSpec, hash_key
 from agents.builder import build_agents_app
 from agents.client import AsyncClient
 from agents.events import DoneEvent, ErrorEvent, Event, MessageEvent, TokenEvent
@@ -37,6 +37,10 @@ TURN_TIMEOUT_S = 600.0
 CONVERSATIONS = 24
 TURNS = ["refund for order {n}", "sum 2 and 3", "slowly tell me more", "thanks"]
 LAST = "one more, thanks"
+
+
+HOOKS = "http://127.0.0.1:*/hooks"
+"""Where the app may send webhooks: a receiver in the test process."""
 
 
 def _answer(match: str, text: str, delay: float = 0.03) -> dict[str, Any]:
@@ -87,6 +91,7 @@ def chaos_app(
         keys=[ApiKey(tenant="chaos", sha256=hash_key(KEY))],
         keys_env=None,
         limits=ApiLimits(requests_per_minute=100_000, burst=10_000),
+        webhooks=WebhookSpec(allow=[HOOKS], backoff_s=0.2, max_backoff_s=1.0),
         resources=resources,
         **two,
     )

@@ -18,9 +18,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agents.client import Client
+from agents.api._webhooks import delivery_id
+from agents.api.types import Multitask
+from agents.client import Client, ConversationBusyError
 from agents.events import DoneEvent, TokenEvent
 from tests.chaos._chaos import KEY, assert_recovered, chaos_app, kill_replica, replicas, run_load
+from tests.fixtures.webhook_receiver import receiver
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -130,3 +133,70 @@ def test_a_deadline_that_passes_stops_the_engines_request(url: str) -> None:
     assert result.status == "error" and result.error is not None
     assert result.error.code == "deadline_exceeded"
     assert running == 0
+
+
+def test_a_background_run_survives_the_api_replica_that_accepted_it(url: str) -> None:
+    rng = random.Random(5)
+    with receiver(fail_first=True) as hooks, Client(url, KEY, max_retries=12, timeout=60) as client:
+        conv = client.conversations.create(agent="billing")
+        run = conv.send("very slowly, please", background=True, webhook=hooks.url)  # ~6 s
+        assert run.accepted.status == "running"
+        for _ in replicas(APP, "agents-api"):  # the one that accepted it among them
+            kill_replica(APP, "agents-api", rng)
+        result = run.wait(timeout=120)
+        got = hooks.wait_for(1, timeout_s=60)
+        log = conv.messages()
+    assert result.status == "ok" and result.answer is not None
+    assert result.answer.startswith("word0")
+    # One delivery id for the run; its first try was answered 500 and retried.
+    assert set(hooks.ids()) == {delivery_id(conv.id, run.id)} and len(hooks.ids()) >= 2
+    assert got[delivery_id(conv.id, run.id)].body["result"]["status"] == "ok"
+    # Nothing lost, nothing twice: one message, the turn closed once.
+    assert [e.type for e in log] in (["message", "answer", "done"],)
+
+
+@pytest.mark.parametrize("policy", ["interrupt", "rollback"])
+def test_a_second_message_stops_the_engines_generation(url: str, policy: Multitask) -> None:
+    with Client(url, KEY, max_retries=3, timeout=60) as client:
+        conv = client.conversations.create(agent="billing")
+        run = conv.send("very slowly, please", background=True)  # 30 tokens, 0.2 s each
+        deadline = time.monotonic() + 10
+        while busiest_engine() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.05)  # 50 ms into the first turn's generation
+        reply = conv.send("thanks", multitask=policy)
+        settled = time.monotonic()
+        while (running := busiest_engine()) and time.monotonic() - settled < 2.0:
+            time.sleep(0.1)
+        first = run.wait(timeout=30)
+        log = conv.messages()
+    assert reply.status == "ok" and reply.answer == "You are welcome."
+    assert running == 0  # the first turn's request left the engine (it had ~5 s to go)
+    assert first.status == "interrupted"
+    assert [(e.type, getattr(e, "status", None)) for e in log] == [
+        ("message", None),
+        ("done", "interrupted"),
+        ("message", None),
+        ("answer", None),
+        ("done", "ok"),
+    ]
+    assert isinstance(log[1], DoneEvent) and log[1].rolled_back is (policy == "rollback")
+
+
+def test_reject_and_enqueue_under_serve(url: str) -> None:
+    with Client(url, KEY, max_retries=0, timeout=60) as client:
+        conv = client.conversations.create(agent="billing")
+        run = conv.send("slowly, please", background=True)  # 24 tokens, 0.05 s each
+        time.sleep(0.05)
+        with pytest.raises(ConversationBusyError) as refused:
+            conv.send("thanks", multitask="reject")
+        assert refused.value.retry_after is not None
+        queued = conv.send("thanks", multitask="enqueue")  # waits for the first turn
+        first = run.wait(timeout=30)
+        log = conv.messages()
+    assert first.status == "ok" and queued.status == "ok"
+    assert [e.type for e in log] == ["message", "answer", "done", "message", "answer", "done"]
+    assert [e.content for e in log if e.type == "message"] == [  # type: ignore[union-attr]
+        "slowly, please",
+        "thanks",
+    ]

@@ -29,7 +29,7 @@ from agents.events import (
     TurnUsage,
 )
 from agents.store import ConversationStore
-from agents.store.base import TurnRecord
+from agents.store.base import TurnRecord, Usage, UsageTotals
 
 StoreFactory = Callable[[], Awaitable[ConversationStore]]
 
@@ -416,6 +416,53 @@ class StoreContract:
         await store.end_delivery(cid, turn.turn_id, "failed")  # an ended delivery stays so
         ended = await store.turn_by_id(cid, turn.turn_id)
         assert ended is not None and ended.delivery == "delivered"
+
+    async def test_usage_adds_up_per_tenant_day_month_and_conversation(
+        self, store: ConversationStore
+    ) -> None:
+        tenant = f"t-{uuid.uuid4().hex[:8]}"
+        c1, c2 = new_id(), new_id()
+
+        def row(day: str, cid: str, agent: str, prompt: int, completion: int) -> Usage:
+            return Usage(
+                tenant=tenant,
+                day=day,
+                conversation_id=cid,
+                agent=agent,
+                model="m",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=prompt // 2,
+                calls=1,
+            )
+
+        await asyncio.gather(  # concurrent adds to one row lose nothing
+            *(store.add_usage(row("2026-12-04", c1, "a", 10, 5)) for _ in range(8))
+        )
+        await store.add_usage(row("2026-12-04", c2, "b", 100, 1))
+        await store.add_usage(row("2026-12-01", c1, "a", 1000, 0))  # same month
+        await store.add_usage(row("2026-11-30", c1, "a", 7, 0))  # the month before
+        await store.add_usage(
+            row("2026-12-04", c1, "a", 3, 0).model_copy(update={"tenant": "other"})
+        )
+        totals = await store.usage_totals(tenant, c1, "2026-12-04")
+        assert totals == UsageTotals(
+            tenant_day=8 * 15 + 101,
+            tenant_month=8 * 15 + 101 + 1000,
+            conversation=8 * 15 + 1000 + 7,
+        )
+        assert await store.usage_totals("nobody", c1, "2026-12-04") == UsageTotals()
+        report = await store.usage(tenant, start="2026-12-01", end="2026-12-31")
+        assert [(u.day, u.agent, u.tokens, u.calls, u.conversation_id) for u in report] == [
+            ("2026-12-01", "a", 1000, 1, ""),
+            ("2026-12-04", "a", 120, 8, ""),
+            ("2026-12-04", "b", 101, 1, ""),
+        ]
+        assert report[1].cached_tokens == 8 * 5
+        # Usage outlives its conversation.
+        await store.begin_turn(c1, user("hi"), idempotency_key="k", agent="a")
+        await store.delete(c1)
+        assert (await store.usage_totals(tenant, c1, "2026-12-04")).conversation == 8 * 15 + 1007
 
     async def test_stale_turns_are_running_turns_whose_lease_lapsed(
         self, store: ConversationStore

@@ -271,7 +271,7 @@ async def test_rate_limits_timeouts_and_kills_are_counted(runner: ToolRunner) ->
 
 def test_metric_definitions() -> None:
     names = [metric.name for metric in m.ALL]
-    assert len(names) == len(set(names)) == 24
+    assert len(names) == len(set(names)) == 25
     for metric in m.ALL:
         assert metric.name.startswith("agents_") and metric.description
         assert not {"deployment", "replica", "application"} & set(metric.tags)

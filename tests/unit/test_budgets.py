@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,9 @@ from agents.pool.generator import Generator
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest
 from agents.protocol import TokenBudgets
 from agents.spec import AgentSpec
+from agents.store.base import ConversationStore
 from agents.store.memory import MemoryStore
+from agents.store.sqlite import SQLiteStore
 from agents.testing import LocalApp, ScriptedGenerator, action
 from tests.fixtures import api_app
 from tests.fixtures.api_app import headers
@@ -29,7 +32,7 @@ LOOP = [{"match": ".", "json_reply": action("tool", tool="add", arguments={"a": 
 """An agent that calls its tool forever (until max_steps, or its budget)."""
 
 
-def looping_app(store: MemoryStore) -> LocalApp:
+def looping_app(store: ConversationStore) -> LocalApp:
     tools = FunctionTools()
     tools.add("add", lambda a, b: a + b, {"type": "object", "properties": {"a": {}, "b": {}}})
     spec = AgentSpec(
@@ -50,9 +53,13 @@ def done_usage(events: list[Event]) -> TurnUsage:
     return done.usage
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
 @pytest.mark.parametrize("budget", [500, 2000])
-async def test_a_looping_agent_stops_within_one_step_of_its_budget(budget: int) -> None:
-    store = MemoryStore()
+async def test_a_looping_agent_stops_within_one_step_of_its_budget(
+    budget: int, backend: str, tmp_path: Path
+) -> None:
+    store = MemoryStore() if backend == "memory" else SQLiteStore(tmp_path / "c.db")
+    await store.open()
     app = looping_app(store)
     limits = TokenBudgets(conversation_tokens=budget)
     events = await app.send("go", conversation_id="c1", budgets=limits)
@@ -72,6 +79,7 @@ async def test_a_looping_agent_stops_within_one_step_of_its_budget(budget: int) 
     again = await app.send("more", conversation_id="c1", budgets=limits)
     assert [e.code for e in again if isinstance(e, ErrorEvent)] == ["budget_exceeded"]
     assert done_usage(again).steps == 0
+    await store.close()
 
 
 class Counted(Generator):

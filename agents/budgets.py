@@ -12,17 +12,20 @@ refuses it with 429 ``budget_exceeded``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from agents.errors import BudgetExceededError
+from agents.errors import BudgetExceededError, RayAgentsError
 from agents.observability import metrics as m
 from agents.pool.types import Usage as StepUsage
 from agents.protocol import Budget
 from agents.store.base import ConversationStore, Usage
 
 __all__ = ["Meter", "spent"]
+
+log = logging.getLogger("ray_agents.budgets")
 
 
 def day_of(now: float) -> str:
@@ -71,11 +74,17 @@ class Meter:
     async def add(self, budget: Budget | None, agent: str, model: str, usage: StepUsage) -> None:
         """Count one generate call's tokens (for the turn's tenant and conversation)."""
         tenant = budget.tenant if budget is not None else ""
-        conversation_id = budget.conversation_id if budget is not None else ""
         m.AGENT_TOKENS.inc(usage.prompt_tokens, agent=agent, tenant=tenant, kind="prompt")
         m.AGENT_TOKENS.inc(usage.completion_tokens, agent=agent, tenant=tenant, kind="completion")
         if budget is None:
             return
+        try:
+            await self._add(budget, agent, model, usage)
+        except RayAgentsError as exc:  # the step's work is done: do not fail the turn
+            log.warning("could not count a step's tokens: %s", exc)
+
+    async def _add(self, budget: Budget, agent: str, model: str, usage: StepUsage) -> None:
+        tenant, conversation_id = budget.tenant, budget.conversation_id
         await self._store.add_usage(
             Usage(
                 tenant=tenant,

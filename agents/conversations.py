@@ -207,7 +207,10 @@ class Conversations:
             active_agent=agent,
             conversation_id=conversation_id,
         )
-        await self.store.append(conversation_id, [done], runner=stopper)
+        try:
+            await self.store.append(conversation_id, [done], runner=stopper)
+        except LeaseLostError:
+            return False  # its runner closed it between the two: it ended on its own
         stopped = self._running.get((conversation_id, turn_id))
         if stopped is not None:
             stopped.set()
@@ -325,6 +328,12 @@ class Conversations:
                 if not wait or self._clock() >= waited_until:
                     raise
                 await asyncio.sleep(JOIN_POLL_S)
+                # The turn it waits for may hand the conversation to another agent: a
+                # message goes to whoever is active once it is stored.
+                info = await self.store.conversation(conversation_id)
+                if info is not None and isinstance(opening, MessageEvent):
+                    agent = info.active_agent
+                    opening = opening.model_copy(update={"agent": agent})
         seen = after_seq
         if not created:
             await self._check_same(turn, opening, key, fingerprint)

@@ -53,7 +53,8 @@ class TokenBudgets(BaseModel):
     @property
     def limited(self) -> bool:
         """Whether any budget is set."""
-        return any(v is not None for v in self.model_dump().values())
+        limits = (self.daily_tokens, self.monthly_tokens, self.conversation_tokens)
+        return any(v is not None for v in limits)
 
 
 class Budget(TokenBudgets):

@@ -22,6 +22,7 @@ with exponential backoff, ``attempts`` times in all, then the delivery is 'faile
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -48,6 +49,8 @@ from agents.store.base import ConversationStore
 __all__ = ["Webhooks", "delivery_id"]
 
 log = logging.getLogger("ray_agents.webhooks")
+MAX_SENDING = 64
+"""Deliveries one replica sends at once from ``deliver_pending``."""
 EVENT = "turn.ended"
 
 
@@ -78,6 +81,7 @@ class Webhooks:
         self._sleep = sleep
         secret = os.environ.get(spec.secret_env, "") if spec.secret_env else ""
         self._secret = secret.encode() or None
+        self._sending: set[asyncio.Task[bool]] = set()
 
     def allows(self, url: str) -> bool:
         """Whether a send may name ``url`` as its webhook."""
@@ -86,14 +90,41 @@ class Webhooks:
     async def deliver(self, conversation_id: str, turn_id: str) -> bool:
         """Send a turn's pending delivery, if nobody else holds it; whether it was
         delivered. Failures are logged and recorded, not raised."""
+        try:
+            if not await self._claim(conversation_id, turn_id):
+                return False  # ended elsewhere, sent already, or another sender holds it
+        except RayAgentsError as exc:
+            log.warning("could not deliver a webhook: %s", exc)
+            return False
+        return await self._send(conversation_id, turn_id)
+
+    async def deliver_pending(self, *, limit: int = 100) -> int:
+        """Start sending the deliveries that wait for a sender (theirs died), each in a
+        task of its own (a slow receiver's retries hold up nothing else); how many
+        started. At most ``MAX_SENDING`` are in flight per replica."""
+        started = 0
+        for turn in await self._store.undelivered(time.time(), limit=limit):
+            if len(self._sending) >= MAX_SENDING:
+                break
+            if not await self._claim(turn.conversation_id, turn.turn_id):
+                continue
+            task = asyncio.get_running_loop().create_task(
+                self._send(turn.conversation_id, turn.turn_id)
+            )
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+            started += 1
+        return started
+
+    async def _claim(self, conversation_id: str, turn_id: str) -> bool:
         spec = self._spec
         # Held for as long as every try could take, so no other sender starts meanwhile.
         hold = spec.attempts * (spec.timeout_s + spec.max_backoff_s) + 5.0
+        return await self._store.claim_delivery(conversation_id, turn_id, until=time.time() + hold)
+
+    async def _send(self, conversation_id: str, turn_id: str) -> bool:
+        """Send a delivery this sender holds, and record how it ended."""
         try:
-            if not await self._store.claim_delivery(
-                conversation_id, turn_id, until=time.time() + hold
-            ):
-                return False  # ended elsewhere, sent already, or another sender holds it
             turn = await self._store.turn_by_id(conversation_id, turn_id)
             if turn is None or turn.webhook is None:
                 return False
@@ -110,15 +141,16 @@ class Webhooks:
             log.warning("could not deliver a webhook: %s", exc)
             return False
 
-    async def deliver_pending(self, *, limit: int = 100) -> int:
-        """Send the deliveries that wait for a sender (theirs died); how many were sent."""
-        sent = 0
-        for turn in await self._store.undelivered(time.time(), limit=limit):
-            sent += await self.deliver(turn.conversation_id, turn.turn_id)
-        return sent
+    async def flush(self) -> None:
+        """Wait for the sends in flight to end."""
+        await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def close(self) -> None:
-        """Close the HTTP client."""
+        """Stop the sends in flight (their deliveries stay pending: another replica
+        sends them once their hold lapses) and close the HTTP client."""
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
         await self._client.aclose()
 
     async def _post(

@@ -27,7 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -82,6 +89,8 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("ray_agents.api")
 
+_AFTER: set[asyncio.Task[object]] = set()
+"""Tasks a turn's end started (a webhook's delivery): kept so none is collected."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
 }
@@ -162,10 +171,16 @@ class _Api:
                 f"{', '.join(map(repr, refused))} (it allows: {allowed or 'none'})"
             )
 
-    async def check_budget(self, caller: Caller, conversation_id: str) -> TokenBudgets:
+    async def check_budget(
+        self, caller: Caller, conversation_id: str, idempotency_key: str | None = None
+    ) -> TokenBudgets:
         """The token budgets of a turn ``caller`` starts in the conversation (the app's,
-        with the key's own over them); 429 ``budget_exceeded`` when one is spent."""
+        with the key's own over them); 429 ``budget_exceeded`` when one is spent. A
+        retry of a turn already begun (its idempotency key) is not refused: it joins."""
         limits = self.budgets.overridden(caller.budgets)
+        if idempotency_key is not None and conversation_id:
+            if await self.conversations.store.turn(conversation_id, idempotency_key):
+                return limits
         budget = Budget(
             tenant=caller.tenant, conversation_id=conversation_id, **limits.model_dump()
         )
@@ -243,6 +258,25 @@ class _Started:
     first: Event
     rest: AsyncGenerator[Event, None]
     finish: Callable[[], Awaitable[None]]
+
+    def on_end(
+        self,
+        then: Callable[[str, str], Coroutine[Any, Any, object]],
+        conversation_id: str,
+        turn_id: str,
+    ) -> None:
+        """After the cleanup, start ``then(conversation_id, turn_id)`` in a task."""
+        finish = self.finish
+
+        async def finished() -> None:
+            await finish()
+            task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
+                then(conversation_id, turn_id)
+            )
+            _AFTER.add(task)
+            task.add_done_callback(_AFTER.discard)
+
+        self.finish = finished
 
     async def all(self) -> list[Event]:
         """Every event of the turn, to its end."""
@@ -391,7 +425,7 @@ async def send_message(
             "to allow its scheme, host, port and path)"
         )
     stream = _streamed(request, body.stream) and not body.background
-    budgets = await api.check_budget(caller, conversation_id)
+    budgets = await api.check_budget(caller, conversation_id, body.idempotency_key)
     send = SendRequest(
         message=body.content,
         conversation_id=conversation_id,
@@ -406,16 +440,21 @@ async def send_message(
     )
     started = await api.start(caller, api.conversations.send(send))
     if body.background:
-        return _accepted(api, conversation_id, started)
+        return await _accepted(api, conversation_id, started)
+    if body.webhook is not None:  # told once the turn ends, however its reply is read
+        started.on_end(api.webhooks.deliver, conversation_id, started.first.turn_id or "")
     return await _reply(request, api, conversation_id, started, stream)
 
 
-def _accepted(api: _Api, conversation_id: str, started: _Started) -> Response:
-    """202 for a background turn: its id and its opening event; it runs on here."""
+async def _accepted(api: _Api, conversation_id: str, started: _Started) -> Response:
+    """202 for a background turn: its id and its opening event; it runs on here. (A
+    retried background send of a turn that ended gets its status as it is.)"""
     turn_id = started.first.turn_id or ""
     api.run_in_background(started, conversation_id, turn_id)
     m.API_BACKGROUND_TURNS.inc(agent=started.first.agent or "")
-    accepted = turn_result(conversation_id, [started.first], status="running")
+    turn = await api.conversations.store.turn_by_id(conversation_id, turn_id)
+    status = turn.status if turn is not None else "running"
+    accepted = turn_result(conversation_id, [started.first], status=status)
     location = f"/v1/conversations/{conversation_id}/turns/{turn_id}"
     return JSONResponse(
         accepted.model_dump(mode="json"), status_code=202, headers={"Location": location}

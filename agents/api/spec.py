@@ -17,7 +17,7 @@ import hashlib
 import os
 import re
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -166,10 +166,13 @@ def _split_url(url: str) -> tuple[str, str, str, str]:
         raise ValueError("not an http(s) URL with a host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("credentials in the URL")
-    if any(segment in (".", "..") for segment in parts.path.split("/")):
-        raise ValueError("'.' or '..' in the path")
+    decoded = unquote(parts.path)
+    if "%" in decoded or any(segment in (".", "..") for segment in decoded.split("/")):
+        raise ValueError("'.', '..' or a double-encoded character in the path")
+    if "%2f" in parts.path.lower() or "\\" in decoded:
+        raise ValueError("an encoded '/' or a backslash in the path")
     default = "443" if parts.scheme == "https" else "80"
-    return parts.scheme, parts.hostname.lower(), str(parts.port or default), parts.path or "/"
+    return parts.scheme, parts.hostname.lower(), str(parts.port or default), decoded or "/"
 
 
 def _webhook_prefix(entry: str) -> tuple[str, str, str, str]:

@@ -64,12 +64,18 @@ async def until_ended(client: httpx.AsyncClient, location: str, timeout_s: float
 
 
 async def test_a_background_send_answers_202_and_the_turn_runs_on(hooks: Receiver) -> None:
+    accepted_key = "bg-1"
     async with client_for(local_app(), [hooks.url]) as client:
         cid = await conversation(client)
         started = time.monotonic()
         sent = await client.post(
             f"/v1/conversations/{cid}/messages",
-            json={"content": "slow please", "background": True, "webhook": hooks.url},
+            json={
+                "content": "slow please",
+                "background": True,
+                "webhook": hooks.url,
+                "idempotency_key": accepted_key,
+            },
             headers=headers(),
         )
         assert sent.status_code == 202, sent.text
@@ -90,6 +96,19 @@ async def test_a_background_send_answers_202_and_the_turn_runs_on(hooks: Receive
         got = await asyncio.to_thread(hooks.wait_for, 1, 10)
         assert hooks.ids() == [delivery_id(cid, turn_id)] * 2
         delivery = got[delivery_id(cid, turn_id)]
+        # A retry of the background send (same key) gets the turn as it is now.
+        again = await client.post(
+            f"/v1/conversations/{cid}/messages",
+            json={
+                "content": "slow please",
+                "background": True,
+                "webhook": hooks.url,
+                "idempotency_key": accepted_key,
+            },
+            headers=headers(),
+        )
+        assert again.status_code == 202 and again.json()["status"] == "ok"
+        assert again.json()["turn_id"] == turn_id
         assert delivery.body["type"] == "turn.ended" and delivery.body["turn_id"] == turn_id
         assert delivery.body["status"] == "ok" and delivery.body["result"] == ended
         assert delivery.headers["x-ray-agents-attempt"] == "2"
@@ -152,6 +171,8 @@ async def test_a_background_turn_can_be_cancelled() -> None:
         "http://localhost:1/hooks",
         "https://127.0.0.1:1/hooks",
         "http://127.0.0.1:1/hooks/../admin",
+        "http://127.0.0.1:1/hooks/%2e%2e/admin",
+        "http://127.0.0.1:1/hooks%2fx",
         "file:///etc/passwd",
     ],
 )
@@ -221,8 +242,9 @@ async def test_a_delivery_whose_sender_died_is_sent_by_another(hooks: Receiver) 
     senders = [Webhooks(store, spec) for _ in range(3)]
     try:
         sent = await asyncio.gather(*(w.deliver_pending() for w in senders))
-        assert sorted(sent) == [0, 0, 1]  # one sender held it; it was retried after a 500
-        assert hooks.ids() == [delivery_id("c1", turn_id)] * 2
+        assert sorted(sent) == [0, 0, 1]  # one sender holds it ...
+        await asyncio.gather(*(w.flush() for w in senders))
+        assert hooks.ids() == [delivery_id("c1", turn_id)] * 2  # ... and retried after a 500
         assert await asyncio.gather(*(w.deliver_pending() for w in senders)) == [0, 0, 0]
     finally:
         for sender in senders:
@@ -247,3 +269,17 @@ async def test_a_receiver_that_never_answers_2xx_fails_the_delivery(hooks: Recei
     turn = await store.turn_by_id("c1", turn_id)
     assert turn is not None and turn.delivery == "failed"
     assert await store.undelivered(time.time() + 3600) == []
+
+
+async def test_a_turn_read_in_the_foreground_tells_its_webhook_too(hooks: Receiver) -> None:
+    async with client_for(local_app(), [hooks.url]) as client:
+        cid = await conversation(client)
+        reply = await client.post(
+            f"/v1/conversations/{cid}/messages",
+            json={"content": "hello", "webhook": hooks.url},
+            headers=headers(),
+        )
+        assert reply.status_code == 200 and reply.json()["status"] == "ok"
+        got = await asyncio.to_thread(hooks.wait_for, 1, 10)
+        turn_id = reply.json()["turn_id"]
+        assert got[delivery_id(cid, turn_id)].body["result"]["answer"] == reply.json()["answer"]

@@ -97,16 +97,18 @@ class Counted(Generator):
 
 
 BUDGET_KEY = "sk-budget-key"
+"""Tenant 'frugal', whose own budget allows 1 token a day (the app's: more)."""
+GENEROUS_KEY = "sk-generous-key"
+"""Tenant 'acme', whose own daily budget replaces the app's smaller one."""
 
 
 def client_for(app: LocalApp, **budgets: int) -> httpx.AsyncClient:
     spec = api_app.api_spec()
     keys = [
         *spec.keys,
+        ApiKey(tenant="frugal", sha256=hash_key(BUDGET_KEY), budgets=TokenBudgets(daily_tokens=1)),
         ApiKey(
-            tenant="acme",
-            sha256=hash_key(BUDGET_KEY),
-            budgets=TokenBudgets(daily_tokens=1),
+            tenant="acme", sha256=hash_key(GENEROUS_KEY), budgets=TokenBudgets(daily_tokens=10**9)
         ),
     ]
     spec = spec.model_copy(update={"keys": keys, "budgets": TokenBudgets(**budgets)})
@@ -123,7 +125,7 @@ async def test_the_api_refuses_new_turns_once_a_budget_is_spent_and_reports_usag
         for n in range(30):
             reply = await client.post(
                 f"/v1/conversations/{cid}/messages",
-                json={"content": f"hello {n}"},
+                json={"content": f"hello {n}", "idempotency_key": f"k-{n}"},
                 headers=headers(),
             )
             if reply.status_code == 429:
@@ -142,12 +144,30 @@ async def test_the_api_refuses_new_turns_once_a_budget_is_spent_and_reports_usag
             headers=headers("globex"),
         )
         assert fine.status_code == 200
-        # A key's own budget replaces the app's: this one allows 1 token a day.
-        tight = {"Authorization": f"Bearer {BUDGET_KEY}"}
-        refused = await client.post(
-            f"/v1/conversations/{cid}/messages", json={"content": "hi"}, headers=tight
+        # A key's own budget replaces the app's: acme's generous key goes on ...
+        generous = {"Authorization": f"Bearer {GENEROUS_KEY}"}
+        more = await client.post(
+            f"/v1/conversations/{cid}/messages", json={"content": "hi"}, headers=generous
         )
+        assert more.status_code == 200, more.text
+        turns.append(more.json())
+        # ... and frugal's allows one turn a day (1 token: the first turn spends more).
+        tight = {"Authorization": f"Bearer {BUDGET_KEY}"}
+        mine = (await client.post("/v1/conversations", json={}, headers=tight)).json()["id"]
+        path = f"/v1/conversations/{mine}/messages"
+        first = await client.post(path, json={"content": "hi"}, headers=tight)
+        assert first.status_code == 200
+        refused = await client.post(path, json={"content": "hi again"}, headers=tight)
         assert refused.json()["error"]["code"] == "budget_exceeded"
+        assert "'frugal'" in refused.json()["error"]["message"]
+        # A retry of a turn already begun is not refused: it joins its turn.
+        retry = await client.post(
+            f"/v1/conversations/{cid}/messages",
+            json={"content": "hello 0", "idempotency_key": "k-0"},
+            headers=headers(),
+        )
+        assert retry.status_code == 200 and retry.json()["turn_id"] == turns[0]["turn_id"]
+
         # The usage report: the tenant's tokens from the store, equal to its turns' usage.
         report = (await client.get("/v1/usage", headers=headers())).json()
         assert report["tenant"] == "acme" and [r["agent"] for r in report["data"]] == ["triage"]

@@ -248,3 +248,21 @@ async def test_follow_streams_a_turn_running_elsewhere_to_its_done() -> None:
     ]
     assert [e.type for e in after_first] == ["answer", "done"]
     await running
+
+
+async def test_a_message_queued_on_another_replica_goes_to_the_agent_handed_to() -> None:
+    gen = Slow(handoff=True)
+    specs = [agent("triage", handoffs=["expert"]), agent("expert")]
+    one, two = apps(gen, replicas=2, specs=specs)
+    first, second = await race(one, two, "enqueue", gen)
+    assert isinstance(first, list) and isinstance(second, list), (first, second)
+    log = await one.store.events("c1")
+    assert [(e.type, e.agent) for e in log] == [
+        ("message", "triage"),
+        ("handoff", "triage"),
+        ("answer", "expert"),
+        ("done", "expert"),
+        ("message", "expert"),  # waited while triage handed the conversation off
+        ("answer", "expert"),
+        ("done", "expert"),
+    ]

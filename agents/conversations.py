@@ -422,6 +422,7 @@ class Conversations:
             )
             for event in stored:
                 if (event.seq or 0) > seen:
+                    seen = event.seq or seen
                     yield event
             info = await self.store.conversation(conversation_id)
             if agent is None:  # a resumed turn goes on at the agent it has reached

@@ -165,6 +165,8 @@ async def test_interrupt_and_rollback_stop_the_running_generation(
     assert isinstance(first, list) and isinstance(second, list), (first, second)
     first_done = first[-1]
     assert isinstance(first_done, DoneEvent) and first_done.status == "interrupted"
+    # The first caller got each of its turn's stored events once: its message, its done.
+    assert [e.type for e in first if not isinstance(e, TokenEvent)] == ["message", "done"]
     assert first_done.rolled_back is (policy == "rollback")
     log = await one.store.events("c1")
     assert stored(log) == [

@@ -50,6 +50,7 @@ from typing import Any
 
 __all__ = [
     "AgentRunError",
+    "BudgetExceededError",
     "ConfigError",
     "ConversationBusyError",
     "ConversationNotFoundError",
@@ -79,7 +80,6 @@ __all__ = [
     "UnknownToolError",
     "UserError",
     "VariableNotAllowedError",
-    "BudgetExceededError",
     "WebhookNotAllowedError",
     "remote_cause",
 ]

@@ -83,7 +83,7 @@ from agents.events import (
 from agents.observability import metrics as m
 from agents.protocol import Budget, DecisionRequest, SendRequest, TokenBudgets
 from agents.spec import AgentSpec
-from agents.store.base import ConversationInfo
+from agents.store.base import ConversationInfo, TurnRecord
 
 __all__ = ["create_app"]
 
@@ -190,6 +190,15 @@ class _Api:
                 f"{reason}: no new turn starts until the budget is raised or its period ends"
             )
         return limits
+
+    async def owned_turn(self, conversation_id: str, turn_id: str, caller: Caller) -> TurnRecord:
+        """A turn of the caller's conversation; 404 for a missing one (and for a turn of
+        another tenant's conversation)."""
+        await self.owned(conversation_id, caller)
+        turn = await self.conversations.store.turn_by_id(conversation_id, turn_id)
+        if turn is None:
+            raise ApiError("not_found", f"no turn {turn_id!r} in conversation {conversation_id!r}")
+        return turn
 
     async def owned(self, conversation_id: str, caller: Caller) -> ConversationInfo:
         """The caller's conversation; 404 for a missing one and for another tenant's."""
@@ -464,10 +473,7 @@ async def _accepted(api: _Api, conversation_id: str, started: _Started) -> Respo
 @_router.get("/v1/conversations/{conversation_id}/turns/{turn_id}", tags=["conversations"])
 async def get_turn(conversation_id: str, turn_id: str, api: ApiDep, caller: OwnerDep) -> TurnResult:
     """A turn's status ('running' until its done event) and its result so far."""
-    await api.owned(conversation_id, caller)
-    turn = await api.conversations.store.turn_by_id(conversation_id, turn_id)
-    if turn is None:
-        raise ApiError("not_found", f"no turn {turn_id!r} in conversation {conversation_id!r}")
+    turn = await api.owned_turn(conversation_id, turn_id, caller)
     events = await api.conversations.history_of_turn(conversation_id, turn_id)
     return turn_result(conversation_id, events, status=turn.status)
 
@@ -489,9 +495,7 @@ async def turn_events(
 ) -> Response:
     """A turn's stored events as Server-Sent Events, as they are stored, to its done
     (tokens are not stored, so none stream here). ``Last-Event-ID`` resumes."""
-    await api.owned(conversation_id, caller)
-    if await api.conversations.store.turn_by_id(conversation_id, turn_id) is None:
-        raise ApiError("not_found", f"no turn {turn_id!r} in conversation {conversation_id!r}")
+    await api.owned_turn(conversation_id, turn_id, caller)
     after = max(after, _event_id(request))
     followed = api.conversations.follow(conversation_id, turn_id, after_seq=after)
 
@@ -512,9 +516,7 @@ async def cancel_turn(
 ) -> TurnResult:
     """Stop a running turn (its generation and tool call too); it ends with
     ``done(status="interrupted")``. A turn that already ended is returned as it is."""
-    await api.owned(conversation_id, caller)
-    if await api.conversations.store.turn_by_id(conversation_id, turn_id) is None:
-        raise ApiError("not_found", f"no turn {turn_id!r} in conversation {conversation_id!r}")
+    await api.owned_turn(conversation_id, turn_id, caller)
     await api.conversations.interrupt(conversation_id, turn_id, policy="cancel")
     turn = await api.conversations.store.turn_by_id(conversation_id, turn_id)
     events = await api.conversations.history_of_turn(conversation_id, turn_id)
@@ -575,18 +577,7 @@ async def usage(
     rows = await api.conversations.store.usage(
         caller.tenant, start=start.isoformat(), end=end.isoformat()
     )
-    data = [
-        UsageRow(
-            day=r.day,
-            agent=r.agent,
-            model=r.model,
-            prompt_tokens=r.prompt_tokens,
-            completion_tokens=r.completion_tokens,
-            cached_tokens=r.cached_tokens,
-            calls=r.calls,
-        )
-        for r in rows
-    ]
+    data = [UsageRow(**r.model_dump(exclude={"tenant", "conversation_id"})) for r in rows]
     return UsageReport(
         tenant=caller.tenant,
         start=start,

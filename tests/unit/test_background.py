@@ -283,3 +283,24 @@ async def test_a_turn_read_in_the_foreground_tells_its_webhook_too(hooks: Receiv
         got = await asyncio.to_thread(hooks.wait_for, 1, 10)
         turn_id = reply.json()["turn_id"]
         assert got[delivery_id(cid, turn_id)].body["result"]["answer"] == reply.json()["answer"]
+
+
+async def test_the_sdk_runs_a_turn_in_the_background_and_reads_usage() -> None:
+    from agents.client import AsyncBackgroundTurn, AsyncClient
+
+    local = local_app()
+    async with client_for(local, []) as http:
+        client = AsyncClient("http://api", api_app.KEYS["acme"], http_client=http)
+        conv = await client.conversations.create()
+        run = await conv.send("refund please", background=True)
+        assert isinstance(run, AsyncBackgroundTurn) and run.accepted.status == "running"
+        async with run.stream() as events:
+            streamed = [event async for event in events]
+        assert [e.type for e in streamed] == ["message", "handoff", "answer", "done"]
+        result = await run.wait(timeout=10)
+        assert result.status == "ok" and result.turn_id == run.id
+        assert conv.agent == "billing"  # the handle follows the hand-off
+        assert (await conv.turn(run.id)).answer == result.answer
+        report = await client.usage()
+        assert report.calls == result.usage.steps and report.tenant == "acme"
+        assert report.completion_tokens == result.usage.completion_tokens

@@ -497,6 +497,7 @@ async def turn_events(
     (tokens are not stored, so none stream here). ``Last-Event-ID`` resumes."""
     await api.owned_turn(conversation_id, turn_id, caller)
     after = max(after, _event_id(request))
+    api.key_turns.take(caller.key_hash)  # an open stream is one of the key's places
     followed = api.conversations.follow(conversation_id, turn_id, after_seq=after)
 
     async def frames() -> AsyncIterator[bytes]:
@@ -504,7 +505,10 @@ async def turn_events(
             async for item in with_heartbeats(events, api.limits.heartbeat_s):
                 yield HEARTBEAT if item is None else event_frame(item)
 
-    return EventStreamResponse(frames(), _nothing_to_finish)
+    async def release() -> None:
+        api.key_turns.give(caller.key_hash)
+
+    return EventStreamResponse(frames(), release)
 
 
 @_router.post(
@@ -521,10 +525,6 @@ async def cancel_turn(
     turn = await api.conversations.store.turn_by_id(conversation_id, turn_id)
     events = await api.conversations.history_of_turn(conversation_id, turn_id)
     return turn_result(conversation_id, events, status=turn.status if turn else "interrupted")
-
-
-async def _nothing_to_finish() -> None:
-    return None
 
 
 @_router.post(

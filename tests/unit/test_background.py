@@ -136,6 +136,10 @@ async def test_a_background_turns_events_stream_and_resume(hooks: Receiver) -> N
         async with aconnect_sse(client, "GET", path, headers=after) as source:
             resumed = [event_adapter.validate_json(s.data) async for s in source.aiter_sse()]
         assert [e.seq for e in resumed] == [e.seq for e in events[2:]]
+        # An open stream holds one of the key's 32 places, and gives it back at its end.
+        for _ in range(40):
+            again = await client.get(path, headers=after)
+            assert again.status_code == 200 and "event: done" in again.text
         missing = await client.get(f"/v1/conversations/{cid}/turns/nope", headers=headers())
         assert missing.status_code == 404
         other = await client.get(sent.headers["location"], headers=headers("globex"))

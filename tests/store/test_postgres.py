@@ -102,7 +102,7 @@ class TestPostgresStore(DurableStoreContract):
                 " ORDER BY table_name",
                 (odd,),
             )
-            assert await cur.fetchall() == [("conversations",), ("events",), ("turns",)]
+            assert await cur.fetchall() == [("conversations",), ("events",), ("turns",), ("usage",)]
         finally:
             await drop_schema(admin, odd)
 

@@ -146,10 +146,10 @@ class Conversations:
             uuid.uuid5(_NEW_CONVERSATIONS, key).hex if request.idempotency_key else uuid.uuid4().hex
         )
         policy = request.multitask or self.multitask
-        retry = request.idempotency_key is not None and (
-            await self.store.turn(conversation_id, key) is not None
-        )
-        if not retry:
+        # A retry of a turn (its key) joins it whatever the policy: only a new one makes way.
+        if policy != "enqueue" and (
+            request.idempotency_key is None or await self.store.turn(conversation_id, key) is None
+        ):
             await self._make_way(conversation_id, policy)
         async with self._turn_lock(conversation_id):
             info = await self.store.conversation(conversation_id)
@@ -168,6 +168,7 @@ class Conversations:
                 wait=policy != "reject",
                 webhook=request.webhook,
                 budgets=request.budgets,
+                tenant=info.owner or "" if info is not None else "",
             )
             # A caller that leaves closes the turn now, not at garbage collection.
             async with closing(turn) as events:
@@ -302,6 +303,7 @@ class Conversations:
         wait: bool = True,
         webhook: str | None = None,
         budgets: TokenBudgets | None = None,
+        tenant: str | None = None,
     ) -> AsyncIterator[Event]:
         """Open the turn ``opening`` starts, or join the one its key opened before,
         and stream it to its ``done``, leaving out events up to ``after_seq``.
@@ -367,6 +369,7 @@ class Conversations:
             variables=variables,
             tokens=tokens,
             budgets=budgets,
+            tenant=tenant,
         )
         async with closing(events) as running:
             async for event in running:
@@ -406,6 +409,7 @@ class Conversations:
         variables: dict[str, str],
         tokens: bool,
         budgets: TokenBudgets | None = None,
+        tenant: str | None = None,
     ) -> AsyncIterator[Event]:
         """Run a turn this runner holds from its stored events to its ``done``,
         renewing its lease meanwhile; events up to ``seen`` are not yielded again.
@@ -424,12 +428,14 @@ class Conversations:
                 if (event.seq or 0) > seen:
                     seen = event.seq or seen
                     yield event
-            info = await self.store.conversation(conversation_id)
-            if agent is None:  # a resumed turn goes on at the agent it has reached
-                agent = info.active_agent if info is not None else self.default_agent
+            if agent is None or tenant is None:  # a resumed turn: read where it got to
+                info = await self.store.conversation(conversation_id)
+                tenant = info.owner or "" if info is not None else ""
+                if agent is None:  # it goes on at the agent it has reached
+                    agent = info.active_agent if info is not None else self.default_agent
             limits = budgets or self.budgets
             budget = Budget(
-                tenant=info.owner or "" if info is not None else "",
+                tenant=tenant,
                 conversation_id=conversation_id,
                 **limits.model_dump(),
             )
@@ -565,6 +571,7 @@ class Conversations:
                 variables=variables,
                 tokens=request.tokens,
                 budgets=request.budgets,
+                tenant=info.owner or "",
             )
             async with closing(turn) as resumed:
                 async for event in resumed:
@@ -645,11 +652,11 @@ class Conversations:
         """The stored events of a conversation (at most ``limit`` of them)."""
         return await self.store.events(conversation_id, after_seq=after_seq, limit=limit)
 
-    async def history_of_turn(self, conversation_id: str, turn_id: str) -> list[Event]:
+    async def history_of_turn(self, turn: TurnRecord) -> list[Event]:
         """The stored events of one turn, from the event that opened it."""
-        turn = await self.store.turn_by_id(conversation_id, turn_id)
-        after = turn.user_seq - 1 if turn is not None else 0
-        return await self.store.events(conversation_id, after_seq=after, turn_id=turn_id)
+        return await self.store.events(
+            turn.conversation_id, after_seq=turn.user_seq - 1, turn_id=turn.turn_id
+        )
 
     async def follow(
         self, conversation_id: str, turn_id: str, *, after_seq: int = 0

@@ -178,6 +178,8 @@ class _Api:
         with the key's own over them); 429 ``budget_exceeded`` when one is spent. A
         retry of a turn already begun (its idempotency key) is not refused: it joins."""
         limits = self.budgets.overridden(caller.budgets)
+        if not limits.limited:  # nothing to check: no store read on the send path
+            return limits
         if idempotency_key is not None and conversation_id:
             if await self.conversations.store.turn(conversation_id, idempotency_key):
                 return limits
@@ -474,7 +476,7 @@ async def _accepted(api: _Api, conversation_id: str, started: _Started) -> Respo
 async def get_turn(conversation_id: str, turn_id: str, api: ApiDep, caller: OwnerDep) -> TurnResult:
     """A turn's status ('running' until its done event) and its result so far."""
     turn = await api.owned_turn(conversation_id, turn_id, caller)
-    events = await api.conversations.history_of_turn(conversation_id, turn_id)
+    events = await api.conversations.history_of_turn(turn)
     return turn_result(conversation_id, events, status=turn.status)
 
 
@@ -520,11 +522,12 @@ async def cancel_turn(
 ) -> TurnResult:
     """Stop a running turn (its generation and tool call too); it ends with
     ``done(status="interrupted")``. A turn that already ended is returned as it is."""
-    await api.owned_turn(conversation_id, turn_id, caller)
-    await api.conversations.interrupt(conversation_id, turn_id, policy="cancel")
-    turn = await api.conversations.store.turn_by_id(conversation_id, turn_id)
-    events = await api.conversations.history_of_turn(conversation_id, turn_id)
-    return turn_result(conversation_id, events, status=turn.status if turn else "interrupted")
+    turn = await api.owned_turn(conversation_id, turn_id, caller)
+    stopped = await api.conversations.interrupt(conversation_id, turn_id, policy="cancel")
+    if not stopped:  # it had ended (perhaps just now): as it is
+        turn = await api.conversations.store.turn_by_id(conversation_id, turn_id) or turn
+    events = await api.conversations.history_of_turn(turn)
+    return turn_result(conversation_id, events, status="interrupted" if stopped else turn.status)
 
 
 @_router.post(

@@ -128,6 +128,13 @@ class AgentSpec(BaseModel):
         ),
     )
     limits: AgentLimits = Field(default_factory=AgentLimits, description="Per-turn limits.")
+    a2a: bool = Field(
+        True,
+        description=(
+            "Publish the agent over A2A (an Agent Card and JSON-RPC at /a2a/<name>) when "
+            "the API serves A2A; false keeps it internal (peers still reach it)."
+        ),
+    )
 
     @classmethod
     def from_file(cls, path: str | Path) -> AgentSpec:

@@ -43,6 +43,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from agents._streams import closing, with_heartbeats
+from agents.api._a2a import install_a2a
 from agents.api._auth import Authenticator, Caller
 from agents.api._errors import ApiError, api_error, install_error_handlers
 from agents.api._guard import RequestGuard
@@ -119,6 +120,16 @@ def create_app(
     )
     app.add_middleware(RequestTelemetry)  # the last added is the outermost
     app.include_router(_router)
+    if spec.a2a.enabled:
+        install_a2a(
+            app,
+            app.state.api,
+            agents,
+            spec.a2a,
+            authenticate=_scoped("conversations"),
+            default_agent=conversations.default_agent,
+            secured=not spec.open,
+        )
     return app
 
 

@@ -25,7 +25,17 @@ from agents.errors import ConfigError
 from agents.pool.spec import Resources
 from agents.protocol import TokenBudgets
 
-__all__ = ["SCOPES", "ApiKey", "ApiLimits", "ApiSpec", "Scope", "WebhookSpec", "hash_key"]
+__all__ = [
+    "SCOPES",
+    "A2ASpec",
+    "ApiKey",
+    "ApiLimits",
+    "ApiSpec",
+    "McpSpec",
+    "Scope",
+    "WebhookSpec",
+    "hash_key",
+]
 
 Scope = Literal["conversations", "approvals"]
 SCOPES: tuple[Scope, ...] = ("conversations", "approvals")
@@ -186,6 +196,32 @@ def _webhook_prefix(entry: str) -> tuple[str, str, str, str]:
     return scheme, host, "*" if any_port else port, path
 
 
+class A2ASpec(BaseModel):
+    """A2A v1 (Agent2Agent): every agent that does not opt out (`a2a: false`) publishes
+    an Agent Card at `/a2a/<agent>/.well-known/agent-card.json` (the default agent's
+    also at `/.well-known/agent-card.json`) and answers JSON-RPC at `/a2a/<agent>`."""
+
+    model_config = _Strict
+
+    enabled: bool = Field(True, description="Serve A2A at all.")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description=(
+            "The URL callers reach the API at, as the cards name it (e.g. behind a load "
+            "balancer); default: the URL the card was fetched at."
+        ),
+    )
+
+
+class McpSpec(BaseModel):
+    """MCP: the app's agents as tools of an MCP server (streamable HTTP) at `/mcp`."""
+
+    model_config = _Strict
+
+    enabled: bool = Field(True, description="Serve MCP at `/mcp`.")
+
+
 class ApiSpec(BaseModel):
     """The API section of an app config."""
 
@@ -210,6 +246,8 @@ class ApiSpec(BaseModel):
         ),
     )
     webhooks: WebhookSpec = Field(default_factory=WebhookSpec)
+    a2a: A2ASpec = Field(default_factory=A2ASpec, description="A2A v1 server for the agents.")
+    mcp: McpSpec = Field(default_factory=McpSpec, description="MCP server for the agents.")
     min_replicas: int = Field(1, ge=1, description="Ingress replicas kept running.")
     max_replicas: int = Field(1, ge=1, description="Ingress replicas under load.")
     resources: Resources = Field(

@@ -41,10 +41,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from agents._streams import closing, with_heartbeats
 from agents.api._a2a import install_a2a
 from agents.api._auth import Authenticator, Caller
+from agents.api._mcp import MCP_ROUTE, McpEndpoint
 from agents.api._errors import ApiError, api_error, install_error_handlers
 from agents.api._guard import RequestGuard
 from agents.api._limits import RateLimiter, Slots
@@ -130,6 +132,12 @@ def create_app(
             default_agent=conversations.default_agent,
             secured=not spec.open,
         )
+    if spec.mcp.enabled:
+        endpoint = McpEndpoint(
+            app.state.api, agents, authenticate=_scoped("conversations"), local_only=spec.open
+        )
+        app.state.api.mcp = endpoint
+        app.router.routes.append(Route(MCP_ROUTE, endpoint, methods=["GET", "POST", "DELETE"]))
     return app
 
 
@@ -145,6 +153,8 @@ class _Api:
     ) -> None:
         self.conversations = conversations
         self.webhooks = webhooks
+        self.mcp: McpEndpoint | None = None
+        """The MCP server at /mcp, when the app serves one."""
         # Background turns run as tasks of this replica; kept here so none is collected.
         self.background: set[asyncio.Task[None]] = set()
         self.limits = spec.limits
@@ -169,6 +179,12 @@ class _Api:
             )
             for a in agents
         }
+
+    async def close(self) -> None:
+        """Stop what the routes started: webhook deliveries, the MCP server's task."""
+        await self.webhooks.close()
+        if self.mcp is not None:
+            await self.mcp.close()
 
     def check_variables(self, info: ConversationInfo, variables: dict[str, str]) -> None:
         """400 naming each variable the conversation's active agent does not let a

@@ -70,5 +70,5 @@ class ApiDeployment:
 
     async def __del__(self) -> None:
         await self._recovery.stop()
-        await self._app.state.api.webhooks.close()
+        await self._app.state.api.close()
         await self._store.close()

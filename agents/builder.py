@@ -5,6 +5,7 @@
       ├── agent-<name> (AgentDeployment), one deployment per agent, own scaling
       │     ├── pool-<model> (the generator pool's model servers)
       │     └── tools (ToolDeployment), shared by every agent, own scaling
+      ├── agent-<remote> (RemoteAgentDeployment): a remote A2A agent, reached by name
       └── ...
 
 Agents reach each other by name at run time (hand-offs may form cycles); the
@@ -23,12 +24,18 @@ from ray.serve.deployment import Application
 from agents.api.spec import ApiSpec
 from agents.config import AppConfig, AppSection, check_app
 from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
-from agents.deployments import AgentDeployment, ConversationsDeployment, agent_deployment_name
+from agents.deployments import (
+    AgentDeployment,
+    ConversationsDeployment,
+    RemoteAgentDeployment,
+    agent_deployment_name,
+)
 from agents.errors import ConfigError
 from agents.observability.spec import ObservabilitySpec
 from agents.pool.builder import pool_servers, replica_env
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS, Multitask
+from agents.remote import RemoteAgentSpec
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
@@ -66,9 +73,10 @@ def build_agents_app(
     api: ApiSpec | None = None,
     python_path: Sequence[str] = (),
     observability: ObservabilitySpec | None = None,
+    remotes: Sequence[RemoteAgentSpec] = (),
 ) -> Application:
-    """One Serve application: the entry, one deployment per agent, the tool executor
-    (when ``tools`` declares any) and the pool.
+    """One Serve application: the entry, one deployment per agent (and per remote A2A
+    agent in ``remotes``), the tool executor (when ``tools`` declares any) and the pool.
 
     With ``api`` the entry is the HTTP API (``agents-api``); without, it is
     ``agents-ingress``, reached through its DeploymentHandle. ``python_path``: folders
@@ -85,7 +93,7 @@ def build_agents_app(
             app=AppSection(default_agent=default_agent),
             pool=pool,
             tools=tools,
-            agents=list(agents),
+            agents=[*agents, *remotes],
             store=store,
         )
     )
@@ -93,7 +101,20 @@ def build_agents_app(
     tools_app = tools_deployment(agents, tools, python_path=python_path, env_vars=env)
     servers, _ = pool_servers(pool, env_vars=env)
     descriptions = {a.name: a.description for a in agents}
+    descriptions.update({r.name: r.summary for r in remotes})
     bound: dict[str, Application] = {}
+    for remote in remotes:
+        bound[remote.name] = (
+            _deployment(RemoteAgentDeployment)
+            .options(
+                name=agent_deployment_name(remote.name),
+                autoscaling_config=remote.scaling.model_dump(),
+                request_router_config=_STICKY,
+                ray_actor_options=_actor(env, remote.resources),
+                max_ongoing_requests=max(64, int(remote.scaling.target_ongoing_requests * 2)),
+            )
+            .bind(remote, store)
+        )
     for spec in agents:
         options: dict[str, Any] = {
             "name": agent_deployment_name(spec.name),
@@ -169,6 +190,7 @@ def build_app(config: AppConfig) -> Application:
         api=config.api,
         python_path=config.app.python_path,
         observability=config.observability,
+        remotes=config.remote_specs,
     )
 
 

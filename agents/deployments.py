@@ -42,6 +42,7 @@ from agents.protocol import (
     TokenBudgets,
     TurnRequest,
 )
+from agents.remote import RemoteAgentService, RemoteAgentSpec
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
 from agents.spec import AgentSpec
 from agents.store.base import ConversationStore
@@ -55,6 +56,7 @@ __all__ = [
     "ConversationsDeployment",
     "HandlePeers",
     "Recovery",
+    "RemoteAgentDeployment",
     "agent_deployment_name",
     "open_conversations",
 ]
@@ -188,6 +190,32 @@ class AgentDeployment:
         }
 
     async def __del__(self) -> None:
+        await self._store.close()
+
+
+class RemoteAgentDeployment:
+    """A remote (A2A) agent's replica here: a ``RemoteAgentService`` with its store."""
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self, spec: RemoteAgentSpec, store: StoreSpec
+    ) -> None:
+        configure_from_env()
+        self._store = create_store(store)
+        await self._store.open()
+        replica = serve.get_replica_context().replica_id.unique_id
+        self.service = RemoteAgentService(spec, self._store, replica_id=replica)
+
+    async def run(self, request: TurnRequest) -> AsyncIterator[list[Event]]:
+        """Stream the remote agent's part of a turn, in lists of the events that are ready."""
+        async for batch in batched(self.service.run(request)):
+            yield batch
+
+    async def ask(self, request: AskRequest) -> AskResult:
+        """Ask the remote agent a peer's question."""
+        return await self.service.ask(request)
+
+    async def __del__(self) -> None:
+        await self.service.close()
         await self._store.close()
 
 

@@ -24,8 +24,9 @@
     │   ├── DeadlineExceededError  deadline_exceeded  the caller's deadline passed
     │   ├── NoPendingApprovalError no_pending_approval  no tool call waits for that decision
     │   ├── RunnerLostError        runner_lost        the turn's runner died; turn closed
-    │   └── PeerUnavailableError   agent_unavailable  another agent could not be reached
-    │       └── PeerLostError      agent_lost         its replica died mid-turn (resumed)
+    │   ├── PeerUnavailableError   agent_unavailable  another agent could not be reached
+    │   │   └── PeerLostError      agent_lost         its replica died mid-turn (resumed)
+    │   └── RemoteAgentError       remote_agent_error a remote (A2A) agent failed its task
     └── StoreError             store_error            the conversation store failed
         ├── ConversationNotFoundError  conversation_not_found
         ├── ConversationBusyError      conversation_busy  another turn is running
@@ -71,6 +72,7 @@ __all__ = [
     "PeerUnavailableError",
     "PromptTooLongError",
     "RayAgentsError",
+    "RemoteAgentError",
     "RunnerLostError",
     "StoreError",
     "ToolForbiddenError",
@@ -269,6 +271,13 @@ class PeerLostError(PeerUnavailableError):
 
     code = "agent_lost"
     retryable = True
+
+
+class RemoteAgentError(AgentRunError):
+    """A remote agent (another A2A server's) ended its task failed, rejected, canceled
+    or waiting for input it cannot get here."""
+
+    code = "remote_agent_error"
 
 
 class StoreError(RayAgentsError):

@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import httpx
+
 from agents.conversations import DEFAULT_LEASE_S, RECOVERY_DELAYS_S, Conversations
 from agents.errors import EngineError
 from agents.events import Event
@@ -24,6 +26,7 @@ from agents.pool.generator import Generator
 from agents.pool.spec import ScriptRule
 from agents.pool.types import Chunk, FinishChunk, GenerateRequest, TextChunk, ToolCallChunk, Usage
 from agents.protocol import DEFAULT_MAX_HOPS, DecisionRequest, Multitask, SendRequest
+from agents.remote import RemoteAgentService, RemoteAgentSpec
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
 from agents.spec import AgentSpec
 from agents.store.base import ConversationStore
@@ -115,10 +118,17 @@ class LocalApp:
         recovery_delays_s: Sequence[float] = RECOVERY_DELAYS_S,
         multitask: Multitask = "enqueue",
         clock: Callable[[], float] = time.time,
+        remotes: Sequence[RemoteAgentSpec] = (),
+        remote_http: httpx.AsyncClient | None = None,
     ) -> None:
+        """``remotes``: remote A2A agents the agents may reach, through ``remote_http``
+        (default: a client of their own)."""
         self.store = store or MemoryStore()
         self.peers = LocalPeers()
         descriptions = {s.name: s.description for s in specs}
+        descriptions.update({r.name: r.summary for r in remotes})
+        for remote in remotes:
+            self.peers.add(RemoteAgentService(remote, self.store, http=remote_http, clock=clock))
         for spec in specs:
             loop = AgentLoop(
                 spec,

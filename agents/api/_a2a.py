@@ -357,6 +357,7 @@ class TurnTasks(RequestHandler):
             conversation_id=conversation_id,
             agent=self.agent,
             idempotency_key=message.message_id[:256] or None,
+            timeout_s=_timeout_of(params),
             tokens=tokens,
             budgets=budgets,
         )
@@ -602,6 +603,16 @@ def _text_of(parts: Sequence[pb.Part]) -> str:
     if not text.strip():
         raise InvalidParamsError(message="message.parts: no text")
     return text
+
+
+def _timeout_of(params: pb.SendMessageRequest) -> float | None:
+    """The caller's deadline as seconds left (``timeout_s`` metadata: a ray-agents
+    caller sends what its own turn has left), within the API's bounds."""
+    value = params.metadata.fields.get("timeout_s")
+    if value is None or value.WhichOneof("kind") != "number_value":
+        return None
+    seconds: float = value.number_value
+    return min(max(seconds, 0.001), 3600.0)
 
 
 def _keep_last(task: pb.Task, history_length: int) -> None:

@@ -84,7 +84,7 @@ class McpEndpoint:
             security.allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
             security.allowed_origins = ["http://127.0.0.1:*", "http://localhost:*"]
         self.manager = StreamableHTTPSessionManager(
-            self.server._lowlevel_server,  # noqa: SLF001 - the manager serves the low-level server
+            self.server._lowlevel_server,  # the manager serves the low-level server
             stateless=True,
             security_settings=security,
             max_request_body_size=api.limits.max_body_bytes,
@@ -169,8 +169,9 @@ async def _run(
     done = events[-1] if isinstance(events[-1], DoneEvent) else None
     if done is None or done.status != "ok" or answer is None:
         status = done.status if done is not None else "error"
-        reason = f"{error.code}: {error.message}" if error is not None else f"the turn ended {status}"
-        raise ToolError(reason)
+        if error is not None:
+            raise ToolError(f"{error.code}: {error.message}")
+        raise ToolError(f"the turn ended {status}")
     return AgentAnswer(
         answer=answer.text,
         conversation_id=info.conversation_id,

@@ -46,10 +46,10 @@ from starlette.routing import Route
 from agents._streams import closing, with_heartbeats
 from agents.api._a2a import install_a2a
 from agents.api._auth import Authenticator, Caller
-from agents.api._mcp import MCP_ROUTE, McpEndpoint
 from agents.api._errors import ApiError, api_error, install_error_handlers
 from agents.api._guard import RequestGuard
 from agents.api._limits import RateLimiter, Slots
+from agents.api._mcp import MCP_ROUTE, McpEndpoint
 from agents.api._openai import ChatCompletionRequest, ChunkWriter, completion, split_history
 from agents.api._results import turn_result
 from agents.api._sse import HEARTBEAT, EventStreamResponse, data_frame, event_frame

@@ -17,6 +17,8 @@ from agents._yaml import Loc
 from agents.config._model import AppConfig
 from agents.errors import ConfigError
 from agents.pool.weights import BUILTIN_MODELS, BUILTIN_PREFIX, is_builtin
+from agents.remote import RemoteAgentSpec
+from agents.spec import AgentSpec
 from tools.registry import ToolRegistry
 from tools.sandbox import Sandbox
 from tools.spec import ToolsConfig
@@ -128,16 +130,19 @@ def _tool_issues(tools: ToolsConfig | None, where: Where) -> tuple[list[Issue], 
 
 def _agent_issues(config: AppConfig, tool_names: set[str], where: Where) -> list[Issue]:
     issues: list[Issue] = []
-    specs = config.agent_specs
-    names = [a.name for a in specs]
+    names = [a.name for a in config.agents if isinstance(a, AgentSpec | RemoteAgentSpec)]
     models = sorted(m.id for m in config.pool.models)
     first: dict[str, int] = {}
-    for index, spec in enumerate(specs):
+    for index, spec in enumerate(config.agents):
         loc: Loc = ("agents", index)
+        if not isinstance(spec, AgentSpec | RemoteAgentSpec):
+            continue
         if spec.name in first:
             other = where(("agents", first[spec.name], "name"))
             issues.append(((*loc, "name"), f"agent {spec.name!r} is already defined at {other}"))
         first.setdefault(spec.name, index)
+        if isinstance(spec, RemoteAgentSpec):
+            continue
         if spec.model not in models:
             issues.append(
                 ((*loc, "model"), f"the pool serves no model {spec.model!r}{_known(models)}")

@@ -42,6 +42,7 @@ from agents.config._checks import reference_issues
 from agents.config._model import ENTRY_TAGS, AgentInclude, AppConfig
 from agents.errors import ConfigError
 from agents.pool.weights import is_builtin
+from agents.remote import RemoteAgentSpec
 from agents.spec import AgentSpec
 
 __all__ = ["load_app_config"]
@@ -132,10 +133,10 @@ def _expand(
     config: AppConfig, doc: Document, included: dict[int, list[tuple[AgentSpec, Document, Loc]]]
 ) -> _Origins:
     """Replace include entries by their agents; where each agent came from."""
-    agents: list[AgentSpec | AgentInclude] = []
+    agents: list[AgentSpec | AgentInclude | RemoteAgentSpec] = []
     origins: _Origins = []
     for index, entry in enumerate(config.agents):
-        if isinstance(entry, AgentSpec):
+        if isinstance(entry, AgentSpec | RemoteAgentSpec):
             agents.append(entry)
             origins.append((doc, ("agents", index)))
             continue

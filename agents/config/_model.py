@@ -11,6 +11,7 @@ from agents.conversations import DEFAULT_LEASE_S, DEFAULT_TURN_TIMEOUT_S
 from agents.observability.spec import ObservabilitySpec
 from agents.pool.spec import PoolSpec
 from agents.protocol import DEFAULT_MAX_HOPS, Multitask
+from agents.remote import RemoteAgentSpec
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
 from agents.spec import AgentSpec
 from agents.store.spec import StoreSpec
@@ -20,7 +21,7 @@ __all__ = ["AgentInclude", "AppConfig", "AppSection", "agent_file_schema", "app_
 
 _Strict = ConfigDict(extra="forbid")
 # How pydantic names the two kinds of `agents` entry in an error's location.
-ENTRY_TAGS = ("AgentSpec", "AgentInclude")
+ENTRY_TAGS = ("AgentSpec", "AgentInclude", "RemoteAgentSpec")
 
 
 class AppSection(BaseModel):
@@ -98,11 +99,15 @@ class AgentInclude(BaseModel):
 def _entry_kind(value: Any) -> str:
     if isinstance(value, AgentInclude) or (isinstance(value, dict) and "include" in value):
         return "AgentInclude"
+    if isinstance(value, RemoteAgentSpec) or (isinstance(value, dict) and "remote" in value):
+        return "RemoteAgentSpec"
     return "AgentSpec"
 
 
 AgentEntry = Annotated[
-    Annotated[AgentSpec, Tag("AgentSpec")] | Annotated[AgentInclude, Tag("AgentInclude")],
+    Annotated[AgentSpec, Tag("AgentSpec")]
+    | Annotated[AgentInclude, Tag("AgentInclude")]
+    | Annotated[RemoteAgentSpec, Tag("RemoteAgentSpec")],
     Discriminator(_entry_kind),
 ]
 
@@ -122,7 +127,11 @@ class AppConfig(BaseModel):
         None, description="Tools, MCP servers and the sandbox; needed when agents use tools."
     )
     agents: Annotated[list[AgentEntry], Field(min_length=1)] = Field(
-        description="The agents: inline definitions or `{include: 'agents/*.yaml'}` entries."
+        description=(
+            "The agents: inline definitions, `{include: 'agents/*.yaml'}` entries, and "
+            "remote A2A agents (`{name, description, remote: {url, ...}}`) that the "
+            "agents here may hand off to or ask."
+        )
     )
     store: StoreSpec = Field(default_factory=StoreSpec, description="Where conversations are kept.")
     api: ApiSpec = Field(default_factory=ApiSpec, description="The HTTP API: keys and limits.")
@@ -135,6 +144,11 @@ class AppConfig(BaseModel):
     def agent_specs(self) -> list[AgentSpec]:
         """The agents (after loading, includes are replaced by the agents they name)."""
         return [a for a in self.agents if isinstance(a, AgentSpec)]
+
+    @property
+    def remote_specs(self) -> list[RemoteAgentSpec]:
+        """The remote (A2A) agents the app's agents may reach."""
+        return [a for a in self.agents if isinstance(a, RemoteAgentSpec)]
 
     @property
     def default_agent(self) -> str:

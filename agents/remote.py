@@ -131,6 +131,7 @@ class _Reply:
         self.streamed = ""
         self.output: dict[str, Any] | None = None
         self.note = ""
+        self.code = ""
 
     def read(self, item: pb.StreamResponse) -> str:
         """Take in one stream item; the new answer text it streams ('' if none)."""
@@ -138,6 +139,8 @@ class _Reply:
         if kind == "task":
             self.task_id = item.task.id
             self._status(item.task.status)
+            code = item.task.metadata.fields.get("error_code")
+            self.code = code.string_value if code is not None else self.code
             for artifact in item.task.artifacts:
                 self._artifact(artifact, append=False)
             return ""
@@ -148,6 +151,8 @@ class _Reply:
         if kind == "status_update":
             self.task_id = self.task_id or item.status_update.task_id
             self._status(item.status_update.status)
+            code = item.status_update.metadata.fields.get("error_code")
+            self.code = code.string_value if code is not None else self.code
             return ""
         if kind == "artifact_update":
             update = item.artifact_update
@@ -364,10 +369,15 @@ class RemoteAgentService:
         )
 
 
-def _failure(agent: str, reply: _Reply) -> RemoteAgentError:
+def _failure(agent: str, reply: _Reply) -> AgentRunError:
+    """The error a remote task's end stands for: a ray-agents remote names its code,
+    and one that ran out of the deadline this side gave it is a deadline here too."""
     state = pb.TaskState.Name(reply.state).removeprefix("TASK_STATE_").lower()  # type: ignore[arg-type]
     why = f": {reply.note}" if reply.note else ""
-    return RemoteAgentError(f"remote agent {agent!r} ended its task {state}{why}")
+    message = f"remote agent {agent!r} ended its task {state}{why}"
+    if reply.code == DeadlineExceededError.code:
+        return DeadlineExceededError(message)
+    return RemoteAgentError(message)
 
 
 def _text(parts: Any) -> str:

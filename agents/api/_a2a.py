@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,7 @@ _STATES = {
 }
 _TERMINAL = {pb.TASK_STATE_COMPLETED, pb.TASK_STATE_FAILED, pb.TASK_STATE_CANCELED}
 _INPUT_MODES = ["text/plain", "application/json"]
+_CONTEXTS = uuid.UUID("0b7d8f4e-3c1a-4e55-9a61-5d2f0c9e7b31")
 _CONTEXT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # a conversation id
 
 
@@ -377,22 +379,18 @@ class TurnTasks(RequestHandler):
                 message="the task waits for a person's approval of a tool call: decide it at "
                 f"POST /v1/conversations/{turn.conversation_id}/approvals/{{call_id}}"
             )
-        if not message.context_id:
-            info = await api.conversations.create(
-                agent=self.agent, owner=caller.tenant, metadata={"source": "a2a"}
-            )
-            return info.conversation_id
-        found = await api.conversations.get(message.context_id)
+        context_id = message.context_id
+        if not context_id:  # a new context; a resent message lands in the same one
+            key = f"{caller.tenant}\n{self.agent}\n{message.message_id}"
+            context_id = uuid.uuid5(_CONTEXTS, key).hex if message.message_id else uuid.uuid4().hex
+        found = await api.conversations.get(context_id)
         if found is not None:
             info = found
         else:
-            if not _CONTEXT_ID.match(message.context_id):
+            if not _CONTEXT_ID.match(context_id):
                 raise InvalidParamsError(message="message.context_id: 1-128 of A-Z a-z 0-9 _ . : -")
             info = await api.conversations.store.create(
-                message.context_id,
-                agent=self.agent,
-                owner=caller.tenant,
-                metadata={"source": "a2a"},
+                context_id, agent=self.agent, owner=caller.tenant, metadata={"source": "a2a"}
             )
         if info.owner != caller.tenant:
             raise InvalidParamsError(message=f"no context {message.context_id!r}")
@@ -467,7 +465,7 @@ class _Updates:
             task_id=self.task_id, context_id=self.conversation_id, status=status
         )
         if done is not None:
-            update.metadata.update(_done_metadata(done))
+            update.metadata.update(_done_metadata(done, self.error))
         return update
 
 
@@ -501,7 +499,7 @@ def _task(conversation_id: str, turn_id: str, events: Sequence[Event], status: s
         task.status.message.CopyFrom(note)
     task.status.timestamp.GetCurrentTime()
     if done is not None:
-        task.metadata.update(_done_metadata(done))
+        task.metadata.update(_done_metadata(done, error))
     return task
 
 
@@ -528,12 +526,17 @@ def _status_note(
     return None
 
 
-def _done_metadata(done: DoneEvent) -> dict[str, Any]:
-    return {
+def _done_metadata(done: DoneEvent, error: ErrorEvent | None) -> dict[str, Any]:
+    """The turn's end, for callers that read it: who has the conversation now, what it
+    used, and the error code of a failed turn (a ray-agents caller maps it back)."""
+    out: dict[str, Any] = {
         "active_agent": done.active_agent or "",
         "rolled_back": done.rolled_back,
         "usage": done.usage.model_dump(),
     }
+    if error is not None:
+        out["error_code"] = error.code
+    return out
 
 
 def _answer_parts(answer: AnswerEvent) -> list[pb.Part]:

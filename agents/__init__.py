@@ -33,6 +33,7 @@ from agents.errors import (
     PeerUnavailableError,
     PromptTooLongError,
     RayAgentsError,
+    RemoteAgentError,
     RunnerLostError,
     StoreError,
     TurnLimitExceededError,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names (py.typed)
     from agents.builder import build_agents_app
     from agents.conversations import Conversations
     from agents.protocol import SendRequest
+    from agents.remote import RemoteAgentSpec
     from agents.service import AgentService
     from agents.spec import AgentLimits, AgentSpec, MemoryPolicy
     from agents.testing import LocalApp, ScriptedGenerator
@@ -71,6 +73,7 @@ _LAZY = {
     "AgentSpec": "agents.spec",
     "MemoryPolicy": "agents.spec",
     "SendRequest": "agents.protocol",
+    "RemoteAgentSpec": "agents.remote",
     "AgentLoop": "agents.turn",
     "AgentService": "agents.service",
     "Conversations": "agents.conversations",
@@ -114,6 +117,8 @@ __all__ = [
     "PeerUnavailableError",
     "PromptTooLongError",
     "RayAgentsError",
+    "RemoteAgentError",
+    "RemoteAgentSpec",
     "RunnerLostError",
     "ScriptedGenerator",
     "SendRequest",

@@ -253,7 +253,8 @@ class RemoteAgentService:
         result = AskResult(conversation_id=sub_id)
         reply = _Reply()
         try:
-            async for _ in self._call(ctx, sub_id, request.question, request.call_id, "", reply):
+            message_id = f"{ctx.turn_id}:{request.call_id}"
+            async for _ in self._call(ctx, sub_id, request.question, message_id, "", reply):
                 pass
         except AgentRunError as exc:
             result.error = ErrorEvent(code=exc.code, message=str(exc))
@@ -304,7 +305,9 @@ class RemoteAgentService:
             metadata["handoff_message"] = note
         message = pb.Message(
             message_id=message_id,
-            context_id=uuid.uuid5(_CONTEXTS, context_key).hex,
+            context_id=uuid.uuid5(
+                _CONTEXTS, f"{self.name}\n{self.spec.remote.url}\n{context_key}"
+            ).hex,
             role=pb.ROLE_USER,
             parts=[pb.Part(text=text, media_type="text/plain")],
         )

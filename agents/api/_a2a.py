@@ -290,7 +290,7 @@ class TurnTasks(RequestHandler):
         conversations = self.api.conversations
         events = await conversations.history_of_turn(turn)
         updates = _Updates(turn.conversation_id, turn.turn_id)
-        yield _task(turn.conversation_id, turn.turn_id, events, "running")
+        yield _task(turn.conversation_id, turn.turn_id, events, turn.status)
         updates.opened = True
         seen = events[-1].seq if events and events[-1].seq is not None else turn.user_seq
         followed = conversations.follow(turn.conversation_id, turn.turn_id, after_seq=seen)

@@ -37,7 +37,12 @@ from a2a.server.request_handlers.request_handler import RequestHandler
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes
 from a2a.types import a2a_pb2 as pb
-from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, PROTOCOL_VERSION_1_0
+from a2a.utils.constants import (
+    AGENT_CARD_WELL_KNOWN_PATH,
+    DEFAULT_LIST_TASKS_PAGE_SIZE,
+    MAX_LIST_TASKS_PAGE_SIZE,
+    PROTOCOL_VERSION_1_0,
+)
 from a2a.utils.errors import (
     A2AError,
     ContentTypeNotSupportedError,
@@ -240,8 +245,11 @@ class TurnTasks(RequestHandler):
         """The tasks of one context (``context_id`` is required), newest first."""
         if not params.context_id:
             raise InvalidParamsError(message="context_id is required: tasks are listed per context")
-        info = await self.api.owned(params.context_id, _caller_of(context))
-        events = await self.api.conversations.history(info.conversation_id)
+        try:
+            info = await self.api.owned(params.context_id, _caller_of(context))
+            events = await self.api.conversations.history(info.conversation_id)
+        except Exception as exc:
+            raise _a2a_error(exc) from exc
         by_turn: dict[str, list[Event]] = {}
         for event in events:
             if event.turn_id is not None:
@@ -252,7 +260,7 @@ class TurnTasks(RequestHandler):
         ]
         if params.status:
             tasks = [t for t in tasks if t.status.state == params.status]
-        size = params.page_size or 50
+        size = min(params.page_size or DEFAULT_LIST_TASKS_PAGE_SIZE, MAX_LIST_TASKS_PAGE_SIZE)
         start = int(params.page_token) if params.page_token.isdigit() else 0
         page = tasks[start : start + size]
         for task in page:
@@ -349,8 +357,8 @@ class TurnTasks(RequestHandler):
                 message=f"the message has {len(text)} characters; the limit is "
                 f"{self.api.limits.max_message_chars}"
             )
-        conversation_id = await self._context(message, caller)
         try:
+            conversation_id = await self._context(message, caller)
             budgets = await self.api.check_budget(caller, conversation_id, message.message_id)
         except Exception as exc:
             raise _a2a_error(exc) from exc

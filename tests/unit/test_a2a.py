@@ -241,6 +241,8 @@ async def test_tenants_see_their_own_tasks_and_contexts_only(served: Served) -> 
         await final(globex, message("let me in", context_id=reply.task.context_id))
     with pytest.raises(TaskNotFoundError):
         await globex.get_task(pb.GetTaskRequest(id="not-a-task"))
+    with pytest.raises(InvalidParamsError, match="no conversation"):
+        await globex.list_tasks(pb.ListTasksRequest(context_id=reply.task.context_id))
     stored = await served.local.store.events(reply.task.context_id)
     assert sum(isinstance(e, MessageEvent) for e in stored) == 1
 

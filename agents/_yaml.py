@@ -158,22 +158,35 @@ def raise_problems(problems: Iterable[Problem | str]) -> None:
         raise ConfigError(text)
 
 
-def interpolate(doc: Document, environ: Mapping[str, str], *, skip: Callable[[Loc], bool]) -> None:
+def interpolate(
+    doc: Document,
+    environ: Mapping[str, str],
+    *,
+    skip: Callable[[Loc], bool],
+    unset: set[str] | None = None,
+) -> None:
     """Replace ``${NAME}`` and ``${NAME:-default}`` in every string value, in place.
 
     An unset variable without a default, or a malformed reference, is recorded in
-    ``doc.problems`` at the value's line. ``skip`` names values left as they are.
+    ``doc.problems`` at the value's line, unless ``unset`` is given: then the reference
+    stays as written and its name joins ``unset`` (a value the deployment will supply).
+    ``skip`` names values left as they are.
     """
-    doc.data = _interpolate(doc.data, (), doc, environ, skip)
+    doc.data = _interpolate(doc.data, (), doc, environ, skip, unset)
 
 
 def _interpolate(
-    value: Any, loc: Loc, doc: Document, environ: Mapping[str, str], skip: Callable[[Loc], bool]
+    value: Any,
+    loc: Loc,
+    doc: Document,
+    environ: Mapping[str, str],
+    skip: Callable[[Loc], bool],
+    unset: set[str] | None,
 ) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), doc, environ, skip) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, k), doc, environ, skip, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), doc, environ, skip) for i, v in enumerate(value)]
+        return [_interpolate(v, (*loc, i), doc, environ, skip, unset) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value or skip(loc):
         return value
 
@@ -193,6 +206,9 @@ def _interpolate(
             return environ[name]
         if default is not None:
             return default
+        if unset is not None:
+            unset.add(name)
+            return text
         doc.problems.append(
             doc.problem(
                 loc,

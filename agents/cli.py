@@ -65,6 +65,38 @@ def _parser() -> argparse.ArgumentParser:
     app_up.add_argument("--port", type=int, default=None, help="HTTP port (default: api.port)")
     app_up.set_defaults(func=_up)
 
+    serve_cfg = sub.add_parser(
+        "serve-config",
+        help="write the Serve config of an app or pool file, for `serve deploy`",
+    )
+    serve_cfg.add_argument("config", type=Path, help="the app file (or a pool file)")
+    serve_cfg.add_argument("-o", "--out", type=Path, default=None, help="file (default: stdout)")
+    serve_cfg.add_argument("--host", default="127.0.0.1", help="where Serve's proxies listen")
+    serve_cfg.add_argument("--port", type=int, default=None, help="HTTP port (default: api.port)")
+    serve_cfg.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for the app's processes (repeat), e.g. a ${VAR} the file names",
+    )
+    serve_cfg.set_defaults(func=_serve_config)
+
+    k8s = sub.add_parser("k8s", help="Kubernetes (KubeRay)").add_subparsers()
+    render = k8s.add_parser("render", help="write a KubeRay RayService manifest")
+    render.add_argument("config", type=Path, help="the app file (or a pool file)")
+    render.add_argument("--image", default=None, help="an image with the project installed")
+    render.add_argument(
+        "--app-root", default=None, help="where the image holds this folder (default: /app)"
+    )
+    render.add_argument("--name", default=None, help="the RayService's name (default: app name)")
+    render.add_argument("--namespace", default=None)
+    render.add_argument(
+        "--secret", default=None, help="the Secret with the ${VAR} values (default: NAME-secrets)"
+    )
+    render.add_argument("-o", "--out", type=Path, default=None, help="file (default: stdout)")
+    render.set_defaults(func=_k8s_render)
+
     status = sub.add_parser("status", help="a live table of a running app's deployments")
     status.add_argument("--address", default=None, help="the Ray cluster (default: auto)")
     status.add_argument("--app", default=None, help="one application (default: all)")
@@ -109,6 +141,56 @@ def _up(args: argparse.Namespace) -> int:
 
     run_app(args.config, address=args.address, host=args.host, port=args.port)
     return 0
+
+
+def _serve_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from agents.deploy import ServeTarget, serve_config
+
+    env = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--env {item!r}: write NAME=VALUE")
+        env[name] = value
+    target = ServeTarget(args.config)
+    missing = sorted(target.unset - env.keys())
+    config = serve_config(target, host=args.host, port=args.port, env_vars=env)
+    _write(yaml.safe_dump(config, sort_keys=False), args.out)
+    if missing:
+        print(
+            f"note: {', '.join(missing)} not set here: the cluster's processes must have "
+            "them (or pass --env NAME=VALUE)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _k8s_render(args: argparse.Namespace) -> int:
+    from agents import k8s
+
+    target = k8s.image_target(args.config, args.app_root or k8s.DEFAULT_APP_ROOT)
+    manifest = k8s.render_rayservice(
+        target,
+        image=args.image or k8s.DEFAULT_IMAGE,
+        name=args.name,
+        namespace=args.namespace,
+        secret=args.secret,
+    )
+    _write(k8s.dump_manifest(manifest), args.out)
+    warning = k8s.store_warning(target)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _write(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -151,29 +151,68 @@ class Conversations:
             request.idempotency_key is None or await self.store.turn(conversation_id, key) is None
         ):
             await self._make_way(conversation_id, policy)
-        async with self._turn_lock(conversation_id):
-            info = await self.store.conversation(conversation_id)
-            agent = info.active_agent if info is not None else request.agent or self.default_agent
-            self._check_agent(agent)
-            turn = self._run_turn(
-                conversation_id,
-                agent,
-                MessageEvent(content=request.message, agent=agent),
-                key=key,
-                timeout_s=request.timeout_s,
-                variables=request.variables,
-                after_seq=request.after_seq,
-                tokens=request.tokens,
-                fingerprint=_fingerprint(request),
-                wait=policy != "reject",
-                webhook=request.webhook,
-                budgets=request.budgets,
-                tenant=info.owner or "" if info is not None else "",
-            )
-            # A caller that leaves closes the turn now, not at garbage collection.
-            async with closing(turn) as events:
-                async for event in events:
-                    yield event
+        # An enqueued message to a conversation takes its place in the store's queue as
+        # it comes, so turns open in arrival order across every replica.
+        queued = policy == "enqueue" and request.conversation_id is not None
+        async with self._in_line(conversation_id, key, queued) as begun:
+            # Queued sends wait by their places, not by this replica's lock: a lock taken
+            # out of place order would hold up the send ahead of its holder.
+            async with self._turn_lock(conversation_id, exclusive=not queued):
+                info = await self.store.conversation(conversation_id)
+                agent = (
+                    info.active_agent if info is not None else request.agent or self.default_agent
+                )
+                self._check_agent(agent)
+                turn = self._run_turn(
+                    conversation_id,
+                    agent,
+                    MessageEvent(content=request.message, agent=agent),
+                    key=key,
+                    timeout_s=request.timeout_s,
+                    variables=request.variables,
+                    after_seq=request.after_seq,
+                    tokens=request.tokens,
+                    fingerprint=_fingerprint(request),
+                    wait=policy != "reject",
+                    webhook=request.webhook,
+                    budgets=request.budgets,
+                    tenant=info.owner or "" if info is not None else "",
+                    begun=begun,
+                )
+                # A caller that leaves closes the turn now, not at garbage collection.
+                async with closing(turn) as events:
+                    async for event in events:
+                        yield event
+
+    @asynccontextmanager
+    async def _in_line(
+        self, conversation_id: str, key: str, queued: bool
+    ) -> AsyncIterator[asyncio.Event | None]:
+        """Hold the send's place in the conversation's queue until its turn opens
+        (yields the event the turn sets then), renewing it while the send waits; a
+        send that stops waiting leaves the queue. Not ``queued``: yields None."""
+        if not queued:
+            yield None
+            return
+        begun = asyncio.Event()
+        await self.store.take_place(conversation_id, key, until=self._lease())
+
+        async def renew() -> None:
+            while not begun.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(begun.wait(), self._lease_s / 3)
+                if not begun.is_set():
+                    await self.store.renew_place(conversation_id, key, until=self._lease())
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield begun
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RayAgentsError):
+                await renewing
+            if not begun.is_set():  # it gave up (timeout, caller gone, error): step out
+                await self.store.leave_place(conversation_id, key)
 
     async def interrupt(
         self, conversation_id: str, turn_id: str, *, policy: Stop = "interrupt"
@@ -304,6 +343,7 @@ class Conversations:
         webhook: str | None = None,
         budgets: TokenBudgets | None = None,
         tenant: str | None = None,
+        begun: asyncio.Event | None = None,
     ) -> AsyncIterator[Event]:
         """Open the turn ``opening`` starts, or join the one its key opened before,
         and stream it to its ``done``, leaving out events up to ``after_seq``.
@@ -324,7 +364,10 @@ class Conversations:
                     fingerprint=fingerprint,
                     variables=variables,
                     webhook=webhook,
+                    queued=begun is not None,
                 )
+                if begun is not None:
+                    begun.set()  # its place in the queue is left with the turn's opening
                 break
             except ConversationBusyError:
                 if not wait or self._clock() >= waited_until:
@@ -693,12 +736,15 @@ class Conversations:
             )
 
     @asynccontextmanager
-    async def _turn_lock(self, conversation_id: str) -> AsyncIterator[None]:
+    async def _turn_lock(
+        self, conversation_id: str, *, exclusive: bool = True
+    ) -> AsyncIterator[None]:
         # One lock per conversation with waiters; dropped when nobody holds or waits.
+        # Not ``exclusive``: the send only counts as one of the conversation's here.
         lock, users = self._locks.get(conversation_id, (asyncio.Lock(), 0))
         self._locks[conversation_id] = (lock, users + 1)
         try:
-            async with lock:
+            async with lock if exclusive else contextlib.nullcontext():
                 yield
         finally:
             lock, users = self._locks[conversation_id]

@@ -51,23 +51,31 @@ __all__ = ["load_app_config"]
 _Origins = list[tuple[Document, Loc]]
 
 
-def load_app_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> AppConfig:
+def load_app_config(
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    unset: set[str] | None = None,
+) -> AppConfig:
     """Load and check an app file.
 
-    ``environ`` (default ``os.environ``) supplies ``${VAR}`` values. Returns the
-    config with includes replaced by their agents and every path absolute. Raises
-    ConfigError listing every problem as ``file:line: field: message``, one a line.
+    ``environ`` (default ``os.environ``) supplies ``${VAR}`` values. With ``unset``, a
+    variable that is not set and has no default is no problem: its reference stays
+    in the value and its name joins ``unset`` (for a deployment that sets it later).
+    Returns the config with includes replaced by their agents and every path
+    absolute. Raises ConfigError listing every problem as ``file:line: field:
+    message``, one a line.
     """
     env = os.environ if environ is None else environ
     doc = read_document(path)
-    interpolate(doc, env, skip=_inline_instructions)
+    interpolate(doc, env, skip=_inline_instructions, unset=unset)
     problems: list[Problem | str] = list(doc.problems)
     config: AppConfig | None = None
     try:
         config = AppConfig.model_validate(doc.data)
     except ValidationError as exc:
         problems += validation_problems(exc, doc, drop=_drop_tag)
-    included = _load_includes(doc, env, problems)
+    included = _load_includes(doc, env, problems, unset)
     if config is None or problems:  # a failed validation always has problems
         raise ConfigError(problems_text(problems))
     origins = _expand(config, doc, included)
@@ -98,7 +106,7 @@ def _drop_tag(loc: Loc) -> Loc:
 
 
 def _load_includes(
-    doc: Document, env: Mapping[str, str], problems: list[Problem | str]
+    doc: Document, env: Mapping[str, str], problems: list[Problem | str], unset: set[str] | None
 ) -> dict[int, list[tuple[AgentSpec, Document, Loc]]]:
     """The agents of every ``include`` entry, by entry index (problems collected)."""
     entries = doc.data.get("agents") if isinstance(doc.data, dict) else None
@@ -119,7 +127,7 @@ def _load_includes(
             except ConfigError as exc:
                 problems.append(exc.message)
                 continue
-            interpolate(sub, env, skip=_file_instructions)
+            interpolate(sub, env, skip=_file_instructions, unset=unset)
             data, prefix = section_of(sub, "agent")
             problems += sub.problems
             try:

@@ -86,6 +86,23 @@ def busy(conversation_id: str, turn_id: str) -> ConversationBusyError:
     )
 
 
+def first_in_line(places: Sequence[tuple[str, float]], key: str, clock: float) -> str | None:
+    """The key of a live place ahead of ``key``'s in a queue (in order), or None."""
+    for other, until in places:
+        if other == key:
+            return None
+        if until > clock:
+            return other
+    return None  # ``key`` holds no place: its send no longer waits in line
+
+
+def queued_behind(conversation_id: str) -> ConversationBusyError:
+    """The error for a queued send whose place is not yet first in line."""
+    return ConversationBusyError(
+        f"conversation {conversation_id!r} is busy: messages sent before this one run first"
+    )
+
+
 def lost_runner(turn_id: str) -> list[Event]:
     """The events that close a turn whose runner died (its lease ran out)."""
     error = ErrorEvent(

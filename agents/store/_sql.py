@@ -8,9 +8,10 @@ appends atomic and idempotent, exists once, and the backends differ only in DDL,
 locking statement and connection handling.
 
 Statements and the schema are templates, rendered once per backend:
-``{conversations}``, ``{events}``, ``{turns}``, ``{usage}`` name the tables, ``{for_update}`` locks
-the conversation row where the database locks rows, ``{timestamp}`` is the type of a
-timestamp column, ``{clustered}`` ends a table kept in primary-key order, ``%s`` is a
+``{conversations}``, ``{events}``, ``{turns}``, ``{queue}``, ``{usage}`` name the tables,
+``{for_update}`` locks the conversation row where the database locks rows,
+``{timestamp}`` is the type of a timestamp column, ``{clustered}`` ends a table kept in
+primary-key order, ``{serial}`` is an increasing integer primary key, ``%s`` is a
 parameter.
 """
 
@@ -28,12 +29,14 @@ from agents.events import ApprovalEvent, Event, MessageEvent, event_adapter
 from agents.store._batch import (
     Batch,
     busy,
+    first_in_line,
     lease_lost,
     lost_runner,
     new_turn_id,
     not_found,
     now,
     number,
+    queued_behind,
 )
 from agents.store.base import ConversationInfo, ConversationStore, TurnRecord, Usage, UsageTotals
 
@@ -88,6 +91,14 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS turns_running ON {turns} (status, lease_until)",
     # Tokens spent, per tenant, day, conversation, agent and model; no foreign key: the
     # rows outlive their conversation.
+    # Sends waiting for their conversation's turn, in the order they came (place).
+    """CREATE TABLE IF NOT EXISTS {queue} (
+        place {serial},
+        conversation_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        until DOUBLE PRECISION NOT NULL,
+        UNIQUE (conversation_id, idempotency_key)
+    )""",
     """CREATE TABLE IF NOT EXISTS {usage} (
         tenant TEXT NOT NULL,
         day TEXT NOT NULL,
@@ -158,6 +169,18 @@ class Statements:
     delete_events: str = "DELETE FROM {events} WHERE conversation_id = %s"
     delete_turns: str = "DELETE FROM {turns} WHERE conversation_id = %s"
     delete_conversation: str = "DELETE FROM {conversations} WHERE conversation_id = %s"
+    delete_places: str = "DELETE FROM {queue} WHERE conversation_id = %s"
+    take_place: str = (
+        "INSERT INTO {queue} (conversation_id, idempotency_key, until) VALUES (%s, %s, %s)"
+        " ON CONFLICT (conversation_id, idempotency_key) DO UPDATE SET until = excluded.until"
+    )
+    renew_place: str = (
+        "UPDATE {queue} SET until = %s WHERE conversation_id = %s AND idempotency_key = %s"
+    )
+    leave_place: str = "DELETE FROM {queue} WHERE conversation_id = %s AND idempotency_key = %s"
+    select_places: str = (
+        "SELECT idempotency_key, until FROM {queue} WHERE conversation_id = %s ORDER BY place"
+    )
     insert_event: str = (
         "INSERT INTO {events}"
         " (conversation_id, seq, turn_id, type, agent, data, created_at)"
@@ -306,6 +329,7 @@ class SQLStore(ConversationStore):
         fingerprint: str | None = None,
         variables: dict[str, str] | None = None,
         webhook: str | None = None,
+        queued: bool = False,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         flow = _begin_turn(
@@ -314,10 +338,27 @@ class SQLStore(ConversationStore):
             message,
             idempotency_key,
             agent,
-            (lease_until, runner),
+            (lease_until, runner, queued),
             (fingerprint, variables or {}, webhook),
         )
         return await self._run(flow, write=True)
+
+    async def take_place(self, conversation_id: str, idempotency_key: str, *, until: float) -> None:
+        """Join the conversation's queue (see ``ConversationStore.take_place``)."""
+        query = Query(self._sql.take_place, (conversation_id, idempotency_key, until))
+        await self._run(_fetch(query), write=True)
+
+    async def renew_place(
+        self, conversation_id: str, idempotency_key: str, *, until: float
+    ) -> None:
+        """Keep a place in the queue (see ``ConversationStore.renew_place``)."""
+        query = Query(self._sql.renew_place, (until, conversation_id, idempotency_key))
+        await self._run(_fetch(query), write=True)
+
+    async def leave_place(self, conversation_id: str, idempotency_key: str) -> None:
+        """Leave the queue (see ``ConversationStore.leave_place``)."""
+        query = Query(self._sql.leave_place, (conversation_id, idempotency_key))
+        await self._run(_fetch(query), write=True)
 
     async def append(
         self, conversation_id: str, events: Sequence[Event], *, runner: str | None = None
@@ -477,10 +518,10 @@ def _begin_turn(
     message: MessageEvent | ApprovalEvent,
     key: str,
     agent: str,
-    lease: tuple[float | None, str | None],
+    lease: tuple[float | None, str | None, bool],
     request: tuple[str | None, dict[str, str], str | None],
 ) -> Flow[tuple[TurnRecord, bool]]:
-    lease_until, runner = lease
+    lease_until, runner, queued = lease
     fingerprint, variables, webhook = request
     stamp = now()
     yield Query(sql.insert_conversation, (conversation_id, agent, stamp, stamp, None, None))
@@ -499,6 +540,11 @@ def _begin_turn(
             closed = number(lost_runner(other), last_seq)
             yield from _write(sql, conversation_id, closed, stamp)
             last_seq = closed.last_seq
+    if queued:
+        places = yield Query(sql.select_places, (conversation_id,))
+        if first_in_line(places, key, time.time()) is not None:
+            raise queued_behind(conversation_id)
+        yield Query(sql.leave_place, (conversation_id, key))
     turn_id = new_turn_id()
     batch = number([message.model_copy(update={"turn_id": turn_id})], last_seq)
     yield from _write(sql, conversation_id, batch, stamp)
@@ -556,7 +602,8 @@ def _delete(sql: Statements, conversation_id: str, force: bool) -> Flow[bool]:
     for turn_id, until in (yield Query(sql.select_running, (conversation_id,))):
         if until is not None and until > clock and not force:
             raise busy(conversation_id, turn_id)
-    for statement in (sql.delete_events, sql.delete_turns, sql.delete_conversation):
+    statements = (sql.delete_places, sql.delete_events, sql.delete_turns, sql.delete_conversation)
+    for statement in statements:
         yield Query(statement, (conversation_id,))
     return True
 

@@ -171,6 +171,7 @@ class ConversationStore(abc.ABC):
         fingerprint: str | None = None,
         variables: dict[str, str] | None = None,
         webhook: str | None = None,
+        queued: bool = False,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn, creating the conversation if new.
 
@@ -191,7 +192,31 @@ class ConversationStore(abc.ABC):
         ``ConversationBusyError`` is raised; a running turn whose lease ran out (its runner
         died) is closed first, in the log: a ``runner_lost`` error and a ``done``.
         Without a lease, turns never conflict.
+
+        ``queued``: the send holds a place in the conversation's queue (``take_place``)
+        under ``idempotency_key``. While a live place ahead of it waits, nothing is
+        stored and ``ConversationBusyError`` is raised; the turn that opens leaves its
+        place, in the same transaction.
         """
+
+    @abc.abstractmethod
+    async def take_place(self, conversation_id: str, idempotency_key: str, *, until: float) -> None:
+        """Join the conversation's queue behind every send that joined before (or, for
+        a key that holds a place, keep it): turns of queued sends open in this order.
+
+        A place is live until ``until`` (epoch seconds, kept with ``renew_place``): the
+        place of a sender that died stops holding up those behind it once it lapses.
+        """
+
+    @abc.abstractmethod
+    async def renew_place(
+        self, conversation_id: str, idempotency_key: str, *, until: float
+    ) -> None:
+        """Keep a place live until ``until``; a place that was left stays left."""
+
+    @abc.abstractmethod
+    async def leave_place(self, conversation_id: str, idempotency_key: str) -> None:
+        """Leave the queue (a send that stops waiting); no place is no error."""
 
     @abc.abstractmethod
     async def append(

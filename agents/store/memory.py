@@ -11,12 +11,14 @@ from typing import Literal
 from agents.events import ApprovalEvent, Event, MessageEvent
 from agents.store._batch import (
     busy,
+    first_in_line,
     lease_lost,
     lost_runner,
     new_turn_id,
     not_found,
     now,
     number,
+    queued_behind,
 )
 from agents.store.base import (
     ConversationInfo,
@@ -52,6 +54,8 @@ class MemoryStore(ConversationStore):
     def __init__(self) -> None:
         self._conversations: dict[str, _Conversation] = {}
         self._usage: dict[tuple[str, str, str, str, str], Usage] = {}
+        # Queued sends' places by conversation: key -> until, in the order they came.
+        self._queues: dict[str, dict[str, float]] = {}
 
     async def create(
         self,
@@ -79,6 +83,7 @@ class MemoryStore(ConversationStore):
             if turn.leased(clock) and not force:
                 raise busy(conversation_id, turn.turn_id)
         del self._conversations[conversation_id]
+        self._queues.pop(conversation_id, None)
         return True
 
     async def begin_turn(
@@ -93,6 +98,7 @@ class MemoryStore(ConversationStore):
         fingerprint: str | None = None,
         variables: dict[str, str] | None = None,
         webhook: str | None = None,
+        queued: bool = False,
     ) -> tuple[TurnRecord, bool]:
         """Store ``message`` and open a turn (see ``ConversationStore.begin_turn``)."""
         conv = self._conversations.get(conversation_id)
@@ -107,6 +113,11 @@ class MemoryStore(ConversationStore):
                 if running.leased(clock):
                     raise busy(conversation_id, running.turn_id)
                 self._append(conv, lost_runner(running.turn_id))  # its runner is gone
+        if queued:
+            places = self._queues.get(conversation_id, {})
+            if first_in_line(list(places.items()), idempotency_key, time.time()) is not None:
+                raise queued_behind(conversation_id)
+            places.pop(idempotency_key, None)
         turn_id = new_turn_id()
         self._append(conv, [message.model_copy(update={"turn_id": turn_id})])
         turn = TurnRecord(
@@ -124,6 +135,26 @@ class MemoryStore(ConversationStore):
         )
         conv.turns[idempotency_key] = turn
         return turn, True
+
+    async def take_place(self, conversation_id: str, idempotency_key: str, *, until: float) -> None:
+        """Join the conversation's queue (see ``ConversationStore.take_place``)."""
+        # A dict keeps insertion order: a renewed place keeps its position.
+        self._queues.setdefault(conversation_id, {})[idempotency_key] = until
+
+    async def renew_place(
+        self, conversation_id: str, idempotency_key: str, *, until: float
+    ) -> None:
+        """Keep a place in the queue (see ``ConversationStore.renew_place``)."""
+        places = self._queues.get(conversation_id, {})
+        if idempotency_key in places:
+            places[idempotency_key] = until
+
+    async def leave_place(self, conversation_id: str, idempotency_key: str) -> None:
+        """Leave the queue (see ``ConversationStore.leave_place``)."""
+        places = self._queues.get(conversation_id, {})
+        places.pop(idempotency_key, None)
+        if not places:
+            self._queues.pop(conversation_id, None)
 
     async def append(
         self, conversation_id: str, events: Sequence[Event], *, runner: str | None = None

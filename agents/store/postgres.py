@@ -36,10 +36,12 @@ def _renderer(schema: str) -> Callable[[str], str]:
         "conversations": sql.Identifier(schema, "conversations"),
         "events": sql.Identifier(schema, "events"),
         "turns": sql.Identifier(schema, "turns"),
+        "queue": sql.Identifier(schema, "turn_queue"),
         "usage": sql.Identifier(schema, "usage"),
         "for_update": sql.SQL(" FOR UPDATE"),
         "timestamp": sql.SQL("TIMESTAMPTZ"),
         "clustered": sql.SQL(""),
+        "serial": sql.SQL("BIGSERIAL PRIMARY KEY"),
     }
     return lambda template: sql.SQL(template).format(**names).as_string()
 

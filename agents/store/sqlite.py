@@ -46,10 +46,12 @@ def _render(template: str) -> str:
         conversations="conversations",
         events="events",
         turns="turns",
+        queue="turn_queue",
         usage="usage",
         for_update="",  # BEGIN IMMEDIATE already holds the whole file's write lock
         timestamp="TEXT",  # ISO 8601
         clustered=" WITHOUT ROWID",
+        serial="INTEGER PRIMARY KEY AUTOINCREMENT",
     ).replace("%s", "?")
 
 

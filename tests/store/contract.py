@@ -292,6 +292,51 @@ class StoreContract:
         assert isinstance(events[1], ErrorEvent) and events[1].code == "runner_lost"
         assert turn.user_seq == 4
 
+    async def test_queued_turns_open_in_the_order_their_places_were_taken(
+        self, store: ConversationStore
+    ) -> None:
+        cid = new_id()
+        later = time.time() + 60
+        first, _ = await store.begin_turn(
+            cid, user("one"), idempotency_key="k1", agent="a", lease_until=later
+        )
+        for key in ("k2", "k3"):
+            await store.take_place(cid, key, until=later)
+        await store.take_place(cid, "k2", until=later + 1)  # a renewal keeps its place
+        await store.append(cid, [DoneEvent(turn_id=first.turn_id)])
+
+        async def begin(key: str) -> TurnRecord:
+            turn, _ = await store.begin_turn(
+                cid, user(key), idempotency_key=key, agent="a", lease_until=later, queued=True
+            )
+            return turn
+
+        # The conversation is free, yet k3 waits: k2 came first. Nothing is stored.
+        with pytest.raises(ConversationBusyError, match="sent before this one"):
+            await begin("k3")
+        second = await begin("k2")  # leaves its place as its turn opens
+        await store.append(cid, [DoneEvent(turn_id=second.turn_id)])
+        await begin("k3")
+        assert [e.content for e in await store.events(cid) if isinstance(e, MessageEvent)] == [
+            "one",
+            "k2",
+            "k3",
+        ]
+
+    async def test_a_lapsed_or_left_place_holds_nobody_up(self, store: ConversationStore) -> None:
+        cid = new_id()
+        later = time.time() + 60
+        await store.take_place(cid, "gone", until=time.time() - 1)  # its sender died
+        await store.take_place(cid, "left", until=later)
+        await store.take_place(cid, "mine", until=later)
+        await store.leave_place(cid, "left")
+        await store.leave_place(cid, "never-queued")  # no place is no error
+        await store.renew_place(cid, "left", until=later)  # a left place stays left
+        turn, new = await store.begin_turn(
+            cid, user("hi"), idempotency_key="mine", agent="a", lease_until=later, queued=True
+        )
+        assert new and turn.status == "running"
+
     async def test_a_lease_is_renewed_by_its_runner_only(self, store: ConversationStore) -> None:
         cid = new_id()
         turn = await leased(store, cid, "r1", for_s=60)
@@ -584,6 +629,25 @@ class DurableStoreContract(StoreContract):
         flat = [c for mine in contents for c in mine]
         for store in stores:
             await assert_one_total_order(store, cid, flat)
+
+    async def test_instances_share_one_queue(self, new_store: StoreFactory) -> None:
+        stores = [await new_store() for _ in range(3)]
+        cid = new_id()
+        later = time.time() + 60
+        for i, key in enumerate(["a", "b", "c"]):
+            await stores[i].take_place(cid, key, until=later)
+        with pytest.raises(ConversationBusyError):
+            await stores[2].begin_turn(
+                cid, user("c"), idempotency_key="c", agent="x", lease_until=later, queued=True
+            )
+        turn, _ = await stores[0].begin_turn(
+            cid, user("a"), idempotency_key="a", agent="x", lease_until=later, queued=True
+        )
+        await stores[1].append(cid, [DoneEvent(turn_id=turn.turn_id)])
+        with pytest.raises(ConversationBusyError):
+            await stores[2].begin_turn(
+                cid, user("c"), idempotency_key="c", agent="x", lease_until=later, queued=True
+            )
 
     async def test_instances_append_atomically(self, new_store: StoreFactory) -> None:
         await assert_appends_atomic([await new_store() for _ in range(5)])

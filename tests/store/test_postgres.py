@@ -102,7 +102,13 @@ class TestPostgresStore(DurableStoreContract):
                 " ORDER BY table_name",
                 (odd,),
             )
-            assert await cur.fetchall() == [("conversations",), ("events",), ("turns",), ("usage",)]
+            assert await cur.fetchall() == [
+                ("conversations",),
+                ("events",),
+                ("turn_queue",),
+                ("turns",),
+                ("usage",),
+            ]
         finally:
             await drop_schema(admin, odd)
 

@@ -152,6 +152,43 @@ async def test_enqueue_is_the_default_and_keeps_arrival_order() -> None:
     assert messages == ["first", "next 0", "next 1", "next 2"]
 
 
+async def test_enqueue_keeps_arrival_order_across_replicas_sharing_a_store() -> None:
+    """Ten sends 50 ms apart, alternating two replicas, while the first still runs:
+    the turns open in the order the messages came, though each replica polls the store
+    on its own (without the queue, whichever polled first after a turn won)."""
+    gen = Slow()
+    replicas = apps(gen, replicas=2)
+    sends = [asyncio.create_task(replicas[0].send("first", conversation_id="c1"))]
+    await gen.started.wait()
+    for n in range(9):
+        await asyncio.sleep(RACE_S)
+        sends.append(asyncio.create_task(replicas[n % 2].send(f"next {n}", conversation_id="c1")))
+    results = await asyncio.gather(*sends)
+    assert all(isinstance(r[-1], DoneEvent) and r[-1].status == "ok" for r in results)
+    messages = [d for t, d in stored(await replicas[0].store.events("c1")) if t == "message"]
+    assert messages == ["first"] + [f"next {n}" for n in range(9)]
+
+
+async def test_a_queued_send_that_gives_up_leaves_the_queue() -> None:
+    """A caller that leaves while its message waits takes its place away: the message
+    behind it does not wait for a place nobody holds."""
+    gen = Slow()
+    # Places lapse with the lease: a long one shows the place was left, not lapsed.
+    one = LocalApp([agent("solo")], generator=gen, lease_s=60)
+    two = LocalApp([agent("solo")], generator=gen, store=one.store, lease_s=60)
+    first = asyncio.create_task(one.send("first", conversation_id="c1"))
+    await gen.started.wait()
+    leaving = asyncio.create_task(two.send("leaving", conversation_id="c1"))
+    await asyncio.sleep(RACE_S)
+    staying = asyncio.create_task(one.send("staying", conversation_id="c1"))
+    await asyncio.sleep(RACE_S)
+    leaving.cancel()
+    await first
+    await asyncio.wait_for(staying, timeout=10)
+    messages = [d for t, d in stored(await one.store.events("c1")) if t == "message"]
+    assert messages == ["first", "staying"]
+
+
 @pytest.mark.parametrize("replicas", [1, 2])
 @pytest.mark.parametrize("policy", ["interrupt", "rollback"])
 async def test_interrupt_and_rollback_stop_the_running_generation(

@@ -179,7 +179,12 @@ async def test_a_roll_out_under_load_loses_nothing(deployed: Deployed) -> None:
         before = await asyncio.to_thread(deployed.deploy)
         await asyncio.to_thread(deployed.wait_rolled_out, before)
         rolled_out = time.monotonic()
-        await asyncio.sleep(4)
+        # Until every conversation had a turn that began after the roll-out.
+        deadline = rolled_out + 120
+        while time.monotonic() < deadline and not all(
+            any(started > rolled_out for started, _ in turns) for turns in answers.values()
+        ):
+            await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*load)
 
@@ -200,7 +205,7 @@ async def test_a_roll_out_under_load_loses_nothing(deployed: Deployed) -> None:
         for started, a in turns
         if started > rolled_out and a != "back here"
     ]
-    assert after and set(after) == {"v2"}, after
+    assert len(after) >= 16 and set(after) == {"v2"}, (after, rolled_out, answers)
     assert "v1" in versions  # the load ran across the roll-out
     print(f"\nroll-out: {sum(len(t) for t in sent.values())} turns, {len(after)} after it")
 

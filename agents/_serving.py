@@ -17,7 +17,7 @@ __all__ = ["prepare_models", "serve_until_interrupted"]
 def prepare_models(pool: PoolSpec) -> None:
     """Convert the pool's built-in models once (a no-op when they are ready)."""
     for model in pool.models:
-        if model.scripted is None:
+        if model.scripted is None and not model.external:
             weights.prepare(model.source, pool.model_cache_dir)
 
 

@@ -11,7 +11,8 @@
     │   │   ├── UnknownModelError   unknown_model     no model with that id in the pool
     │   │   └── PromptTooLongError  prompt_too_long   the prompt does not fit the context
     │   └── EngineError        engine_failed          the engine failed or is unavailable
-    │       └── EngineLostError  engine_lost          its replica died mid-request (retried)
+    │       ├── EngineLostError  engine_lost          its replica died mid-request (retried)
+    │       └── EngineUnavailableError  engine_unavailable  an external engine is unreachable
     ├── AgentRunError          agent_error            a turn could not finish
     │   ├── UnknownAgentError      unknown_agent      no agent with that name
     │   ├── UnknownToolError       unknown_tool       no tool with that name
@@ -58,6 +59,7 @@ __all__ = [
     "DeadlineExceededError",
     "EngineError",
     "EngineLostError",
+    "EngineUnavailableError",
     "GenerationError",
     "HandoffCycleError",
     "HopLimitExceededError",
@@ -179,6 +181,13 @@ class EngineLostError(EngineError):
 
     code = "engine_lost"
     retryable = True
+
+
+class EngineUnavailableError(EngineError):
+    """An external engine (an OpenAI-compatible server the pool reaches over HTTP) did
+    not answer: refused, unreachable or overloaded after every try."""
+
+    code = "engine_unavailable"
 
 
 class AgentRunError(RayAgentsError):

@@ -184,6 +184,8 @@ def _groups(target: ServeTarget) -> list[_Group]:
         return groups.setdefault(key, _Group(name=name))
 
     for model in target.pool.models:
+        if model.external:  # an engine elsewhere: its replicas hold connections only
+            continue
         roles = [("decode", model.decode)]
         if model.prefill is not None:
             roles.insert(0, ("prefill", model.prefill))

@@ -76,6 +76,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "prompt_too_long": ErrorCode("invalid_request"),
     "engine_failed": ErrorCode("agent_unavailable", _MODEL, 1.0),
     "engine_lost": ErrorCode("agent_unavailable", _MODEL, 1.0),
+    "engine_unavailable": ErrorCode("agent_unavailable", _MODEL, 5.0),
     "agent_error": ErrorCode("agent_error"),
     "budget_exceeded": ErrorCode("rate_limit_exceeded"),
     "unknown_agent": ErrorCode("not_found"),

@@ -172,7 +172,7 @@ def _resolve_paths(config: AppConfig, doc: Document) -> None:
     if pool.model_cache_dir is not None:
         pool.model_cache_dir = doc.resolve(pool.model_cache_dir)
     for model in pool.models:
-        if model.scripted is None and not is_builtin(model.source):
+        if model.scripted is None and not is_builtin(model.source) and not model.external:
             model.source = str(doc.resolve(model.source))
     for server in config.tools.mcp_servers if config.tools else []:
         if server.command:

@@ -29,6 +29,7 @@ from ray.llm._internal.serve.core.ingress.ingress import (
 from ray.llm._internal.serve.core.server.builder import build_llm_deployment
 from ray.serve.deployment import Application
 
+from agents.errors import ConfigError
 from agents.pool import weights
 from agents.pool.routing import SESSION_ROUTER
 from agents.pool.server import (
@@ -47,6 +48,7 @@ __all__ = [
     "INGRESS_NAME",
     "SESSION_ROUTER",
     "build_pool_app",
+    "external_server",
     "deployment_name",
     "llm_configs",
     "pool_servers",
@@ -86,6 +88,9 @@ def pool_servers(
     servers: dict[str, Application] = {}
     cards: dict[str, Any] = {}
     for index, model in enumerate(spec.models):
+        if model.external:
+            servers[model.id] = external_server(model, env_vars=env_vars)
+            continue
         decode_cfg, prefill_cfg = llm_configs(
             model, spec.model_cache_dir, index=index, env_vars=env_vars
         )
@@ -120,8 +125,39 @@ def pool_servers(
     return servers, cards
 
 
+def external_server(model: ModelSpec, *, env_vars: Mapping[str, str] | None = None) -> Application:
+    """The bound deployment (``pool-<id>``) that reaches an external engine over HTTP.
+
+    Its replicas hold connections, not an engine: they ask Ray for no CPU, and their
+    count (``decode.replicas`` or ``decode.autoscaling``) sizes the connection pools."""
+    from agents.pool.external import ExternalModelServer
+
+    options: dict[str, Any] = {
+        "name": deployment_name(model.id),
+        "ray_actor_options": {
+            "num_cpus": 0,
+            "runtime_env": {"env_vars": replica_env(env_vars)},
+            **({"resources": dict(model.decode.resources)} if model.decode.resources else {}),
+        },
+        "max_ongoing_requests": 1024,
+    }
+    if model.decode.autoscaling is not None:
+        options["autoscaling_config"] = model.decode.autoscaling.model_dump()
+    else:
+        options["num_replicas"] = model.decode.replicas or 1
+    deployment: Any = serve.deployment(ExternalModelServer, **options)
+    app: Application = deployment.bind(model.model_dump(mode="json"))
+    return app
+
+
 def build_pool_app(spec: PoolSpec, *, env_vars: Mapping[str, str] | None = None) -> Application:
     """The pool as one Serve application whose ingress speaks OpenAI HTTP."""
+    external = [m.id for m in spec.models if m.external]
+    if external:
+        raise ConfigError(
+            f"model(s) {', '.join(external)}: an external engine already serves OpenAI HTTP "
+            "itself; the pool app serves local engines only (agents reach external ones)"
+        )
     servers, cards = pool_servers(spec, env_vars=env_vars)
     options = copy.deepcopy(DEFAULT_INGRESS_OPTIONS)
     options["name"] = INGRESS_NAME

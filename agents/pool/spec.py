@@ -24,6 +24,7 @@ from agents._yaml import load_model
 __all__ = [
     "Autoscaling",
     "EngineArgs",
+    "ExternalEndpoint",
     "KVTransfer",
     "ModelSpec",
     "PoolSpec",
@@ -206,6 +207,46 @@ class ScriptRule(BaseModel):
         return self.reply or ""
 
 
+class ExternalEndpoint(BaseModel):
+    """How the pool reaches an external engine (``source: openai+http://HOST:PORT/v1``)."""
+
+    model_config = _Strict
+
+    served_model: str | None = Field(
+        None,
+        description=(
+            "The model's name at the server (vLLM's --served-model-name, TGI's 'tgi'); "
+            "default: the first model the server lists at /v1/models."
+        ),
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable with a bearer token for the server."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to connect.")
+    timeout_s: float = Field(
+        120.0, gt=0, description="Most seconds between two pieces of a reply (or the reply)."
+    )
+    attempts: int = Field(
+        4,
+        ge=1,
+        le=20,
+        description=(
+            "Tries of a request the server did not start answering (refused, reset, 502, "
+            "503, 504), with backoff, before the step fails with engine_unavailable."
+        ),
+    )
+    session_header: str | None = Field(
+        "X-Session-ID",
+        description=(
+            "Header that carries the conversation's session id, for routers in front of "
+            "a fleet that keep a session on one server (null: none)."
+        ),
+    )
+    max_connections: int = Field(
+        256, ge=1, description="Open connections to the server, per pool replica."
+    )
+
+
 class ModelSpec(BaseModel):
     """One model of the pool."""
 
@@ -216,7 +257,11 @@ class ModelSpec(BaseModel):
         description="The id agents use to pick this model.",
     )
     source: str = Field(
-        description="`builtin:<name>` or a local Hugging Face checkpoint directory."
+        description=(
+            "`builtin:<name>`, a local Hugging Face checkpoint directory, or "
+            "`openai+http://HOST:PORT/v1`: an OpenAI-compatible server that already runs "
+            "(vLLM, TGI, SGLang), reached over HTTP; no engine starts for it."
+        )
     )
     mode: Literal["aggregated", "disaggregated"] = Field(
         "aggregated",
@@ -269,6 +314,17 @@ class ModelSpec(BaseModel):
         ),
     )
 
+    endpoint: ExternalEndpoint | None = Field(
+        None, description="Connection settings of an external engine (openai+http sources)."
+    )
+
+    @property
+    def external(self) -> bool:
+        """Whether an engine elsewhere serves this model (``openai+http(s)://``)."""
+        from agents.pool.weights import is_external
+
+        return is_external(self.source)
+
     @model_validator(mode="after")
     def _roles(self) -> Self:
         if self.mode == "disaggregated" and self.prefill is None:
@@ -279,6 +335,16 @@ class ModelSpec(BaseModel):
             raise ValueError("accelerator_type is only for accelerator: gpu")
         if self.scripted is not None and self.accelerator != "cpu":
             raise ValueError("the scripted engine runs on accelerator: cpu only")
+        if self.external:
+            if self.mode != "aggregated" or self.scripted is not None:
+                raise ValueError(
+                    "an external engine (openai+http source) is one server: mode aggregated, "
+                    "no prefill, no script; disaggregate it on its own side"
+                )
+            if self.endpoint is None:
+                self.endpoint = ExternalEndpoint()
+        elif self.endpoint is not None:
+            raise ValueError("`endpoint` is only for an external engine (openai+http source)")
         return self
 
 

@@ -54,6 +54,20 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ray-agents" / "models"
 
 
+EXTERNAL_PREFIXES = ("openai+http://", "openai+https://")
+"""An external engine: ``openai+http://HOST:PORT/v1``, any OpenAI-compatible server."""
+
+
+def is_external(source: str) -> bool:
+    """Whether ``source`` names an engine that runs elsewhere (no local engine starts)."""
+    return source.startswith(EXTERNAL_PREFIXES)
+
+
+def external_url(source: str) -> str:
+    """The base URL of an external engine's OpenAI API (``.../v1``)."""
+    return source.removeprefix("openai+").rstrip("/")
+
+
 def is_builtin(source: str) -> bool:
     """Whether ``source`` names a built-in model (``builtin:<name>``)."""
     return source.startswith(BUILTIN_PREFIX)

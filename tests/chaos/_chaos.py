@@ -63,9 +63,11 @@ def chaos_app(
     *,
     placed: Mapping[str, float] | None = None,
     engines: Mapping[str, float] | None = None,
+    store: StoreSpec | None = None,
 ) -> Application:
     """The app under chaos; ``placed``: custom resources that put the API, agents and
-    tool executor on the nodes that offer them; ``engines``: the pool's likewise."""
+    tool executor on the nodes that offer them; ``engines``: the pool's likewise;
+    ``store``: instead of SQLite at ``db`` (PostgreSQL, shared by every node)."""
     two: dict[str, Any] = {"min_replicas": 2, "max_replicas": 2}
     resources = dict(placed or {})
     engine_resources = dict(engines or {})
@@ -99,7 +101,7 @@ def chaos_app(
     return build_agents_app(
         [AgentSpec.model_validate({**a, "scaling": two, "resources": resources}) for a in agents],
         PoolSpec.model_validate(pool),
-        store=StoreSpec(backend="sqlite", path=str(db)),
+        store=store or StoreSpec(backend="sqlite", path=str(db)),
         tools=ToolsConfig.model_validate(tools),
         api=api,
         turn_lease_s=3.0,

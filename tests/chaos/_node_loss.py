@@ -1,12 +1,14 @@
 """Node loss: a three-node Ray cluster on this machine loses a worker node under load.
 
 Run in a process of its own (it starts its own Ray): ``python -m tests.chaos._node_loss
-OUT.json``. The head node runs the Serve controller, the proxy and the pool (whose
-replicas ask for ``engine-node``, which only the head offers); the API, agents and tool
-executor ask for ``agent-node``, which only the two worker nodes offer, so Serve spreads
-their replicas over those two. Three seconds into
-the load one worker node is removed (its raylet and every process on it die). The
-figures, and where the replicas were, go to OUT.json.
+OUT.json``. The app keeps its conversations in PostgreSQL (a schema of the run's own,
+dropped at the end), which every node reaches, as on a cluster of machines. The head
+node runs the Serve controller, the proxy and the pool (whose replicas ask for
+``engine-node``, which only the head offers); the API, agents and tool executor ask
+for ``agent-node``, which only the two worker nodes offer, so Serve spreads their
+replicas over those two. Three seconds into the load one worker node is removed (its
+raylet and every process on it die). The figures, and where the replicas were, go to
+OUT.json.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,10 @@ import ray
 from ray import serve
 from ray.cluster_utils import Cluster
 
+from agents.store import StoreSpec
 from tests.chaos._chaos import chaos_app, run_load
+
+DSN = os.environ.get("RAY_AGENTS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 APP = "agents-chaos-nodes"
 PLACED = {"agent-node": 0.01}
@@ -54,6 +60,10 @@ def _replica_nodes() -> dict[str, str]:
 
 
 def main(out: Path) -> None:
+    import psycopg
+
+    schema = f"node_loss_{uuid.uuid4().hex[:8]}"
+    store = StoreSpec(backend="postgres", dsn=DSN, schema_name=schema)
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -70,7 +80,7 @@ def main(out: Path) -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
         with tempfile.TemporaryDirectory() as tmp:
             serve.run(
-                chaos_app(Path(tmp) / "c.db", placed=PLACED, engines=ENGINES),
+                chaos_app(Path(tmp) / "c.db", placed=PLACED, engines=ENGINES, store=store),
                 name=APP,
                 route_prefix="/",
             )
@@ -100,7 +110,11 @@ def main(out: Path) -> None:
             try:
                 ray.shutdown()
             finally:
-                cluster.shutdown()
+                try:
+                    cluster.shutdown()
+                finally:
+                    with psycopg.connect(DSN, autocommit=True) as conn:
+                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

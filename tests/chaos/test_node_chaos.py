@@ -18,7 +18,7 @@ import pytest
 
 from tests.chaos._chaos import assert_recovered
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).parents[2]
 AGENT_DEPLOYMENTS = {"agents-api", "agent-triage", "agent-billing", "tools"}

@@ -35,7 +35,7 @@ from agents.turn import AgentLoop
 from tools.base import ToolExecutor
 from tools.testing import FunctionTools
 
-__all__ = ["LocalApp", "ScriptedGenerator", "action"]
+__all__ = ["LocalApp", "ScriptedGenerator", "action", "openai_server"]
 
 
 class ScriptedGenerator(Generator):
@@ -94,6 +94,97 @@ class ScriptedGenerator(Generator):
 def action(kind: str, **fields: object) -> dict[str, object]:
     """A schema-mode action as a rule's ``json_reply``: ``action("answer", text="hi")``."""
     return {"action": kind, **fields}
+
+
+def openai_server(generator: Generator, *, served_model: str = "scripted") -> Any:
+    """An OpenAI-compatible chat server (an ASGI app) over ``generator``: an external
+    engine's stand-in in tests (``source: openai+http://...``), with the HTTP of one:
+    ``GET /v1/models``, ``POST /v1/chat/completions`` streamed as SSE or whole,
+    ``response_format`` JSON Schemas, OpenAI errors (404 for another model)."""
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    from agents.errors import GenerationError
+    from agents.pool.types import Message, SamplingParams, ToolCall, collect
+
+    async def models(http: Any) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": served_model, "object": "model"}]})
+
+    async def chat(http: Any) -> Any:
+        body = await http.json()
+        if body.get("model") != served_model:
+            message = f"The model `{body.get('model')}` does not exist."
+            return JSONResponse({"error": {"message": message, "code": 404}}, status_code=404)
+        fmt = body.get("response_format") or {}
+        messages = [
+            Message(
+                role=m["role"],
+                content=m.get("content") or "",
+                tool_call_id=m.get("tool_call_id"),
+                tool_calls=[
+                    ToolCall(
+                        id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"]
+                    )
+                    for c in m.get("tool_calls") or []
+                ]
+                or None,
+            )
+            for m in body["messages"]
+        ]
+        request = GenerateRequest(
+            model=served_model,
+            messages=messages,
+            sampling=SamplingParams(max_tokens=body.get("max_tokens") or 256),
+            json_schema=(fmt.get("json_schema") or {}).get("schema"),
+            tools=body.get("tools"),
+            stream=bool(body.get("stream")),
+        )
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return f"data: {json.dumps({'choices': [choice]})}\n\n"
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                async for chunk in generator.generate(request):
+                    if isinstance(chunk, TextChunk):
+                        yield event({"content": chunk.text})
+                    elif isinstance(chunk, ToolCallChunk):
+                        call = {
+                            "index": chunk.index,
+                            "id": chunk.id,
+                            "type": "function",
+                            "function": {"name": chunk.name, "arguments": chunk.arguments},
+                        }
+                        yield event({"tool_calls": [call]})
+                    elif isinstance(chunk, FinishChunk):
+                        yield event({}, chunk.finish_reason)
+                        usage = chunk.usage.model_dump()
+                        yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
+            except GenerationError as exc:
+                yield f"data: {json.dumps({'error': {'message': exc.message, 'code': 500}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        if request.stream:
+            return StreamingResponse(stream(), media_type="text/event-stream")
+        whole = collect([c async for c in generator.generate(request)])
+        reply = {"role": "assistant", "content": whole.text}
+        return JSONResponse(
+            {
+                "choices": [{"index": 0, "message": reply, "finish_reason": whole.finish_reason}],
+                "usage": whole.usage.model_dump(),
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+        ]
+    )
 
 
 class LocalApp:

@@ -184,3 +184,70 @@ store: {{backend: sqlite, path: ./c.db}}
     config = load_app_config(app)
     assert config.pool.models[0].source == URL  # not made a path
     assert config.pool.models[0].endpoint.session_header is None  # type: ignore[union-attr]
+
+
+async def test_agents_on_an_external_engine_hand_off_call_a_tool_and_outlive_it() -> None:
+    """A router's guided hand-off, a tool call and an answer, every step over HTTP to
+    an OpenAI-compatible server (the scripted one ``agents.testing`` ships, which checks
+    each reply against the request's ``response_format``); the server gone, a turn ends
+    with ``engine_unavailable``; the server back on its port, the conversation goes on."""
+    from agents.events import DoneEvent, ErrorEvent, HandoffEvent, ToolCallEvent
+    from agents.spec import AgentSpec
+    from agents.testing import LocalApp, ScriptedGenerator, action, openai_server
+    from tests.conftest import free_port
+    from tests.fixtures.local_server import serving
+    from tools.testing import FunctionTools
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}
+    script = ScriptedGenerator(
+        [
+            {
+                "system": "You are router",
+                "json_reply": action("handoff", agent="math"),
+            },
+            {"match": r"\[add result\] 5", "json_reply": action("answer", text="It is 5.")},
+            {
+                "system": "You are math",
+                "json_reply": action("tool", tool="add", arguments={"a": 2, "b": 3}),
+            },
+        ]
+    )
+    port = free_port()
+    source = f"openai+http://127.0.0.1:{port}/v1"
+    engine = ExternalEngine(
+        ModelSpec.model_validate(
+            {"id": "m", "source": source, "endpoint": {"served_model": "scripted", "attempts": 2}}
+        )
+    )
+    specs = [
+        AgentSpec(
+            name="router",
+            model="m",
+            instructions="You are router.",
+            handoffs=["math"],
+            can_answer=False,
+        ),
+        AgentSpec(name="math", model="m", instructions="You are math.", tools=["add"]),
+    ]
+    app = LocalApp(
+        specs, generator=engine, tools=FunctionTools({"add": (lambda a, b: a + b, schema)})
+    )
+    try:
+        async with serving(openai_server(script), port=port):
+            events = await app.send("add two and three", conversation_id="c1")
+        kinds = [e.type for e in events if e.type != "token"]
+        assert kinds == ["message", "handoff", "tool_call", "tool_result", "answer", "done"], events
+        assert next(e for e in events if isinstance(e, HandoffEvent)).to_agent == "math"
+        assert next(e for e in events if isinstance(e, ToolCallEvent)).name == "add"
+        assert all(r.json_schema is not None for r in script.requests)  # guided, every step
+
+        down = await app.send("again", conversation_id="c1")  # nothing listens on the port
+        [error] = [e for e in down if isinstance(e, ErrorEvent)]
+        assert error.code == "engine_unavailable"
+        assert isinstance(down[-1], DoneEvent) and down[-1].status == "error"
+
+        async with serving(openai_server(script), port=port):
+            back = await app.send("add two and three", conversation_id="c1")
+        assert isinstance(back[-1], DoneEvent) and back[-1].status == "ok", back
+    finally:
+        await engine.aclose()

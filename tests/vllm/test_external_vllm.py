@@ -4,7 +4,7 @@ starts. A router's guided hand-off to the math agent and the specialists' steps 
 end to end on the external server; the server killed, a turn ends with
 ``engine_unavailable``; the server back, the conversation goes on. (Tool calls through
 an external server, which the small model does not make reliably, are in
-tests/serve/test_external_scripted_serve.py, against a scripted OpenAI server.)"""
+tests/unit/test_external_engine.py, against the scripted OpenAI server agents.testing ships.)"""
 
 from __future__ import annotations
 

@@ -205,3 +205,16 @@ def test_render_cli_names_a_file_outside_the_image(tmp_path: Path, capsys: Any) 
     assert "render from the folder the image copies" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         k8s.image_target(app)
+
+
+def test_the_committed_kubernetes_example_is_what_render_writes(monkeypatch: Any) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RAY_AGENTS_PG_DSN", raising=False)
+    target = k8s.image_target("examples/kubernetes/app.yaml")
+    manifest = k8s.render_rayservice(target, image="registry.example.com/ray-agents:0.1.0")
+    _validate_rayservice(manifest)
+    committed = (ROOT / "examples/kubernetes/rayservice.yaml").read_text()
+    assert committed == k8s.dump_manifest(manifest), (
+        "examples/kubernetes/rayservice.yaml is stale: re-run the command in its README"
+    )
+    assert target.unset == {"RAY_AGENTS_PG_DSN"}

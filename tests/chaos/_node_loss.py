@@ -47,14 +47,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _replica_nodes() -> dict[str, str]:
+def replica_nodes(app: str = APP) -> dict[str, str]:
     """Serve replica actor name -> the node id it runs on (from the GCS actor table)."""
     from ray._private import state
 
     found = {}
     for info in state.actors().values():
         name = info.get("Name") or ""
-        if name.startswith(f"SERVE_REPLICA::{APP}#") and info.get("State") == "ALIVE":
+        if name.startswith(f"SERVE_REPLICA::{app}#") and info.get("State") == "ALIVE":
             found[name] = info["Address"]["NodeID"]
     return found
 
@@ -85,7 +85,7 @@ def main(out: Path) -> None:
                 route_prefix="/",
             )
             worker_ids = {w.node_id for w in workers}
-            before = _replica_nodes()
+            before = replica_nodes()
             lost = workers[0]
 
             async def lose_a_node() -> float:
@@ -94,7 +94,7 @@ def main(out: Path) -> None:
                 return time.monotonic()
 
             figures: dict[str, Any] = asyncio.run(run_load(f"http://127.0.0.1:{port}", lose_a_node))
-            after = _replica_nodes()
+            after = replica_nodes()
         placed = [n.split("#")[1] for n in before if before[n] in worker_ids]
         figures["replicas"] = len(before)
         figures["replicas_on_worker_nodes"] = dict(Counter(placed))

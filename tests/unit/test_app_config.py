@@ -298,7 +298,11 @@ def test_mcp_tools_are_known_by_their_server_prefix(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", APPS, ids=[p.parent.name for p in APPS])
-def test_shipped_apps_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_shipped_apps_validate(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # examples/kubernetes names its DSN by variable (its Secret gives it in the cluster).
+    monkeypatch.setenv("RAY_AGENTS_PG_DSN", "postgresql://agents@postgres:5432/agents")
     config = load_app_config(path)
     assert len(config.agent_specs) >= 2
     assert main(["validate", str(path)]) == 0

@@ -22,6 +22,7 @@ from agents import k8s
 from agents.cli import main
 from agents.deploy import APP_IMPORT_PATH, POOL_IMPORT_PATH, ServeTarget, serve_config
 from agents.errors import ConfigError
+from tests.fixtures.placed_app import write_placed_app
 
 ROOT = Path(__file__).parents[2]
 CRD = json.loads((ROOT / "tests/fixtures/kuberay/rayservice-v1.json").read_text())
@@ -35,22 +36,7 @@ def _copy_configs(tmp_path: Path) -> Path:
 
 def _placed_app(tmp_path: Path) -> Path:
     """The default app with a placement override and the PostgreSQL store."""
-    app = _copy_configs(tmp_path)
-    data = yaml.safe_load(app.read_text())
-    model = data["pool"]["models"][0]
-    model["prefill"]["resources"] = {"engine-node": 1}
-    model["decode"]["resources"] = {"engine-node": 1}
-    data["api"]["resources"] = {"agent-node": 0.01}
-    data["api"]["min_replicas"] = data["api"]["max_replicas"] = 2
-    data["tools"]["resources"] = {"agent-node": 0.01}
-    data["store"] = {"backend": "postgres", "dsn": "${RAY_AGENTS_PG_DSN}"}
-    for name in ("assistant", "math"):
-        agent_file = tmp_path / "configs" / "agents" / f"{name}.yaml"
-        agent = yaml.safe_load(agent_file.read_text())
-        agent["agent"]["resources"] = {"agent-node": 0.01}
-        agent_file.write_text(yaml.safe_dump(agent))
-    app.write_text(yaml.safe_dump(data))
-    return app
+    return write_placed_app(tmp_path)
 
 
 def _unknown_fields(value: Any, schema: dict[str, Any], at: str = "") -> list[str]:

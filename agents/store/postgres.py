@@ -13,6 +13,7 @@ are single statements; writes open their own transaction).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -31,13 +32,19 @@ T = TypeVar("T")
 _Connection = psycopg.AsyncConnection[TupleRow]
 
 
+_TABLES = {
+    "conversations": "conversations",
+    "events": "events",
+    "turns": "turns",
+    "queue": "turn_queue",
+    "usage": "usage",
+}
+"""Each table's template name and its name in the database."""
+
+
 def _renderer(schema: str) -> Callable[[str], str]:
     names = {
-        "conversations": sql.Identifier(schema, "conversations"),
-        "events": sql.Identifier(schema, "events"),
-        "turns": sql.Identifier(schema, "turns"),
-        "queue": sql.Identifier(schema, "turn_queue"),
-        "usage": sql.Identifier(schema, "usage"),
+        **{key: sql.Identifier(schema, table) for key, table in _TABLES.items()},
         "for_update": sql.SQL(" FOR UPDATE"),
         "timestamp": sql.SQL("TIMESTAMPTZ"),
         "clustered": sql.SQL(""),
@@ -59,13 +66,20 @@ class PostgresStore(SQLStore):
         render = _renderer(schema)
         super().__init__(Statements().rendered(render))
         self.schema = schema
-        self._ddl = (
-            tuple(render(template) for template in SCHEMA)
+        # Each statement with what it creates, so that ``open`` runs only the missing
+        # ones: even with IF NOT EXISTS, ALTER TABLE takes an exclusive lock on its table
+        # and CREATE INDEX a share lock, which deadlock with the turns other replicas
+        # are writing when a replica (re)starts on a live database.
+        self._ddl: tuple[tuple[tuple[str, ...], str], ...] = (
+            tuple((_creates(template), render(template)) for template in SCHEMA)
             + tuple(
-                render(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
+                (
+                    ("column", _table(table), column.split()[0]),
+                    render(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}"),
+                )
                 for table, column in ADDED_COLUMNS
             )
-            + tuple(render(template) for template in ADDED_INDEXES)
+            + tuple((_creates(template), render(template)) for template in ADDED_INDEXES)
         )
         self._dsn = dsn
         self._pool_size = pool_size
@@ -111,8 +125,10 @@ class PostgresStore(SQLStore):
             if await cur.fetchone() is None:
                 create = sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema))
                 await conn.execute(create)
-            for statement in self._ddl:
-                await conn.execute(statement)
+            present = await _present(conn, self.schema)
+            for creates, statement in self._ddl:
+                if creates not in present:
+                    await conn.execute(statement)
 
     async def _run(self, flow: Flow[T], *, write: bool) -> T:
         async with self._connection() as conn:
@@ -139,6 +155,37 @@ class PostgresStore(SQLStore):
             if conn.info.transaction_status != TransactionStatus.IDLE or self._pool is not pool:
                 await conn.close()
             pool.put_nowait(conn)
+
+
+def _table(template: str) -> str:
+    """``{turns}`` -> the table's name in the database."""
+    return _TABLES[template.strip("{}")]
+
+
+def _creates(template: str) -> tuple[str, ...]:
+    """What a CREATE TABLE / CREATE INDEX template creates: ("table", name) or
+    ("index", name)."""
+    table = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\{\w+\})", template)
+    if table:
+        return ("table", _table(table.group(1)))
+    index = re.match(r"\s*CREATE INDEX IF NOT EXISTS (\w+)", template)
+    if index:
+        return ("index", index.group(1))
+    raise ValueError(f"unknown schema statement: {template[:60]!r}")
+
+
+async def _present(conn: _Connection, schema: str) -> set[tuple[str, ...]]:
+    """The tables, columns and indexes ``schema`` already has, as ``_ddl`` names them."""
+    found: set[tuple[str, ...]] = set()
+    cur = await conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+        (schema,),
+    )
+    for table, column in await cur.fetchall():
+        found |= {("table", table), ("column", table, column)}
+    cur = await conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
+    found |= {("index", name) for (name,) in await cur.fetchall()}
+    return found
 
 
 async def _steps(conn: _Connection, flow: Flow[T]) -> T:

@@ -86,6 +86,25 @@ class TestPostgresStore(DurableStoreContract):
             await asyncio.gather(*(send(store, cid, c) for c in contents))
             await assert_one_total_order(store, cid, contents)
 
+    async def test_a_replica_opening_on_a_live_database_waits_for_no_writer(
+        self, schema: str, new_store: StoreFactory
+    ) -> None:
+        """A replica that (re)starts while turns are being written opens at once: it
+        runs no DDL on a complete schema (ALTER TABLE ... IF NOT EXISTS would wait for
+        an exclusive lock behind every writer, and deadlocked with them under load)."""
+        await new_store()  # the schema exists, complete
+        async with await psycopg.AsyncConnection.connect(DSN) as writer:
+            # A turn being written: its transaction holds a write lock on each table.
+            for table in ("conversations", "events", "turns", "turn_queue", "usage"):
+                await writer.execute(
+                    sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(
+                        sql.Identifier(schema, table)
+                    )
+                )
+            store = await asyncio.wait_for(new_store(), timeout=10)
+            await writer.rollback()
+        assert await store.conversation("none") is None
+
     async def test_concurrent_opens_create_an_oddly_named_schema_once(
         self, admin: psycopg.AsyncConnection[object]
     ) -> None:

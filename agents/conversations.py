@@ -212,7 +212,10 @@ class Conversations:
             with contextlib.suppress(asyncio.CancelledError, RayAgentsError):
                 await renewing
             if not begun.is_set():  # it gave up (timeout, caller gone, error): step out
-                await self.store.leave_place(conversation_id, key)
+                # A store that fails here must not hide why the send gave up: its
+                # place lapses with its lease and the sends behind it move on.
+                with contextlib.suppress(RayAgentsError):
+                    await self.store.leave_place(conversation_id, key)
 
     async def interrupt(
         self, conversation_id: str, turn_id: str, *, policy: Stop = "interrupt"

@@ -23,84 +23,51 @@ from typing import Any
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-import ray
 from ray import serve
-from ray.cluster_utils import Cluster
 
 from agents.builder import build_app
 from agents.client import Client
 from agents.config import load_app_config
 from agents.events import ErrorEvent
 from agents.up import DEV_KEY
-from tests.chaos._node_loss import replica_nodes
-from tests.conftest import free_port
+from tests.chaos._node_loss import DSN, replica_nodes, three_nodes
 from tests.fixtures.placed_app import write_placed_app
-
-DSN = os.environ.get("RAY_AGENTS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def main(out: Path) -> None:
-    import psycopg
-
     schema = f"default_nodes_{uuid.uuid4().hex[:8]}"
     os.environ["RAY_AGENTS_PG_DSN"] = DSN
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 4,
-            "resources": {"engine-node": 4},
-            "gcs_server_port": free_port(),
-            "include_dashboard": False,
-        },
-    )
     figures: dict[str, Any] = {}
-    try:
-        workers = [cluster.add_node(num_cpus=1, resources={"agent-node": 100}) for _ in range(2)]
-        ray.init(address=cluster.address, log_to_driver=False)
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
-        with tempfile.TemporaryDirectory() as tmp:
-            config = load_app_config(write_placed_app(Path(tmp), schema=schema))
-            serve.run(build_app(config), name=config.app.name, route_prefix="/")
-            nodes = replica_nodes(config.app.name)
-            head = cluster.head_node.node_id
-            figures["on_head"] = sorted({n.split("#")[1] for n, at in nodes.items() if at == head})
-            figures["on_workers"] = dict(
-                Counter(n.split("#")[1] for n, at in nodes.items() if at != head)
+    with three_nodes(schema) as (cluster, workers, port), tempfile.TemporaryDirectory() as tmp:
+        config = load_app_config(write_placed_app(Path(tmp), schema=schema))
+        serve.run(build_app(config), name=config.app.name, route_prefix="/")
+        nodes = replica_nodes(config.app.name)
+        head = cluster.head_node.node_id
+        figures["on_head"] = sorted({n.split("#")[1] for n, at in nodes.items() if at == head})
+        figures["on_workers"] = dict(
+            Counter(n.split("#")[1] for n, at in nodes.items() if at != head)
+        )
+        with Client(f"http://127.0.0.1:{port}", DEV_KEY, timeout=600, max_retries=12) as sdk:
+            conversation = sdk.conversations.create()
+            first = conversation.send("Hello! Who are you?")
+            figures["first"] = {"status": first.status, "agent": first.agent}
+            # The worker that holds a replica of the agent the conversation is with.
+            agent = f"agent-{conversation.agent}"
+            holders = {at for n, at in nodes.items() if n.split("#")[1] == agent}
+            lost = next(w for w in workers if w.node_id in holders)
+            figures["lost_node_held"] = sorted(
+                n.split("#")[1] for n, at in nodes.items() if at == lost.node_id
             )
-            with Client(f"http://127.0.0.1:{port}", DEV_KEY, timeout=600, max_retries=12) as sdk:
-                conversation = sdk.conversations.create()
-                first = conversation.send("Hello! Who are you?")
-                figures["first"] = {"status": first.status, "agent": first.agent}
-                # The worker that holds a replica of the agent the conversation is with.
-                agent = f"agent-{conversation.agent}"
-                holders = {at for n, at in nodes.items() if n.split("#")[1] == agent}
-                lost = next(w for w in workers if w.node_id in holders)
-                figures["lost_node_held"] = sorted(
-                    n.split("#")[1] for n, at in nodes.items() if at == lost.node_id
-                )
-                cluster.remove_node(lost, allow_graceful=False)
-                after = conversation.send("Thanks. What can you help me with?")
-                figures["after"] = {
-                    "status": after.status,
-                    "errors": [e.code for e in after.events if isinstance(e, ErrorEvent)],
-                    "answer": bool((after.answer or "").strip()),
-                }
-                stored = conversation.messages()
-                figures["stored"] = [e.type for e in stored if e.type in ("message", "done")]
-        out.write_text(json.dumps(figures, indent=2))
-    finally:
-        try:
-            serve.shutdown()
-        finally:
-            try:
-                ray.shutdown()
-            finally:
-                try:
-                    cluster.shutdown()
-                finally:
-                    with psycopg.connect(DSN, autocommit=True) as conn:
-                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            cluster.remove_node(lost, allow_graceful=False)
+            after = conversation.send("Thanks. What can you help me with?")
+            figures["after"] = {
+                "status": after.status,
+                "errors": [e.code for e in after.events if isinstance(e, ErrorEvent)],
+                "answer": bool((after.answer or "").strip()),
+            }
+            stored = conversation.messages()
+            figures["stored"] = [e.type for e in stored if e.type in ("message", "done")]
+    out.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +34,13 @@ from ray.cluster_utils import Cluster
 
 from agents.store import StoreSpec
 from tests.chaos._chaos import chaos_app, run_load
+from tests.conftest import free_port
 
 DSN = os.environ.get("RAY_AGENTS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 APP = "agents-chaos-nodes"
 PLACED = {"agent-node": 0.01}
 ENGINES = {"engine-node": 1.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def replica_nodes(app: str = APP) -> dict[str, str]:
@@ -59,50 +55,29 @@ def replica_nodes(app: str = APP) -> dict[str, str]:
     return found
 
 
-def main(out: Path) -> None:
+@contextmanager
+def three_nodes(schema: str) -> Iterator[tuple[Cluster, list[Any], int]]:
+    """A Ray cluster of three nodes in this process: the head offers ``engine-node``,
+    two workers offer ``agent-node``, and Serve's proxy listens on the head. Yields the
+    cluster, its workers and the proxy's port; tears all of it down, and drops the
+    PostgreSQL ``schema`` the app kept its conversations in."""
     import psycopg
 
-    schema = f"node_loss_{uuid.uuid4().hex[:8]}"
-    store = StoreSpec(backend="postgres", dsn=DSN, schema_name=schema)
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
             "num_cpus": 4,
             "resources": {"engine-node": 4},
-            "gcs_server_port": _free_port(),
+            "gcs_server_port": free_port(),
             "include_dashboard": False,
         },
     )
     try:
         workers = [cluster.add_node(num_cpus=1, resources={"agent-node": 100}) for _ in range(2)]
         ray.init(address=cluster.address, log_to_driver=False)
-        port = _free_port()
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
-        with tempfile.TemporaryDirectory() as tmp:
-            serve.run(
-                chaos_app(Path(tmp) / "c.db", placed=PLACED, engines=ENGINES, store=store),
-                name=APP,
-                route_prefix="/",
-            )
-            worker_ids = {w.node_id for w in workers}
-            before = replica_nodes()
-            lost = workers[0]
-
-            async def lose_a_node() -> float:
-                await asyncio.sleep(3.0)
-                await asyncio.to_thread(cluster.remove_node, lost, False)
-                return time.monotonic()
-
-            figures: dict[str, Any] = asyncio.run(run_load(f"http://127.0.0.1:{port}", lose_a_node))
-            after = replica_nodes()
-        placed = [n.split("#")[1] for n in before if before[n] in worker_ids]
-        figures["replicas"] = len(before)
-        figures["replicas_on_worker_nodes"] = dict(Counter(placed))
-        figures["replicas_on_lost_node"] = sorted(
-            n.split("#")[1] for n, node in before.items() if node == lost.node_id
-        )
-        figures["replicas_after"] = dict(Counter(n.split("#")[1] for n in after))
-        out.write_text(json.dumps(figures, indent=2))
+        yield cluster, workers, port
     finally:
         try:
             serve.shutdown()
@@ -115,6 +90,36 @@ def main(out: Path) -> None:
                 finally:
                     with psycopg.connect(DSN, autocommit=True) as conn:
                         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def main(out: Path) -> None:
+    schema = f"node_loss_{uuid.uuid4().hex[:8]}"
+    store = StoreSpec(backend="postgres", dsn=DSN, schema_name=schema)
+    with three_nodes(schema) as (cluster, workers, port), tempfile.TemporaryDirectory() as tmp:
+        serve.run(
+            chaos_app(Path(tmp) / "c.db", placed=PLACED, engines=ENGINES, store=store),
+            name=APP,
+            route_prefix="/",
+        )
+        worker_ids = {w.node_id for w in workers}
+        before = replica_nodes()
+        lost = workers[0]
+
+        async def lose_a_node() -> float:
+            await asyncio.sleep(3.0)
+            await asyncio.to_thread(cluster.remove_node, lost, False)
+            return time.monotonic()
+
+        figures: dict[str, Any] = asyncio.run(run_load(f"http://127.0.0.1:{port}", lose_a_node))
+        after = replica_nodes()
+    placed = [n.split("#")[1] for n in before if before[n] in worker_ids]
+    figures["replicas"] = len(before)
+    figures["replicas_on_worker_nodes"] = dict(Counter(placed))
+    figures["replicas_on_lost_node"] = sorted(
+        n.split("#")[1] for n, node in before.items() if node == lost.node_id
+    )
+    figures["replicas_after"] = dict(Counter(n.split("#")[1] for n in after))
+    out.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

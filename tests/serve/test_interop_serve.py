@@ -212,21 +212,24 @@ def test_hand_off_to_a_remote_agent_on_another_port_in_one_trace(
             ("done", "partner"),
         ]
     # One trace: this app's spans and the partner app's (another process, another port).
+    # Each process exports in batches, and a parent ends (and is exported) after its
+    # children: wait until the partner's turn, the hop and the hop's parent have all arrived.
     deadline = time.monotonic() + 60
     while True:
         spans = collector.spans(TRACE)
+        by_id = {s.span_id: s for s in spans}
         services = {s.resource.get("service.name") for s in spans}
         remote_turns = [
             s
             for s in spans
             if s.resource.get("service.name") == "partner" and s.name == "conversation.turn"
         ]
-        if remote_turns and any(s.name == "agent.remote" for s in spans):
+        hops = [s for s in spans if s.name == "agent.remote"]
+        if remote_turns and hops and by_id.get(hops[0].parent_id or "") is not None:
             break
         assert time.monotonic() < deadline, f"spans of {services}: {[s.name for s in spans]}"
         time.sleep(0.5)
-    [hop] = [s for s in spans if s.name == "agent.remote"]
-    by_id = {s.span_id: s for s in spans}
+    [hop] = hops
     # The partner's request span is a child of this app's remote hop.
     requests = [
         s
@@ -236,4 +239,5 @@ def test_hand_off_to_a_remote_agent_on_another_port_in_one_trace(
     assert requests, [
         (s.name, s.parent_id) for s in spans if s.resource.get("service.name") == "partner"
     ]
-    assert by_id.get(hop.parent_id or "") is not None  # the hop hangs off this app's turn
+    # The hop hangs off this app's own span, not the partner's.
+    assert by_id[hop.parent_id or ""].resource.get("service.name") == "ray-agents"

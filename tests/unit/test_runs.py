@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from agents.errors import ConversationBusyError
+from agents.errors import ConversationBusyError, StoreError
 from agents.events import DoneEvent, Event, TokenEvent
 from agents.pool.generator import Generator
 from agents.pool.types import Chunk, GenerateRequest
 from agents.protocol import Multitask
 from agents.spec import AgentSpec
+from agents.store.memory import MemoryStore
 from agents.testing import LocalApp, ScriptedGenerator, action
 
 LONG = " ".join(f"word{i}" for i in range(300))
@@ -169,13 +170,15 @@ async def test_enqueue_keeps_arrival_order_across_replicas_sharing_a_store() -> 
     assert messages == ["first"] + [f"next {n}" for n in range(9)]
 
 
-async def test_a_queued_send_that_gives_up_leaves_the_queue() -> None:
-    """A caller that leaves while its message waits takes its place away: the message
-    behind it does not wait for a place nobody holds."""
+async def leave_the_queue(
+    store: MemoryStore, *, lease_s: float
+) -> tuple[asyncio.Task[list[Event]], asyncio.Task[list[Event]]]:
+    """A slow "first" runs on one replica; "leaving" (sent to another) and then
+    "staying" wait behind it, and the caller of "leaving" goes away. Returns the tasks
+    of "leaving" and "staying" once "first" has ended."""
     gen = Slow()
-    # Places lapse with the lease: a long one shows the place was left, not lapsed.
-    one = LocalApp([agent("solo")], generator=gen, lease_s=60)
-    two = LocalApp([agent("solo")], generator=gen, store=one.store, lease_s=60)
+    one = LocalApp([agent("solo")], generator=gen, store=store, lease_s=lease_s)
+    two = LocalApp([agent("solo")], generator=gen, store=store, lease_s=lease_s)
     first = asyncio.create_task(one.send("first", conversation_id="c1"))
     await gen.started.wait()
     leaving = asyncio.create_task(two.send("leaving", conversation_id="c1"))
@@ -184,8 +187,36 @@ async def test_a_queued_send_that_gives_up_leaves_the_queue() -> None:
     await asyncio.sleep(RACE_S)
     leaving.cancel()
     await first
+    return leaving, staying
+
+
+async def test_a_queued_send_that_gives_up_leaves_the_queue() -> None:
+    """A caller that leaves while its message waits takes its place away: the message
+    behind it does not wait for a place nobody holds."""
+    store = MemoryStore()
+    # Places lapse with the lease: a long one shows the place was left, not lapsed.
+    _, staying = await leave_the_queue(store, lease_s=60)
     await asyncio.wait_for(staying, timeout=10)
-    messages = [d for t, d in stored(await one.store.events("c1")) if t == "message"]
+    messages = [d for t, d in stored(await store.events("c1")) if t == "message"]
+    assert messages == ["first", "staying"]
+
+
+class CannotLeave(MemoryStore):
+    """A store that fails when a send steps out of the queue."""
+
+    async def leave_place(self, conversation_id: str, idempotency_key: str) -> None:
+        raise StoreError("the store is down")
+
+
+async def test_a_send_that_gives_up_while_the_store_fails_ends_as_it_gave_up() -> None:
+    """Stepping out of the queue fails: the caller still sees why its send ended (here
+    it left), not the store's error, and the place it held lapses with its lease."""
+    store = CannotLeave()
+    leaving, staying = await leave_the_queue(store, lease_s=1)
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    await asyncio.wait_for(staying, timeout=20)
+    messages = [d for t, d in stored(await store.events("c1")) if t == "message"]
     assert messages == ["first", "staying"]
 
 

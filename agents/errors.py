@@ -27,6 +27,8 @@
     │   ├── RunnerLostError        runner_lost        the turn's runner died; turn closed
     │   ├── PeerUnavailableError   agent_unavailable  another agent could not be reached
     │   │   └── PeerLostError      agent_lost         its replica died mid-turn (resumed)
+    │   ├── ToolsUnavailableError  tools_unavailable  the tool deployment could not be reached
+    │   │   └── ToolsLostError     tools_lost         its replica died under a call (resumed)
     │   └── RemoteAgentError       remote_agent_error a remote (A2A) agent failed its task
     └── StoreError             store_error            the conversation store failed
         ├── ConversationNotFoundError  conversation_not_found
@@ -78,6 +80,8 @@ __all__ = [
     "RunnerLostError",
     "StoreError",
     "ToolForbiddenError",
+    "ToolsLostError",
+    "ToolsUnavailableError",
     "TurnLimitExceededError",
     "UnknownAgentError",
     "UnknownModelError",
@@ -279,6 +283,20 @@ class PeerLostError(PeerUnavailableError):
     """An agent's replica died during the turn; the turn goes on from the store."""
 
     code = "agent_lost"
+    retryable = True
+
+
+class ToolsUnavailableError(AgentRunError):
+    """The tool deployment could not be reached for the agent's tool definitions."""
+
+    code = "tools_unavailable"
+
+
+class ToolsLostError(ToolsUnavailableError):
+    """The tool deployment's replica died under the call (a node went, say): the turn
+    goes on from the store, and the handle reaches a live replica."""
+
+    code = "tools_lost"
     retryable = True
 
 

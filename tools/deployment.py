@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from agents.errors import RayAgentsError, UnknownToolError, remote_cause
+from agents.errors import RayAgentsError, ToolsLostError, ToolsUnavailableError, remote_cause
 from agents.observability import configure_from_env
 from tools.base import ToolCallRequest, ToolDefinition, ToolExecutor, ToolResult
 from tools.executor import ToolRunner
@@ -74,7 +75,10 @@ class HandleTools(ToolExecutor):
         self._handle = handle
 
     async def definitions(self, names: list[str]) -> list[ToolDefinition]:
-        """Ask the deployment for the definitions."""
+        """Ask the deployment for the definitions. A replica that died under the call
+        is ``ToolsLostError``, which the turn's runner resumes from (by then the handle
+        routes to a live replica); any other failure to reach it is
+        ``ToolsUnavailableError``."""
         try:
             result: list[ToolDefinition] = await self._handle.definitions.remote(names)
         except RayAgentsError:
@@ -83,7 +87,9 @@ class HandleTools(ToolExecutor):
             cause = remote_cause(exc)
             if isinstance(cause, RayAgentsError):
                 raise type(cause)(cause.message) from exc
-            raise UnknownToolError(f"the tool deployment failed: {cause}") from exc
+            if isinstance(cause, RayActorError):
+                raise ToolsLostError(f"the tool deployment's replica died: {cause}") from exc
+            raise ToolsUnavailableError(f"the tool deployment failed: {cause}") from exc
         return result
 
     async def execute(self, request: ToolCallRequest) -> ToolResult:

@@ -92,6 +92,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "runner_lost": ErrorCode("agent_unavailable", _UNAVAILABLE, 1.0),
     "agent_unavailable": ErrorCode("agent_unavailable", _UNAVAILABLE, 1.0),
     "agent_lost": ErrorCode("agent_unavailable", _UNAVAILABLE, 1.0),
+    "tools_unavailable": ErrorCode("agent_unavailable", _UNAVAILABLE, 1.0),
+    "tools_lost": ErrorCode("agent_unavailable", _UNAVAILABLE, 1.0),
     "remote_agent_error": ErrorCode("agent_error"),
     "store_error": ErrorCode("agent_unavailable", _STORE, 1.0),
     "conversation_not_found": ErrorCode("not_found"),

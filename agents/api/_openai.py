@@ -195,7 +195,16 @@ def _answered(events: list[Event], done: DoneEvent | None) -> tuple[AnswerEvent,
 
 
 # Replicas that died or could not be reached: 503, try again. A failed engine is 502.
-_UNAVAILABLE = frozenset({"agent_unavailable", "agent_lost", "engine_lost", "runner_lost"})
+_UNAVAILABLE = frozenset(
+    {
+        "agent_unavailable",
+        "agent_lost",
+        "engine_lost",
+        "runner_lost",
+        "tools_unavailable",
+        "tools_lost",
+    }
+)
 
 
 def _usage(done: DoneEvent) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from ray.exceptions import ActorDiedError
 
 from agents.errors import ConversationBusyError, EngineLostError, PeerLostError
 from agents.events import (
@@ -26,6 +28,7 @@ from agents.pool.types import Chunk, GenerateRequest
 from agents.protocol import SendRequest, TurnRequest
 from agents.spec import AgentSpec
 from agents.testing import LocalApp, ScriptedGenerator, action
+from tools.deployment import HandleTools
 from tools.testing import FunctionTools
 
 FAST = (0.01, 0.01)  # recovery pauses for tests
@@ -236,6 +239,47 @@ async def test_a_replica_that_keeps_dying_ends_the_turn_with_a_specific_code() -
     assert isinstance(error, ErrorEvent) and error.code == "agent_lost"
     assert isinstance(done, DoneEvent) and done.status == "error"
     assert [e.type for e in await app.store.events("c8")] == ["message", "error", "done"]
+
+
+class DeadToolsReplica:
+    """A tool deployment's handle whose replica dies under the first ``times``
+    definition calls (as when its node goes), then answers from ``tools``."""
+
+    def __init__(self, tools: FunctionTools, times: int) -> None:
+        self.tools, self.times, self.calls = tools, times, 0
+        self.definitions = SimpleNamespace(remote=self._definitions)
+        self.execute = SimpleNamespace(remote=tools.execute)
+
+    async def _definitions(self, names: list[str]) -> list[Any]:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise ActorDiedError()
+        return await self.tools.definitions(names)
+
+
+@pytest.mark.parametrize(("times", "status"), [(1, "ok"), (10, "error")])
+async def test_an_agent_whose_tool_replica_died_resumes_the_turn(times: int, status: str) -> None:
+    """A new agent replica asks the tool deployment for its definitions while the
+    replica it reaches is dead: the turn is resumed (not failed as ``unknown_tool``),
+    and a replica that keeps dying ends it with ``tools_lost``."""
+    gen = ScriptedGenerator([rule(".", "answer", text="done")])
+    handle = DeadToolsReplica(Calls(), times=times)
+    app = LocalApp(
+        [agent("solo", tools=["add"])],
+        generator=gen,
+        tools=HandleTools(handle),  # type: ignore[arg-type]
+        recovery_delays_s=FAST,
+    )
+    events = await app.send("add 1 and 2", conversation_id="c9")
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.status == status
+    if status == "ok":
+        assert stored_types(events) == ["message", "answer", "done"]
+        assert handle.calls == 2
+    else:
+        error = events[-2]
+        assert isinstance(error, ErrorEvent) and error.code == "tools_lost"
+        assert handle.calls == len(FAST) + 1
 
 
 class LosesReplicas(Generator):

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agents._streams import closing
 from agents.errors import (
@@ -382,41 +382,53 @@ class Conversations:
                 if info is not None and isinstance(opening, MessageEvent):
                     agent = info.active_agent
                     opening = opening.model_copy(update={"agent": agent})
-        seen = after_seq
-        if not created:
+        run_on: dict[str, Any] = {
+            "timeout_s": timeout_s,
+            "variables": variables,
+            "tokens": tokens,
+            "budgets": budgets,
+            "tenant": tenant,
+        }
+        if created:
+            events = self._continue(turn, runner, agent=agent, seen=after_seq, **run_on)
+        else:
             await self._check_same(turn, opening, key, fingerprint)
             # A retry: follow the turn while it runs elsewhere, take it over if its
             # runner died, replay it if it ended.
-            while True:
-                stored = await self.store.events(
-                    conversation_id, after_seq=max(seen, turn.user_seq - 1), turn_id=turn.turn_id
+            events = self._follow(turn, after_seq, **run_on)
+        async with closing(events) as running:
+            async for event in running:
+                yield event
+
+    async def _follow(self, turn: TurnRecord, seen: int, **run_on: Any) -> AsyncIterator[Event]:
+        """Follow a turn another runner holds, from the store, to its ``done`` (yielded
+        with ``last_seq``), leaving out events up to ``seen``; if that runner dies
+        too, take the turn over and run it on (``run_on``: ``_continue``'s arguments)."""
+        conversation_id = turn.conversation_id
+        runner = uuid.uuid4().hex
+        while True:
+            stored = await self.store.events(
+                conversation_id, after_seq=max(seen, turn.user_seq - 1), turn_id=turn.turn_id
+            )
+            for event in stored:
+                seen = event.seq or seen
+                if isinstance(event, DoneEvent):  # its result, as the runner gave it
+                    yield event.model_copy(update={"last_seq": event.seq})
+                    return
+                yield event
+            current = await self.store.turn_by_id(conversation_id, turn.turn_id)
+            if current is None:
+                raise LeaseLostError(
+                    f"turn {turn.turn_id} was stopped: its conversation was deleted"
                 )
-                for event in stored:
-                    seen = event.seq or seen
-                    if isinstance(event, DoneEvent):  # its result, as the first run gave it
-                        yield event.model_copy(update={"last_seq": event.seq})
-                        return
-                    yield event
-                current = await self.store.turn(conversation_id, key)
-                if current is None or current.status != "running":
-                    continue  # it ended since: its done is stored, read it
-                if not current.leased(self._clock()) and await self.store.lease_turn(
-                    conversation_id, turn.turn_id, runner=runner, lease_until=self._lease()
-                ):
-                    break  # its runner died: this send runs it on
-                await asyncio.sleep(JOIN_POLL_S)
-        # A new turn starts on the agent read above; a taken-over one reads where it got to.
-        events = self._continue(
-            turn,
-            runner,
-            agent=agent if created else None,
-            seen=seen,
-            timeout_s=timeout_s,
-            variables=variables,
-            tokens=tokens,
-            budgets=budgets,
-            tenant=tenant,
-        )
+            if current.status != "running":
+                continue  # it ended since: its done is stored, read it
+            if not current.leased(self._clock()) and await self.store.lease_turn(
+                conversation_id, turn.turn_id, runner=runner, lease_until=self._lease()
+            ):
+                break  # its runner died: this one runs it on, reading where it got to
+            await asyncio.sleep(JOIN_POLL_S)
+        events = self._continue(turn, runner, agent=None, seen=seen, **run_on)
         async with closing(events) as running:
             async for event in running:
                 yield event
@@ -464,6 +476,7 @@ class Conversations:
         conversation_id = turn.conversation_id
         deadline = self._clock() + (timeout_s or self._turn_timeout_s)
         running = False
+        taken = False
         lost = self._running[(conversation_id, turn.turn_id)] = asyncio.Event()
         renewing = asyncio.create_task(self._renew(turn, runner, lost))
         try:
@@ -531,15 +544,10 @@ class Conversations:
                         seen = max(seen, event.seq or 0)
                         yield event
             except LeaseLostError:
-                # A newer message interrupted the turn: its done is stored; pass it on.
-                if await self._ended(conversation_id, turn.turn_id) != "interrupted":
-                    raise
-                for event in await self.store.events(
-                    conversation_id, after_seq=seen, turn_id=turn.turn_id
-                ):
-                    if isinstance(event, DoneEvent):
-                        event = event.model_copy(update={"last_seq": event.seq})
-                    yield event
+                # Another runner holds the turn now: a newer message that interrupted
+                # it, or a replica that took it over after this one stalled past its
+                # lease. Either stores the rest of the turn: the caller follows it.
+                taken = True
         finally:
             self._running.pop((conversation_id, turn.turn_id), None)
             renewing.cancel()
@@ -547,16 +555,19 @@ class Conversations:
                 await renewing
             if not running:  # the caller left before the turn ran: close it anyway
                 await asyncio.shield(_fail(self.store, conversation_id, turn.turn_id, None, runner))
-
-    async def _ended(self, conversation_id: str, turn_id: str) -> str | None:
-        """How a turn this runner lost ended (None: deleted). An interrupter takes the
-        lease before it stores the done event: wait that long for it."""
-        until = self._clock() + self._lease_s
-        while True:
-            ended = await self.store.turn_by_id(conversation_id, turn_id)
-            if ended is None or ended.status != "running" or self._clock() >= until:
-                return ended.status if ended is not None else None
-            await asyncio.sleep(0.05)
+        if taken:
+            rest = self._follow(
+                turn,
+                seen,
+                timeout_s=timeout_s,
+                variables=variables,
+                tokens=tokens,
+                budgets=budgets,
+                tenant=tenant,
+            )
+            async with closing(rest) as following:
+                async for event in following:
+                    yield event
 
     async def _renew(self, turn: TurnRecord, runner: str, lost: asyncio.Event) -> None:
         """Keep renewing the turn's lease while it runs (a task of ``_continue``); set

@@ -27,6 +27,7 @@ from agents.pool.generator import Generator
 from agents.pool.types import Chunk, GenerateRequest
 from agents.protocol import SendRequest, TurnRequest
 from agents.spec import AgentSpec
+from agents.store.memory import MemoryStore
 from agents.testing import LocalApp, ScriptedGenerator, action
 from tools.deployment import HandleTools
 from tools.testing import FunctionTools
@@ -158,6 +159,45 @@ async def test_a_running_turn_renews_its_lease() -> None:
     events = await running
     assert isinstance(events[-1], DoneEvent) and events[-1].status == "ok"
     assert await one.store.stale_turns(time.time() + 10) == []
+
+
+class StallingStore(MemoryStore):
+    """A store whose next lease renewal stalls for ``stall_s`` before it writes (a
+    replica's event loop or connection pool held up under load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stall_s = 0.0
+
+    async def lease_turn(self, *args: Any, **kwargs: Any) -> bool:
+        stall, self.stall_s = self.stall_s, 0.0
+        await asyncio.sleep(stall)
+        return await super().lease_turn(*args, **kwargs)
+
+
+async def test_a_runner_that_stalled_past_its_lease_follows_the_replica_that_took_over() -> None:
+    """Its lease lapses while a renewal hangs and another replica's recovery takes the
+    turn over: the first caller's stream goes on from the store to the turn's ``done``
+    (no ``lease_lost``), and every event reaches it once, in order."""
+    text = " ".join(f"word{i}" for i in range(20))  # about 2 s of tokens
+    slow = {"match": ".", "json_reply": action("answer", text=text), "token_delay_s": 0.1}
+    gen = ScriptedGenerator([slow])
+    store = StallingStore()
+    one = LocalApp([agent("solo")], generator=gen, store=store, lease_s=0.3)
+    two = LocalApp([agent("solo")], generator=gen, store=store, lease_s=0.3)
+    running = asyncio.create_task(one.send("hello", conversation_id="c14"))
+    await asyncio.sleep(0.15)
+    store.stall_s = 1.0  # the next renewal (one's) hangs past the lease
+    await asyncio.sleep(0.6)
+    assert await two.conversations.recover() == 1  # took it over and ran it to done
+    events = await running
+    assert stored_types(events) == ["message", "answer", "done"]
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.status == "ok"
+    seqs = [e.seq for e in events if e.seq]
+    assert seqs == sorted(set(seqs))
+    log = await store.events("c14")
+    assert [e.type for e in log] == ["message", "answer", "done"]
 
 
 class Dying:

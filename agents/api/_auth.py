@@ -22,7 +22,7 @@ class Caller:
     """An authenticated caller: its tenant, the key (hash) limits are counted on, and
     what the key may do."""
 
-    __slots__ = ("budgets", "key_hash", "scopes", "tenant")
+    __slots__ = ("budgets", "burst", "key_hash", "requests_per_minute", "scopes", "tenant")
 
     def __init__(
         self,
@@ -30,12 +30,17 @@ class Caller:
         key_hash: str,
         scopes: frozenset[str] = frozenset(),
         budgets: TokenBudgets | None = None,
+        requests_per_minute: int | None = None,
+        burst: int | None = None,
     ) -> None:
         self.tenant = tenant
         self.key_hash = key_hash
         self.scopes = scopes
         self.budgets = budgets
         """The key's own token budgets (over the app's), if it has any."""
+        self.requests_per_minute = requests_per_minute
+        """The key's own rate (over the app's), if it has one; so ``burst``."""
+        self.burst = burst
 
     def require(self, scope: Scope) -> None:
         """Raise 403 ``permission_denied`` unless the key has ``scope``."""
@@ -81,4 +86,11 @@ class Authenticator:
         found = self._keys.get(digest)
         if found is None:
             raise ApiError("authentication_error", "invalid API key")
-        return Caller(found.tenant, digest, frozenset(found.scopes), found.budgets)
+        return Caller(
+            found.tenant,
+            digest,
+            frozenset(found.scopes),
+            found.budgets,
+            found.requests_per_minute,
+            found.burst,
+        )

@@ -30,18 +30,22 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def take(self, key: str) -> None:
-        """Spend one request of ``key``'s allowance; ``ApiError`` 429 when none is left."""
+    def take(self, key: str, per_minute: int | None = None, burst: int | None = None) -> None:
+        """Spend one request of ``key``'s allowance; ``ApiError`` 429 when none is left.
+
+        ``per_minute`` and ``burst``, where given, are the key's own, replacing the
+        limiter's."""
+        rate = self._rate if per_minute is None else per_minute / 60.0
+        full = self._burst if burst is None else float(burst)
         now = self._clock()
-        tokens, at = self._buckets.get(key, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        tokens, at = self._buckets.get(key, (full, now))
+        tokens = min(full, tokens + (now - at) * rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
-            wait = (1.0 - tokens) / self._rate
+            wait = (1.0 - tokens) / rate
             raise ApiError(
                 "rate_limit_exceeded",
-                f"rate limit of {self._rate * 60:g} requests per minute reached; "
-                f"retry in {wait:.1f} s",
+                f"rate limit of {rate * 60:g} requests per minute reached; retry in {wait:.1f} s",
                 retry_after_s=wait,
             )
         if len(self._buckets) >= _MAX_BUCKETS and key not in self._buckets:

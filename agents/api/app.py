@@ -339,7 +339,7 @@ def _caller(request: Request) -> Caller:
     api = _api(request)
     caller = api.auth(request)
     try:
-        api.rate.take(caller.key_hash)
+        api.rate.take(caller.key_hash, caller.requests_per_minute, caller.burst)
     except ApiError:
         m.API_RATE_LIMITED.inc(reason="rate")
         raise

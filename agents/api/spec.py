@@ -79,6 +79,17 @@ class ApiKey(BaseModel):
             "(`api.budgets`); the tenant's sums count every key of the tenant."
         ),
     )
+    requests_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "This key's sustained rate, replacing `api.limits.requests_per_minute` "
+            "(a batch client's higher one, a demo key's lower one)."
+        ),
+    )
+    burst: int | None = Field(
+        None, ge=1, description="This key's burst, replacing `api.limits.burst`."
+    )
 
 
 class ApiLimits(BaseModel):

@@ -32,13 +32,18 @@ pytestmark = pytest.mark.serve
 APP = "agents-hostile"
 # Real limits (per key): 50 requests a second sustained, bursts of 100.
 LIMITS = {"requests_per_minute": 3000, "burst": 100, "max_streams_per_key": 8}
+# The key that creates 1000 conversations has a rate of its own, below what the slowest
+# machine that ran this tier served (CI at half speed did not reach 50 creates a second).
+FLOOD = {"requests_per_minute": 300, "burst": 100}
 SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @pytest.fixture(scope="module")
 def url(ray_cluster: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = tmp_path_factory.mktemp("hostile") / "conversations.db"
-    with api_app.served(ray_cluster["http"], db, APP, heartbeat_s=0.5, **LIMITS) as served:
+    with api_app.served(
+        ray_cluster["http"], db, APP, heartbeat_s=0.5, talk_only=FLOOD, **LIMITS
+    ) as served:
         yield served
 
 
@@ -274,9 +279,14 @@ async def test_one_key_creating_1000_conversations_is_limited_not_broken(url: st
                 error_of(response, 429)
                 retry_after.add(response.headers["retry-after"])
 
+        started = time.monotonic()
         await asyncio.gather(*(create(i) for i in range(1000)))
+        took = time.monotonic() - started
         assert set(statuses) <= {201, 429}, statuses
-        assert statuses[201] >= LIMITS["burst"] and statuses[429] > 0, statuses
+        # The burst, then no more than the rate refilled while they came.
+        allowed = FLOOD["burst"] + FLOOD["requests_per_minute"] / 60 * took
+        assert FLOOD["burst"] <= statuses[201] <= allowed + 1, (statuses, took)
+        assert statuses[429] > 0, (statuses, took)
         assert all(int(s) >= 1 for s in retry_after)
         # The bucket refills: after the wait it asks for, the key works again.
         await asyncio.sleep(max(int(s) for s in retry_after))

@@ -441,6 +441,21 @@ async def test_rate_limit() -> None:
         assert (await client.get("/v1/agents", headers=headers("globex"))).status_code == 200
 
 
+async def test_a_key_with_a_rate_of_its_own() -> None:
+    """A key's own rate and burst replace the app's, for that key only."""
+    talk_only = {"Authorization": f"Bearer {api_app.TALK_ONLY_KEY}"}
+    own = {"requests_per_minute": 6, "burst": 2}
+    async with await client_for(requests_per_minute=600, burst=5, talk_only=own) as client:
+        codes = [(await client.get("/v1/agents", headers=talk_only)).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        response = await client.get("/v1/agents", headers=talk_only)
+        assert "6 requests per minute" in error_of(response, 429, "rate_limit_exceeded")
+        assert 5 <= int(response.headers["retry-after"]) <= 10  # one request per 10 s
+        # The tenant's other key keeps the app's limits.
+        codes = [(await client.get("/v1/agents", headers=headers())).status_code for _ in range(6)]
+        assert codes == [200] * 5 + [429]
+
+
 async def test_concurrent_turn_limits() -> None:
     async with await client_for(max_streams_per_key=1, max_concurrent_turns=2) as client:
         acme = await new_conversation(client)

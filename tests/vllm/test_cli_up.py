@@ -74,18 +74,19 @@ def command(proc: psutil.Process) -> str:
         return f"pid {proc.pid} (gone)"
 
 
-def stop(proc: subprocess.Popen[bytes]) -> tuple[int, list[str]]:
+def stop(proc: subprocess.Popen[bytes], log: Path) -> tuple[int, list[str]]:
     """Ctrl-C, as a user would; returns the exit code and the commands of what it left
     running 10 s after it exited (its Ray), which are killed. A command still up after
-    5 min is killed with its Ray: nothing may outlive the test and eat the memory of
-    later tests."""
+    5 min is killed with its Ray (nothing may outlive the test and eat the memory of
+    later tests), and the test fails with the end of its ``log``."""
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout=300)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
-        raise
+        tail = log.read_text(errors="replace")[-4000:]
+        raise AssertionError(f"still running 300 s after Ctrl-C; its log ends:\n{tail}") from None
     finally:
         _, left = psutil.wait_procs(group(proc.pid), timeout=10)
         commands = [command(p) for p in left]
@@ -113,7 +114,7 @@ def test_up_serves_the_default_app_and_the_readme_curl_answers(tmp_path: Path) -
             assert body["object"] == "chat.completion", body
             assert body["choices"][0]["message"]["content"].strip(), body
         finally:
-            code, left = stop(proc)
+            code, left = stop(proc, path)
     assert code == 0
     assert not left, f"`ray-agents up` left these running after it exited: {left}"
     assert "shutting down" in path.read_text()
@@ -135,4 +136,4 @@ def test_serve_run_serves_the_default_app(tmp_path: Path) -> None:
             assert reply.status_code == 200, reply.text
             assert reply.json()["choices"][0]["message"]["content"].strip()
         finally:
-            stop(proc)
+            stop(proc, path)

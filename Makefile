@@ -69,6 +69,21 @@ bench-api: install
 bench-reliability: install
 	$(BIN)/python -m benchmarks.reliability --out benchmarks/results/reliability.json
 
+# The eval datasets on the real model: each app served from its YAML on a local Ray, every
+# case checked; a JSON and a PNG per dataset under benchmarks/results/evals/. Every
+# dataset runs; the target fails if one passes under its --min-pass.
+.PHONY: eval
+EVAL = $(BIN)/ray-agents eval --out benchmarks/results/evals/{name}.json \
+	--png benchmarks/results/evals/{name}.png
+eval: install
+	@rc=0; \
+	$(EVAL) configs/evals/default.yaml --config configs/app.yaml --min-pass 0.95 || rc=1; \
+	for name in customer_support research_team code_assistant; do \
+		$(EVAL) examples/$$name/eval.yaml --config examples/$$name/app.yaml --min-pass 0.9 \
+			|| rc=1; \
+	done; \
+	exit $$rc
+
 # LangGraph and langchain-openai (the peer) and matplotlib: only for these targets.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)

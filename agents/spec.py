@@ -153,6 +153,25 @@ class AgentSpec(BaseModel):
             "of names than inside a free action (schema mode only)."
         ),
     )
+    decide_by: Literal["generate", "likelihood"] = Field(
+        "generate",
+        description=(
+            "How a decide_then_act decision is made. 'generate': the model writes the "
+            "choice under an enum grammar. 'likelihood': no generation; the choice is "
+            "the one under whose description ('Here is <description>:') the model finds "
+            "the user's last message most likely (one prefill per choice). Tiny models "
+            "choose far better so: a greedy enum follows their biases (needs vLLM)."
+        ),
+    )
+    choice_descriptions: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Choice -> what the user's message is like when that choice is right, e.g. "
+            "'an arithmetic problem or a calculation', for decide_by: likelihood "
+            "(default: the tool's or the peer's description; for 'answer', "
+            "'a greeting, small talk or a general question')."
+        ),
+    )
     tool_choice: str = Field(
         "auto",
         description=(
@@ -255,8 +274,17 @@ class AgentSpec(BaseModel):
                 )
             if not self.tools:
                 raise ValueError(f"{field}: {choice!r} needs tools")
+        pairs = decision_choices(self.can_answer, self.tools, self.handoffs, self.asks)
+        if self.decision == "one_step" and (
+            self.decide_by != "generate" or self.choice_descriptions
+        ):
+            raise ValueError("decide_by and choice_descriptions need decision: decide_then_act")
+        if unknown := set(self.choice_descriptions) - {name for name, _ in pairs}:
+            raise ValueError(
+                f"choice_descriptions: {', '.join(sorted(unknown))} are not choices of this "
+                f"agent ({', '.join(name for name, _ in pairs)})"
+            )
         if self.decision == "decide_then_act":
-            pairs = decision_choices(self.can_answer, self.tools, self.handoffs, self.asks)
             names = [name for name, _ in pairs]
             if clash := sorted({name for name in names if names.count(name) > 1}):
                 raise ValueError(

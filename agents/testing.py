@@ -21,10 +21,26 @@ from agents.conversations import DEFAULT_LEASE_S, RECOVERY_DELAYS_S, Conversatio
 from agents.errors import EngineError
 from agents.events import Event
 from agents.peers import LocalPeers
-from agents.pool._script import match_rule, reply_pieces, router_schema, schema_mismatch
+from agents.pool._script import (
+    decision_step,
+    match_rule,
+    overlap_score,
+    reply_pieces,
+    router_schema,
+    schema_mismatch,
+)
 from agents.pool.generator import Generator
 from agents.pool.spec import ScriptRule
-from agents.pool.types import Chunk, FinishChunk, GenerateRequest, TextChunk, ToolCallChunk, Usage
+from agents.pool.types import (
+    Chunk,
+    FinishChunk,
+    GenerateRequest,
+    ScoreRequest,
+    ScoreResult,
+    TextChunk,
+    ToolCallChunk,
+    Usage,
+)
 from agents.protocol import DEFAULT_MAX_HOPS, DecisionRequest, Multitask, SendRequest
 from agents.remote import RemoteAgentService, RemoteAgentSpec
 from agents.service import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE, AgentService
@@ -44,6 +60,12 @@ class ScriptedGenerator(Generator):
     def __init__(self, rules: Sequence[ScriptRule | dict[str, object]]) -> None:
         self.rules = [ScriptRule.model_validate(r) for r in rules]
         self.requests: list[GenerateRequest] = []
+        self.scored: list[ScoreRequest] = []
+
+    async def likelihood(self, request: ScoreRequest) -> ScoreResult:
+        """Score by word overlap, as the pool's scripted engine does (``overlap_score``)."""
+        self.scored.append(request)
+        return ScoreResult(scores=[overlap_score(c, request.text) for c in request.contexts])
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         """Stream the first matching rule's reply, word by word (all at once when the
@@ -58,11 +80,11 @@ class ScriptedGenerator(Generator):
             raise EngineError(f"scripted generator failure ({rule.error})")
         structured = request.json_schema is not None
         router = router_schema(request.json_schema)
-        pieces, reason = reply_pieces(
-            rule, last, request.sampling.max_tokens, structured=structured, router=router
-        )
+        decision = decision_step(request.json_schema)
+        shape = {"structured": structured, "router": router, "decision": decision}
+        pieces, reason = reply_pieces(rule, last, request.sampling.max_tokens, **shape)
         schema = None if rule.tool_call else request.json_schema
-        text = rule.render(last, structured=structured, router=router)
+        text = rule.render(last, **shape)
         mismatch = schema_mismatch(schema, text)
         if mismatch is not None:
             raise EngineError(f"scripted reply breaks the requested JSON schema: {mismatch}")

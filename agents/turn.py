@@ -36,6 +36,7 @@ from agents.actions import (
     act_schema,
     action_schema,
     answering,
+    choice_contexts,
     chosen,
     close_cut_action,
     decision_schema,
@@ -90,6 +91,7 @@ from agents.pool.types import (
     FinishChunk,
     GenerateRequest,
     Message,
+    ScoreRequest,
     TextChunk,
     Usage,
     collect,
@@ -293,6 +295,8 @@ class AgentLoop:
                 yield event
             return
         choice = next(iter(step_space.choices)) if len(step_space.choices) == 1 else None
+        if choice is None and self.spec.decide_by == "likelihood":
+            choice = await self._likelihood_choice(ctx, history, step_space, usage, deadline)
         if choice is None:
             decision = _Step()
             async for event in self._generate_step(
@@ -328,6 +332,37 @@ class AgentLoop:
             out,
         ):
             yield event
+
+    async def _likelihood_choice(
+        self,
+        ctx: TurnContext,
+        history: list[BaseMessage],
+        space: ActionSpace,
+        usage: TurnUsage,
+        deadline: float,
+    ) -> str:
+        """The choice under whose description the model finds the user's last message
+        most likely (``decide_by: likelihood``): one scoring call, no generation."""
+        text = next((str(m.content) for m in reversed(history) if isinstance(m, HumanMessage)), "")
+        names = list(space.choices)
+        if not text.strip():
+            return names[0]
+        contexts = choice_contexts(space, self._peer_descriptions, self.spec.choice_descriptions)
+        request = ScoreRequest(
+            model=self.spec.model,
+            contexts=contexts,
+            text=text[:8000],
+            session_id=ctx.conversation_id,
+        )
+        with tracer().start_as_current_span(
+            "agent.decide", attributes={"ray_agents.choices": ",".join(names)}
+        ) as span:
+            result = await self._before(deadline, self._generator.likelihood(request))
+            best = max(range(len(names)), key=lambda i: result.scores[i])
+            span.set_attribute("ray_agents.choice", names[best])
+        usage.steps += 1
+        usage.prompt_tokens += result.prompt_tokens
+        return names[best]
 
     async def _generate_step(
         self,
@@ -382,7 +417,7 @@ class AgentLoop:
         elif decision:
             out.choice = _decision(completion.text, space)
         else:
-            out.actions = self._actions(completion, space, answer_stream)
+            out.actions = self._actions(completion, space, answer_stream, plain=schema is None)
 
     def _max_tokens(self, usage: TurnUsage) -> int:
         """The next step's ``max_tokens``: the agent's, within what the turn has left."""
@@ -426,7 +461,7 @@ class AgentLoop:
             *to_pool_messages(
                 apply_memory(history, self.spec.memory),
                 native=native,
-                plain=space.answer_only,
+                plain=schema is None and space.answer_only,
                 decide=decide,
             ),
         ]
@@ -496,12 +531,12 @@ class AgentLoop:
             await stream.aclose()  # type: ignore[attr-defined]
 
     def _actions(
-        self, completion: Completion, space: ActionSpace, answer: AnswerStream
+        self, completion: Completion, space: ActionSpace, answer: AnswerStream, *, plain: bool
     ) -> list[Action]:
         text, calls = completion.text, completion.tool_calls
         cut = completion.finish_reason == "length"
         if self.spec.tool_calling == "schema":
-            if space.answer_only:
+            if space.answer_only and plain:
                 return [Action("answer", text=text, truncated=cut)]
             try:
                 return [parse_schema_action(text, space)]

@@ -27,7 +27,13 @@ def match_rule(rules: Sequence[ScriptRule], last: str, system: str = "") -> Scri
 
 
 def reply_pieces(
-    rule: ScriptRule, last: str, max_tokens: int, *, structured: bool = True, router: bool = False
+    rule: ScriptRule,
+    last: str,
+    max_tokens: int,
+    *,
+    structured: bool = True,
+    router: bool = False,
+    decision: bool = False,
 ) -> tuple[list[Any], str]:
     """The reply as streamed pieces (words with their leading space, or one tool call)
     and its finish reason.
@@ -45,10 +51,15 @@ def reply_pieces(
                 "function": {"name": rule.tool_call["name"], "arguments": arguments},
             }
         ], "tool_calls"
-    text = rule.render(last, structured=structured, router=router)
+    text = rule.render(last, structured=structured, router=router, decision=decision)
     # Keep whitespace with its word so the pieces join back into the text.
     words = re.findall(r"\s*\S+", text) or [""]
     return words[:max_tokens], "length" if len(words) > max_tokens else "stop"
+
+
+def decision_step(schema: dict[str, Any] | None) -> bool:
+    """Whether ``schema`` is a ``decide_then_act`` decision: the choice alone."""
+    return schema is not None and set(schema.get("properties", ())) == {"next"}
 
 
 def router_schema(schema: dict[str, Any] | None) -> bool:
@@ -75,3 +86,10 @@ def _validator(schema: str) -> Any:
     cls = jsonschema.validators.validator_for(parsed)
     cls.check_schema(parsed)
     return cls(parsed)
+
+
+def overlap_score(context: str, text: str) -> float:
+    """The scripted engines' stand-in for a likelihood: how many of ``text``'s words
+    ``context`` holds (case-insensitive), so a test picks a choice by its description."""
+    seen = set(re.findall(r"\w+", context.lower()))
+    return float(sum(word in seen for word in re.findall(r"\w+", text.lower())))

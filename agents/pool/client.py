@@ -18,7 +18,7 @@ from agents.errors import (
 )
 from agents.pool.generator import Generator
 from agents.pool.spec import deployment_name
-from agents.pool.types import Chunk, GenerateRequest
+from agents.pool.types import Chunk, GenerateRequest, ScoreRequest, ScoreResult
 
 __all__ = ["PoolClient"]
 
@@ -47,13 +47,28 @@ class PoolClient(Generator):
         """The model ids this client can reach."""
         return sorted(self._handles)
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
-        """Stream the reply of the pool's ``request.model`` replica."""
-        handle = self._handles.get(request.model)
+    def _handle(self, model: str) -> DeploymentHandle[Any]:
+        handle = self._handles.get(model)
         if handle is None:
             raise UnknownModelError(
-                f"unknown model {request.model!r}; the pool serves: {', '.join(self.models)}"
+                f"unknown model {model!r}; the pool serves: {', '.join(self.models)}"
             )
+        return handle
+
+    async def likelihood(self, request: ScoreRequest) -> ScoreResult:
+        """Score on the pool's ``request.model`` replica (the session's, if any)."""
+        handle = self._handle(request.model).options(stream=False)
+        if request.session_id:
+            handle = handle.options(session_id=request.session_id)
+        try:
+            result: ScoreResult = await handle.likelihood.remote(request)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return result
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        """Stream the reply of the pool's ``request.model`` replica."""
+        handle = self._handle(request.model)
         if request.session_id:
             handle = handle.options(session_id=request.session_id)
         stream: Any = handle.generate.remote(request)

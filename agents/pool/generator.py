@@ -5,7 +5,8 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 
-from agents.pool.types import Chunk, Completion, GenerateRequest, collect
+from agents.errors import InvalidRequestError
+from agents.pool.types import Chunk, Completion, GenerateRequest, ScoreRequest, ScoreResult, collect
 
 __all__ = ["Generator"]
 
@@ -24,3 +25,11 @@ class Generator(abc.ABC):
     async def complete(self, request: GenerateRequest) -> Completion:
         """Generate and gather the whole reply."""
         return collect([chunk async for chunk in self.generate(request)])
+
+    async def likelihood(self, request: ScoreRequest) -> ScoreResult:
+        """How likely the model finds ``request.text`` after each context (optional:
+        a generator that cannot says so)."""
+        raise InvalidRequestError(
+            f"{type(self).__name__} cannot score text (an agent with decide_by: likelihood "
+            "needs a pool model served by vLLM)"
+        )

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,7 +49,14 @@ from agents.observability import configure_from_env
 from agents.pool._protocol import chat_request_kwargs, check_request, joined, parse_stream
 from agents.pool._sessions import SessionPrefixes
 from agents.pool._telemetry import GenerateTelemetry
-from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
+from agents.pool.types import (
+    Chunk,
+    FinishChunk,
+    GenerateRequest,
+    RouteInfo,
+    ScoreRequest,
+    ScoreResult,
+)
 
 # Keys of LLMConfig.experimental_configs that the builder sets for these classes.
 MIN_REMOTE_PREFILL_KEY = "ray_agents_min_remote_prefill_tokens"
@@ -73,12 +81,41 @@ class _Generate:
     def _route(self, request: GenerateRequest) -> RouteInfo:
         return RouteInfo(disaggregated=False, decode_replica=self._replica_name())
 
+    def _engine_client(self) -> Any:
+        engine: Any = getattr(self, "engine", None)
+        return getattr(engine, "_engine_client", None) or engine  # vLLM's AsyncLLM
+
     async def running_requests(self) -> int:
         """Requests this replica's engine is working on now (its unfinished requests)."""
-        engine: Any = getattr(self, "engine", None)
-        client = getattr(engine, "_engine_client", None) or engine  # vLLM's AsyncLLM
-        count = getattr(client, "get_num_unfinished_requests", None)
+        count = getattr(self._engine_client(), "get_num_unfinished_requests", None)
         return int(count()) if callable(count) else 0
+
+    async def likelihood(self, request: ScoreRequest) -> ScoreResult:
+        """Score ``request.text`` after each context on this replica's engine: one
+        prefill each with prompt log-probabilities, computed here (never on a prefill
+        replica: a decode engine prefills a request without transfer parameters)."""
+        if request.model != self._llm_config.model_id:
+            raise UnknownModelError(
+                f"this replica serves {self._llm_config.model_id!r}, not {request.model!r}"
+            )
+        client = self._engine_client()
+        scorer = getattr(client, "score_text", None)  # the scripted engine's
+        if callable(scorer):
+            return ScoreResult(scores=[scorer(c, request.text) for c in request.contexts])
+        if not hasattr(client, "get_tokenizer"):
+            raise InvalidRequestError("this engine cannot score text")
+        try:
+            scored = await asyncio.gather(
+                *(_prompt_logprob(client, c, request.text) for c in request.contexts)
+            )
+        except GenerationError:
+            raise
+        except Exception as exc:
+            log.warning("scoring failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+            raise EngineError(f"the engine failed to score ({type(exc).__name__})") from exc
+        return ScoreResult(
+            scores=[score for score, _ in scored], prompt_tokens=sum(n for _, n in scored)
+        )
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[list[Chunk]]:
         """Generate a chat reply as batches of chunks; the last chunk is a FinishChunk."""
@@ -121,6 +158,27 @@ class _Generate:
             # (which the caller reads) gets the exception's kind, the log the whole.
             log.warning("the engine failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
             raise EngineError(f"the engine failed ({type(exc).__name__})") from exc
+
+
+async def _prompt_logprob(client: Any, context: str, text: str) -> tuple[float, int]:
+    """The log-probability of ``text``'s tokens after ``context`` (and the tokens read)."""
+    from vllm import SamplingParams, TokensPrompt
+
+    tokenizer = client.get_tokenizer()
+    head = tokenizer.encode(context, add_special_tokens=False)
+    ids = tokenizer.encode(context + text, add_special_tokens=False)
+    start = next((i for i, (a, b) in enumerate(zip(head, ids, strict=False)) if a != b), len(head))
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+    final: Any = None
+    async for output in client.generate(
+        TokensPrompt(prompt_token_ids=ids), params, request_id=f"score-{uuid.uuid4().hex}"
+    ):
+        final = output
+    logprobs = final.prompt_logprobs if final is not None else None
+    if not logprobs:
+        raise EngineError("the engine returned no prompt log-probabilities")
+    total = sum(logprobs[i][ids[i]].logprob for i in range(max(start, 1), len(ids)))
+    return float(total), len(ids)
 
 
 def _bind_cpus(llm_config: Any) -> None:

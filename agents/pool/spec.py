@@ -185,14 +185,18 @@ class ScriptRule(BaseModel):
     )
     token_delay_s: float = Field(0.0, ge=0, description="Pause before each token.")
 
-    def render(self, last: str, *, structured: bool = True, router: bool = False) -> str:
+    def render(
+        self, last: str, *, structured: bool = True, router: bool = False, decision: bool = False
+    ) -> str:
         """The reply text for a request whose last message is ``last``.
 
         One script serves every mode, as the agent would write it: a ``json_reply`` that
         is an answer action (``{"action": "answer", "text": ...}``) is sent as its plain
         text to a request without a JSON schema (an agent that can only answer writes
         plain text), and a hand-off action without its ``action`` name to a ``router``'s
-        request (a router writes only the peer: ``{"agent": ...}``).
+        request (a router writes only the peer: ``{"agent": ...}``), and a
+        ``decide_then_act`` action (``{"next": ..., ...}``) as its choice alone to a
+        ``decision`` request.
         """
         if self.echo:
             return last
@@ -203,6 +207,8 @@ class ScriptRule(BaseModel):
                 return str(reply.get("text", ""))
             if router and kind == "handoff":
                 return json.dumps({k: v for k, v in reply.items() if k != "action"})
+            if decision and isinstance(reply, dict) and "next" in reply:
+                return json.dumps({"next": reply["next"]})
             return json.dumps(reply)
         return self.reply or ""
 

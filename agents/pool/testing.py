@@ -29,7 +29,14 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.core.engine.protocol import LLMEngine
 
-from agents.pool._script import match_rule, reply_pieces, router_schema, schema_mismatch
+from agents.pool._script import (
+    decision_step,
+    match_rule,
+    overlap_score,
+    reply_pieces,
+    router_schema,
+    schema_mismatch,
+)
 from agents.pool._sessions import common_prefix_len
 from agents.pool.spec import ScriptRule
 
@@ -146,8 +153,10 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
         max_tokens = request.max_tokens or 16
         structured = getattr(request, "response_format", None) is not None
         router = router_schema(_json_schema(request))
-        pieces, reason = reply_pieces(rule, last, max_tokens, structured=structured, router=router)
-        text = rule.render(last, structured=structured, router=router)
+        decision = decision_step(_json_schema(request))
+        shape = {"structured": structured, "router": router, "decision": decision}
+        pieces, reason = reply_pieces(rule, last, max_tokens, **shape)
+        text = rule.render(last, **shape)
         mismatch = None if rule.tool_call else schema_mismatch(_json_schema(request), text)
         if mismatch is not None:
             yield self._error(500, f"scripted reply breaks the requested JSON schema: {mismatch}")
@@ -200,6 +209,10 @@ class ScriptedEngine(LLMEngine):  # type: ignore[misc]
     ) -> AsyncIterator[Any]:
         """Not scripted."""
         yield self._error(400, "the scripted engine answers chat requests only")
+
+    def score_text(self, context: str, text: str) -> float:
+        """A likelihood stand-in for ``likelihood`` requests (see ``overlap_score``)."""
+        return overlap_score(context, text)
 
     def _prompt_words(self, messages: list[Any]) -> list[str]:
         words: list[str] = []

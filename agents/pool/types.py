@@ -19,6 +19,8 @@ __all__ = [
     "Message",
     "RouteInfo",
     "SamplingParams",
+    "ScoreRequest",
+    "ScoreResult",
     "TextChunk",
     "ToolCall",
     "ToolCallChunk",
@@ -106,6 +108,25 @@ class GenerateRequest(BaseModel):
         default_factory=dict,
         description="The caller's span as W3C trace context ('traceparent'); empty untraced.",
     )
+
+
+class ScoreRequest(BaseModel):
+    """How likely the model finds ``text`` after each of ``contexts`` (no generation:
+    one prefill each). An agent that decides by likelihood asks this."""
+
+    model_config = _Strict
+
+    model: str = Field(description="A model id of the pool.")
+    contexts: list[str] = Field(min_length=1, max_length=64, description="Raw text, no template.")
+    text: str = Field(min_length=1, max_length=8000, description="The text scored after each.")
+    session_id: str | None = Field(None, description="As in GenerateRequest.")
+
+
+class ScoreResult(BaseModel):
+    """The sum of ``text``'s token log-probabilities after each context, in order."""
+
+    scores: list[float]
+    prompt_tokens: int = Field(0, description="Tokens the engine read for all contexts.")
 
 
 class Usage(BaseModel):

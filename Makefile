@@ -79,6 +79,7 @@ eval: install
 	@rc=0; \
 	$(EVAL) configs/evals/default.yaml --config configs/app.yaml --min-pass 0.95 || rc=1; \
 	for name in customer_support research_team code_assistant; do \
+		[ -f examples/$$name/eval.yaml ] || { echo "examples/$$name: no eval.yaml yet" >&2; rc=1; continue; }; \
 		$(EVAL) examples/$$name/eval.yaml --config examples/$$name/app.yaml --min-pass 0.9 \
 			|| rc=1; \
 	done; \

@@ -340,9 +340,10 @@ class AgentLoop:
         space: ActionSpace,
         usage: TurnUsage,
         deadline: float,
-    ) -> str:
+    ) -> str | None:
         """The choice under whose description the model finds the user's last message
-        most likely (``decide_by: likelihood``): one scoring call, no generation."""
+        most likely (``decide_by: likelihood``): one scoring call, no generation. None
+        when the engine cannot score: the caller decides by grammar then."""
         text = next((str(m.content) for m in reversed(history) if isinstance(m, HumanMessage)), "")
         names = list(space.choices)
         if not text.strip():
@@ -357,7 +358,15 @@ class AgentLoop:
         with tracer().start_as_current_span(
             "agent.decide", attributes={"ray_agents.choices": ",".join(names)}
         ) as span:
-            result = await self._before(deadline, self._generator.likelihood(request))
+            try:
+                result = await self._before(deadline, self._generator.likelihood(request))
+            except GenerationError as exc:
+                if exc.retryable:
+                    raise
+                # An engine that cannot score (an external server, say): the model
+                # writes the choice under the enum grammar instead.
+                span.set_attribute("ray_agents.fallback", exc.code)
+                return None
             best = max(range(len(names)), key=lambda i: result.scores[i])
             span.set_attribute("ray_agents.choice", names[best])
         usage.steps += 1

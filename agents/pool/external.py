@@ -45,7 +45,14 @@ from agents.pool._protocol import (
 from agents.pool._telemetry import GenerateTelemetry
 from agents.pool.generator import Generator
 from agents.pool.spec import ExternalEndpoint, ModelSpec
-from agents.pool.types import Chunk, FinishChunk, GenerateRequest, RouteInfo
+from agents.pool.types import (
+    Chunk,
+    FinishChunk,
+    GenerateRequest,
+    RouteInfo,
+    ScoreRequest,
+    ScoreResult,
+)
 from agents.pool.weights import external_url
 
 __all__ = ["ExternalEngine", "ExternalModelServer"]
@@ -239,6 +246,11 @@ class ExternalModelServer:
     async def running_requests(self) -> int:
         """Requests this replica is streaming from the server now."""
         return self._running
+
+    async def likelihood(self, request: ScoreRequest) -> ScoreResult:
+        """Refused (an OpenAI-compatible server has no scoring route we rely on): an
+        agent deciding by likelihood decides by grammar on this model."""
+        return await self._engine.likelihood(request)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[list[Chunk]]:
         """Generate a chat reply as batches of chunks; the last chunk is a FinishChunk."""

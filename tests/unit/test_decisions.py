@@ -98,7 +98,11 @@ async def test_decide_by_likelihood_scores_the_message_under_each_choice() -> No
     )
     math = agent("math", tools=["calc"], can_answer=False, tool_choice="calc")
     gen_rules = ScriptedGenerator(
-        [reply("Handed off", {"action": "tool", "tool": "calc", "arguments": {"expression": "2*3"}})]
+        [
+            reply(
+                "Handed off", {"action": "tool", "tool": "calc", "arguments": {"expression": "2*3"}}
+            )
+        ]
     )
     app = LocalApp([spec, math], generator=gen, tools=tools())
     events = await app.send("a greeting please", conversation_id="c1")

@@ -363,6 +363,7 @@ def test_schema_command_writes_every_schema(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "agent.schema.json",
         "app.schema.json",
+        "eval.schema.json",
         "pool.schema.json",
     ]
 

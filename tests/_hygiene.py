@@ -6,7 +6,9 @@
   from a clean machine and leave one).
 - Tests that need root, the package index or PostgreSQL carry a marker; without the
   requirement they fail, naming it, instead of failing obscurely or skipping silently.
-- Each tier's summed test time is printed, so a slow tier shows in every run.
+- Each tier's summed test time is printed, so a slow tier shows in every run; a run
+  past its budget (45 min, counted from when `make test` started, install and lint
+  included) stops and fails, loudly, well before CI's hard 90-minute limit would.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections import defaultdict
@@ -176,7 +179,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(f"{why}; or deselect with -m 'not {marker}'", pytrace=False)
 
 
-# -- time per tier -------------------------------------------------------------------
+# -- time per tier, and the run's budget ----------------------------------------------
+
+BUDGET_ENV = "RAY_AGENTS_TEST_BUDGET_S"
+"""The whole run's budget in seconds (default 45 min; 0: none). CI stops a run at 90."""
+STARTED_ENV = "RAY_AGENTS_RUN_STARTED"
+"""When the run started, in seconds since the epoch: `make test` passes the time it
+started (install and lint count); without it, pytest's own start."""
+OVER_BUDGET = (
+    "the run took {elapsed:.0f} s, past its budget of {budget:.0f} s (${env}), so it stops "
+    "and fails here: CI's hard limit is 90 min. The time per tier below shows which tier grew."
+)
 
 
 class TierTimes:
@@ -186,6 +199,13 @@ class TierTimes:
         self.tiers: dict[str, str] = {}
         self.seconds: dict[str, float] = defaultdict(float)
         self.tests: dict[str, set[str]] = defaultdict(set)
+        self.started = float(os.environ.get(STARTED_ENV) or time.time())
+        self.budget = float(os.environ.get(BUDGET_ENV, "2700"))
+        self.over: str | None = None
+        self.session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
 
     @staticmethod
     def tier(item: pytest.Item) -> str:
@@ -203,6 +223,11 @@ class TierTimes:
         name = self.tiers.get(report.nodeid, "other")
         self.seconds[name] += report.duration
         self.tests[name].add(report.nodeid)
+        elapsed = time.time() - self.started
+        if report.when == "teardown" and self.budget and elapsed > self.budget and not self.over:
+            self.over = OVER_BUDGET.format(elapsed=elapsed, budget=self.budget, env=BUDGET_ENV)
+            if self.session is not None:
+                self.session.shouldfail = self.over
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.tests:
@@ -212,3 +237,8 @@ class TierTimes:
         rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
         for name, count, seconds in rows:
             terminalreporter.write_line(f"{name:<8} {count:>5} tests {seconds:>9.1f} s")
+        elapsed = time.time() - self.started
+        terminalreporter.write_line(f"the whole run so far (${STARTED_ENV}): {elapsed:.0f} s")
+        if self.over:
+            terminalreporter.write_sep("=", "over budget", red=True, bold=True)
+            terminalreporter.write_line(self.over, red=True, bold=True)

@@ -204,3 +204,21 @@ def test_the_committed_kubernetes_example_is_what_render_writes(monkeypatch: Any
         "examples/kubernetes/rayservice.yaml is stale: re-run the command in its README"
     )
     assert target.unset == {"RAY_AGENTS_PG_DSN"}
+
+
+def test_the_serve_builder_reads_configs_app_yaml_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve run serve_app:app` with no ``config=`` serves ./configs/app.yaml (or
+    ``$RAY_AGENTS_CONFIG``); missing, the error names the file it looked for."""
+    from agents.deploy import app
+    from serve_app import app as serve_app
+
+    assert serve_app is app
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_AGENTS_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="configs/app.yaml"):
+        app({})
+    monkeypatch.setenv("RAY_AGENTS_CONFIG", "elsewhere/app.yaml")
+    with pytest.raises(ConfigError, match="elsewhere/app.yaml"):
+        app({})

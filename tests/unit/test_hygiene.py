@@ -89,3 +89,27 @@ def test_a_missing_requirement_fails_and_names_it(tmp_path: Path) -> None:
     assert "1 error" in out.stdout
     assert "needs pip's package index at file:///nonexistent/simple" in out.stdout
     assert "-m 'not network'" in out.stdout
+
+
+def test_a_run_past_its_budget_stops_and_fails_loudly(tmp_path: Path) -> None:
+    """The budget counts from when the run started (`make test` passes it): the test
+    that crosses it is the last to run, and the run fails with the reason."""
+    code = """
+    def test_first():
+        pass
+
+    def test_second():
+        pass
+    """
+    started = str(time.time() - 100)
+    env = {"RAY_AGENTS_RUN_STARTED": started, "RAY_AGENTS_TEST_BUDGET_S": "60"}
+    out, _ = pytest_run(tmp_path, code, **env)
+    assert out.returncode == 1, out.stdout
+    assert "1 passed" in out.stdout  # stopped after the first test
+    assert "over budget" in out.stdout
+    assert "past its budget of 60 s ($RAY_AGENTS_TEST_BUDGET_S)" in out.stdout
+
+    within = {"RAY_AGENTS_RUN_STARTED": started, "RAY_AGENTS_TEST_BUDGET_S": "0"}  # no budget
+    out, _ = pytest_run(tmp_path, code, **within)
+    assert out.returncode == 0, out.stdout
+    assert "2 passed" in out.stdout and "over budget" not in out.stdout

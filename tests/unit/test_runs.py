@@ -20,7 +20,7 @@ from agents.store.memory import MemoryStore
 from agents.testing import LocalApp, ScriptedGenerator, action
 
 LONG = " ".join(f"word{i}" for i in range(300))
-"""The slow answer: 300 different words, 20 ms each (repetition would end it early)."""
+"""The slow answer: 300 different words, 10 ms each (repetition would end it early)."""
 RACE_S = 0.05
 """The second message comes this long after the first: while the first one runs."""
 
@@ -42,7 +42,7 @@ class Slow(Generator):
         self._handoff = handoff
         self._slow_left = 1
         self._slow = ScriptedGenerator(
-            [{"match": ".", "token_delay_s": 0.02, "json_reply": action("answer", text=LONG)}]
+            [{"match": ".", "token_delay_s": 0.01, "json_reply": action("answer", text=LONG)}]
         )
         self._quick = ScriptedGenerator(
             [{"match": ".", "json_reply": action("answer", text="quick")}]

@@ -217,8 +217,8 @@ def test_the_serve_builder_reads_configs_app_yaml_by_default(
     assert serve_app is app
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RAY_AGENTS_CONFIG", raising=False)
-    with pytest.raises(ConfigError, match="configs/app.yaml"):
+    with pytest.raises(ConfigError, match=r"configs/app\.yaml"):
         app({})
     monkeypatch.setenv("RAY_AGENTS_CONFIG", "elsewhere/app.yaml")
-    with pytest.raises(ConfigError, match="elsewhere/app.yaml"):
+    with pytest.raises(ConfigError, match=r"elsewhere/app\.yaml"):
         app({})

@@ -48,8 +48,19 @@ export RAY_AGENTS_RUN_STARTED
 
 # Every tier: unit, PostgreSQL, Serve with the scripted engine, real vLLM on CPU, chaos.
 # Tests that need root, the package index or PostgreSQL fail, naming it, without them.
+# The in-process tiers (unit, store) run beside the Ray tiers (chaos, serve), which mostly
+# wait on Ray (a third of a core on average); their output follows. The real-model tier
+# runs last, alone: its engines want both cores. Every part runs; any failure fails.
+BESIDE := tests/unit tests/store
 test: install lint
-	$(call PYTEST,-ra)
+	@rc=0; beside=$$(mktemp); \
+	( $(call PYTEST,-ra $(BESIDE)) ) > $$beside 2>&1 & pid=$$!; \
+	( $(call PYTEST,-ra tests/chaos tests/serve) ) || rc=1; \
+	wait $$pid || rc=1; \
+	echo "======== run beside the tiers above: $(BESIDE) ========"; \
+	cat $$beside; rm -f $$beside; \
+	( $(call PYTEST,-ra tests/vllm) ) || rc=1; \
+	exit $$rc
 
 # The edit loop: no Ray, no model, and none of root, network or PostgreSQL.
 test-fast: $(STAMP)

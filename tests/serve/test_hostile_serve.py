@@ -71,6 +71,10 @@ def error_of(response: httpx.Response, status: int | None = None) -> dict[str, s
     return error
 
 
+EXAMPLES_PER_RUN = 75
+"""Cases per operation and mode (fewer where hypothesis runs out of new ones)."""
+
+
 def test_schemathesis_finds_no_server_error_and_one_error_shape(url: str) -> None:
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
@@ -96,7 +100,7 @@ def test_schemathesis_finds_no_server_error_and_one_error_shape(url: str) -> Non
         for mode, path in runs:
 
             @settings(
-                max_examples=150,
+                max_examples=EXAMPLES_PER_RUN,
                 deadline=None,
                 database=None,
                 phases=[Phase.generate],
@@ -122,7 +126,7 @@ def test_schemathesis_finds_no_server_error_and_one_error_shape(url: str) -> Non
                 check()
             except Unsatisfiable:  # nothing of this operation can be made invalid
                 assert mode == GenerationMode.NEGATIVE
-    assert sum(statuses.values()) >= 2000, statuses
+    assert sum(statuses.values()) >= 1000, statuses
     assert statuses[400] > 100 and statuses[200] + statuses[201] > 100, statuses
     assert not failures, failures[:10]
 

@@ -113,3 +113,14 @@ def test_a_run_past_its_budget_stops_and_fails_loudly(tmp_path: Path) -> None:
     out, _ = pytest_run(tmp_path, code, **within)
     assert out.returncode == 0, out.stdout
     assert "2 passed" in out.stdout and "over budget" not in out.stdout
+
+
+def test_make_test_runs_every_tier() -> None:
+    """`make test` names the tiers it runs (some beside others): a new folder of tests
+    under tests/ must be named there too, or it would never run."""
+    import re
+
+    recipe = (REPO / "Makefile").read_text()
+    named = set(re.findall(r"\btests/(\w+)\b", recipe))
+    tiers = {p.parent.name for p in (REPO / "tests").glob("*/test_*.py")}
+    assert tiers and tiers <= named, f"tiers `make test` does not run: {sorted(tiers - named)}"

@@ -13,7 +13,7 @@ PYTEST = $(BIN)/python -m pytest -p no:cacheprovider $(1) $(PYTEST_ARGS) || { rc
 	[ $$rc -ne 5 ] || echo "pytest collected no tests (exit 5): that is a failure" >&2; \
 	exit $$rc; }
 
-.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api bench-soak bench-peers bench-reliability plots clean
+.PHONY: install run test test-fast lint bench bench-pool bench-agents bench-tools bench-api bench-soak bench-peers bench-reliability bench-decisions plots clean
 
 install: $(STAMP)
 	@$(BIN)/ray-agents models prepare $(MODEL)
@@ -66,7 +66,7 @@ test: install lint
 test-fast: $(STAMP)
 	$(call PYTEST,-q -m "not serve and not vllm and not chaos and not root and not network and not postgres")
 
-bench: bench-pool bench-agents bench-tools bench-api bench-reliability plots
+bench: bench-pool bench-agents bench-tools bench-api bench-reliability bench-decisions plots
 
 bench-pool: install
 	$(BIN)/python -m benchmarks.pool --out benchmarks/results/pool.json
@@ -84,6 +84,11 @@ bench-api: install
 # how often the model breaks an action (invalid_action; the goal is never).
 bench-reliability: install
 	$(BIN)/python -m benchmarks.reliability --out benchmarks/results/reliability.json
+
+# Decide-then-act against one step on the default app's eval dataset, side by side on
+# the same engines: right answers, turn latency, steps and tokens of each.
+bench-decisions: install
+	$(BIN)/python -m benchmarks.decisions --out benchmarks/results/decisions.json
 
 # The eval datasets on the real model: each app served from its YAML on a local Ray, every
 # case checked; a JSON and a PNG per dataset under benchmarks/results/evals/. Every

@@ -67,6 +67,7 @@ __all__ = [
     "describe_choices",
     "example_messages",
     "parse_action",
+    "parse_decision",
     "string_budget",
     "system_prompt",
     "with_tool_choice",
@@ -289,10 +290,11 @@ def act_schema(space: ActionSpace, choice: str, max_tokens: int) -> dict[str, An
         skeleton = json.dumps({"next": choice, "arguments": {}})
         arguments = bound_strings(tool.parameters, string_budget(max_tokens, skeleton))
         return _object({**head, "arguments": arguments})
-    key = "message" if kind == "handoff" else "question"
-    skeleton = json.dumps({"next": choice, key: ""})
+    if kind == "handoff":
+        raise ValueError(f"{choice!r} is a hand-off: its decision is the whole action")
+    skeleton = json.dumps({"next": choice, "question": ""})
     bound = min(PEER_TEXT_MAX_CHARS, string_budget(max_tokens, skeleton))
-    return _object({**head, key: {"type": "string", "maxLength": bound}})
+    return _object({**head, "question": {"type": "string", "maxLength": bound}})
 
 
 def _peer_text(max_tokens: int, kind: str, peers: list[str], key: str, cap: int) -> dict[str, Any]:
@@ -538,11 +540,27 @@ def parse_action(text: str, space: ActionSpace) -> Action:
     raise InvalidActionError(f"unknown or forbidden action {kind!r}")
 
 
-def _parse_choice(data: dict[str, Any], space: ActionSpace) -> Action:
-    """A ``decide_then_act`` step: a bare decision or the whole action."""
+def parse_decision(text: str, space: ActionSpace) -> str:
+    """The choice a ``decide_then_act`` decision step wrote (``{"next": ...}``)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or "next" not in data:
+        raise InvalidActionError(f'the model\'s decision is not {{"next": ...}}: {text[:200]!r}')
+    return _choice(data, space)
+
+
+def _choice(data: dict[str, Any], space: ActionSpace) -> str:
     choice = _str(data, "next")
     if choice not in space.choices:
-        raise InvalidActionError(f"the model chose {choice!r}, which the agent may not do")
+        raise InvalidActionError(f"the model chose {choice!r}, which the agent may not do now")
+    return choice
+
+
+def _parse_choice(data: dict[str, Any], space: ActionSpace) -> Action:
+    """A ``decide_then_act`` step: a bare decision or the whole action."""
+    choice = _choice(data, space)
     kind, target = space.choices[choice]
     if kind == "answer":
         action = {"action": "answer", **{k: v for k, v in data.items() if k != "next"}}

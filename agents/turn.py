@@ -41,6 +41,7 @@ from agents.actions import (
     close_cut_action,
     decision_schema,
     example_messages,
+    parse_decision,
     system_prompt,
     with_tool_choice,
     without_cycles,
@@ -424,7 +425,7 @@ class AgentLoop:
             # The answer went round in circles: it ends after the first round.
             out.actions = [Action("answer", text=guard.text[: guard.keep], truncated=True)]
         elif decision:
-            out.choice = _decision(completion.text, space)
+            out.choice = parse_decision(completion.text, space)
         else:
             out.actions = self._actions(completion, space, answer_stream, plain=schema is None)
 
@@ -850,19 +851,6 @@ class _Step:
 
     choice: str = ""
     actions: list[Action] = field(default_factory=list)
-
-
-def _decision(text: str, space: ActionSpace) -> str:
-    """The choice of a decision step (``{"next": ...}``)."""
-    try:
-        choice = json.loads(text)["next"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidActionError(
-            f'the model\'s decision is not {{"next": ...}}: {text[:200]!r}'
-        ) from exc
-    if choice not in space.choices:
-        raise InvalidActionError(f"the model chose {choice!r}, which the agent may not do now")
-    return str(choice)
 
 
 def _answer(action: Action) -> AnswerEvent:

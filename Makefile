@@ -54,12 +54,12 @@ export RAY_AGENTS_RUN_STARTED
 BESIDE := tests/unit tests/store
 test: install lint
 	@rc=0; beside=$$(mktemp); \
-	( $(call PYTEST,-ra $(BESIDE)) ) > $$beside 2>&1 & pid=$$!; \
-	( $(call PYTEST,-ra tests/chaos tests/serve) ) || rc=1; \
+	( $(call PYTEST,-ra --durations=10 $(BESIDE)) ) > $$beside 2>&1 & pid=$$!; \
+	( $(call PYTEST,-ra --durations=10 tests/chaos tests/serve) ) || rc=1; \
 	wait $$pid || rc=1; \
 	echo "======== run beside the tiers above: $(BESIDE) ========"; \
 	cat $$beside; rm -f $$beside; \
-	( $(call PYTEST,-ra tests/vllm) ) || rc=1; \
+	( $(call PYTEST,-ra --durations=10 tests/vllm) ) || rc=1; \
 	exit $$rc
 
 # The edit loop: no Ray, no model, and none of root, network or PostgreSQL.

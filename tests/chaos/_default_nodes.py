@@ -1,9 +1,13 @@
 """The default app's YAML on a three-node Ray cluster on this machine, with a placement
-override and the PostgreSQL store (tests/fixtures/placed_app.py), on the real default
-model: the engines on the head (the only node with ``engine-node``), the API, agents
-and tool executor on the two workers (``agent-node``). A conversation through the SDK;
-then the worker node that holds the conversation's agent replica is removed and the
-conversation goes on.
+override and the PostgreSQL store (tests/fixtures/placed_app.py): the engines on the
+head (the only node with ``engine-node``), the API, agents and tool executor on the two
+workers (``agent-node``). A conversation through the SDK; then the worker node that
+holds the conversation's agent replica is removed and the conversation goes on.
+
+The pool's engines are the scripted engine, placed and disaggregated as the YAML says:
+where replicas run and what a lost node takes with it is the point, not the model
+(whose engines would cost minutes to start on a slow CPU). The agents decide by
+generating their choice, so the script's reply decides it.
 
 Run in a process of its own (it starts its own Ray): ``python -m
 tests.chaos._default_nodes OUT.json``; where each replica ran and what the
@@ -21,6 +25,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from ray import serve
@@ -33,13 +39,28 @@ from agents.up import DEV_KEY
 from tests.chaos._node_loss import DSN, replica_nodes, three_nodes
 from tests.fixtures.placed_app import write_placed_app
 
+SCRIPT = [{"json_reply": {"next": "answer", "text": "Hello from the placed app."}}]
+
+
+def scripted(app: Path) -> Path:
+    """The placed app with the scripted engine in its pool and agents that generate
+    their decision (the script's ``next``)."""
+    data = yaml.safe_load(app.read_text())
+    data["pool"]["models"][0]["scripted"] = SCRIPT
+    app.write_text(yaml.safe_dump(data))
+    for agent_file in (app.parent / "agents").glob("*.yaml"):
+        agent = yaml.safe_load(agent_file.read_text())
+        agent["agent"]["decide_by"] = "generate"
+        agent_file.write_text(yaml.safe_dump(agent))
+    return app
+
 
 def main(out: Path) -> None:
     schema = f"default_nodes_{uuid.uuid4().hex[:8]}"
     os.environ["RAY_AGENTS_PG_DSN"] = DSN
     figures: dict[str, Any] = {}
     with three_nodes(schema) as (cluster, workers, port), tempfile.TemporaryDirectory() as tmp:
-        config = load_app_config(write_placed_app(Path(tmp), schema=schema))
+        config = load_app_config(scripted(write_placed_app(Path(tmp), schema=schema)))
         serve.run(build_app(config), name=config.app.name, route_prefix="/")
         nodes = replica_nodes(config.app.name)
         head = cluster.head_node.node_id

@@ -52,9 +52,8 @@ def test_losing_a_worker_node_under_load_loses_nothing(tmp_path: Path) -> None:
     assert_recovered(figures)
 
 
-@pytest.mark.vllm
 def test_the_default_apps_yaml_placed_on_three_nodes_outlives_a_node(tmp_path: Path) -> None:
-    """configs/app.yaml plus a placement override, on PostgreSQL and the real model:
+    """configs/app.yaml plus a placement override, on PostgreSQL and the scripted engine:
     engines on the engine node, everything else on the two others; the conversation
     goes on after the node holding its agent's replica is gone."""
     figures = _run_apart("tests.chaos._default_nodes", tmp_path / "default_nodes.json")

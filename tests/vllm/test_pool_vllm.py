@@ -166,7 +166,7 @@ async def test_both_modes_answer_paris_with_identical_greedy_outputs(pool: PoolC
 async def test_long_prompt_moves_through_kv_transfer(
     pool: PoolClient, ray_cluster: dict[str, int]
 ) -> None:
-    prompt = long_document(200)
+    prompt = long_document(125)  # ~2,250 tokens
     before = await metrics(ray_cluster)
     pd = await pool.complete(user(prompt, "pd", session_id="kv-transfer"))
     assert pd.usage.prompt_tokens >= 2000

@@ -59,6 +59,8 @@ __all__ = [
     "act_schema",
     "answering",
     "bound_strings",
+    "CALIBRATION_TEXTS",
+    "calibrated",
     "choice_contexts",
     "chosen",
     "close_cut_action",
@@ -256,6 +258,22 @@ def decision_schema(space: ActionSpace) -> dict[str, Any]:
 CHANNEL_CONTEXT = "Here is {description}:\n"
 """What a ``likelihood`` decision puts before the user's message, once per choice."""
 ANSWER_DESCRIPTION = "a greeting, small talk or a general question"
+
+
+CALIBRATION_TEXTS = (
+    "Hello.",
+    "What is it?",
+    "Tell me something.",
+    "Okay, thanks.",
+    "I have a question.",
+)
+"""Content-free messages: how likely the model finds them under a choice's description
+is that description's bias (``decide_calibration``)."""
+
+
+def calibrated(scores: list[float], biases: list[float], share: float) -> list[float]:
+    """Each choice's score less ``share`` of its bias."""
+    return [score - share * bias for score, bias in zip(scores, biases, strict=True)]
 
 
 def choice_contexts(

@@ -163,6 +163,18 @@ class AgentSpec(BaseModel):
             "choose far better so: a greedy enum follows their biases (needs vLLM)."
         ),
     )
+    decide_calibration: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "For decide_by: likelihood, the share of each choice's bias taken off its "
+            "score: the bias is how likely the model finds a few content-free messages "
+            "('Hello.', 'Tell me something.') under the choice's description, so a "
+            "description that makes any message likely stops winning by default "
+            "(contextual calibration). Scored once per replica; 0: off."
+        ),
+    )
     choice_descriptions: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -279,6 +291,8 @@ class AgentSpec(BaseModel):
             self.decide_by != "generate" or self.choice_descriptions
         ):
             raise ValueError("decide_by and choice_descriptions need decision: decide_then_act")
+        if self.decide_calibration and self.decide_by != "likelihood":
+            raise ValueError("decide_calibration needs decide_by: likelihood")
         if unknown := set(self.choice_descriptions) - {name for name, _ in pairs}:
             raise ValueError(
                 f"choice_descriptions: {', '.join(sorted(unknown))} are not choices of this "

@@ -29,6 +29,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from agents._streams import closing
 from agents._turn_telemetry import GenerationTelemetry, TurnTelemetry
 from agents.actions import (
+    CALIBRATION_TEXTS,
     Action,
     ActionSpace,
     AnswerStream,
@@ -36,6 +37,7 @@ from agents.actions import (
     act_schema,
     action_schema,
     answering,
+    calibrated,
     choice_contexts,
     chosen,
     close_cut_action,
@@ -139,6 +141,8 @@ class AgentLoop:
         self._peer_descriptions = peer_descriptions or {}
         self._clock = clock
         self._space: ActionSpace | None = None
+        # decide_calibration: each set of choice contexts' biases, scored once.
+        self._biases: dict[tuple[str, ...], list[float]] = {}
 
     async def action_space(self) -> ActionSpace:
         """What the agent may do (the tool definitions are fetched once)."""
@@ -368,11 +372,33 @@ class AgentLoop:
                 # writes the choice under the enum grammar instead.
                 span.set_attribute("ray_agents.fallback", exc.code)
                 return None
-            best = max(range(len(names)), key=lambda i: result.scores[i])
+            scores = result.scores
+            if share := self.spec.decide_calibration:
+                biases = await self._choice_biases(contexts, ctx, deadline)
+                scores = calibrated(scores, biases, share)
+            best = max(range(len(names)), key=lambda i: scores[i])
             span.set_attribute("ray_agents.choice", names[best])
         usage.steps += 1
         usage.prompt_tokens += result.prompt_tokens
         return names[best]
+
+    async def _choice_biases(
+        self, contexts: list[str], ctx: TurnContext, deadline: float
+    ) -> list[float]:
+        """Each context's mean score of the content-free CALIBRATION_TEXTS: scored once
+        per set of contexts on this replica, then remembered."""
+        key = tuple(contexts)
+        if (known := self._biases.get(key)) is not None:
+            return known
+        results = []
+        for text in CALIBRATION_TEXTS:  # one at a time, like any other step of a turn
+            request = ScoreRequest(
+                model=self.spec.model, contexts=contexts, text=text, session_id=ctx.conversation_id
+            )
+            results.append(await self._before(deadline, self._generator.likelihood(request)))
+        biases = [sum(r.scores[i] for r in results) / len(results) for i in range(len(contexts))]
+        self._biases[key] = biases
+        return biases
 
     async def _generate_step(
         self,

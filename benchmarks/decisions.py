@@ -6,7 +6,7 @@ dataset, side by side on the same engines in one run.
 
 One app serves the default agents twice: as configs/ has them (``decide_then_act``), and
 as copies named ``<agent>_one_step`` that differ only in ``decision: one_step`` (the
-whole action in one guided step; no likelihood scoring, no choice descriptions). Both
+whole action in one guided step; no likelihood scoring, calibration or choice descriptions). Both
 run the dataset at once (``--concurrency`` each), so they share the engines' load. The
 copies' route expectations name the copies.
 
@@ -35,7 +35,7 @@ from benchmarks._common import report
 
 ROOT = Path(__file__).resolve().parents[1]
 SUFFIX = "_one_step"
-ONE_STEP_DROPS = ("decision", "decide_by", "choice_descriptions")
+ONE_STEP_DROPS = ("decision", "decide_by", "decide_calibration", "choice_descriptions")
 
 
 def one_step_copy(agent: dict[str, Any], names: set[str]) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agents.actions import ActionSpace, act_schema, bound_strings, decision_schema
+from agents.actions import (
+    CALIBRATION_TEXTS,
+    ActionSpace,
+    act_schema,
+    bound_strings,
+    decision_schema,
+)
 from agents.events import AnswerEvent, HandoffEvent, ToolCallEvent, ToolResultEvent
 from agents.spec import AgentSpec
 from agents.testing import LocalApp, ScriptedGenerator
@@ -167,6 +173,52 @@ async def test_examples_are_exchanges_right_after_the_system_prompt() -> None:
     assert messages[5].content == "hi"
 
 
+async def test_calibration_takes_each_descriptions_bias_off_once_per_replica() -> None:
+    """A description full of everyday words makes any message likely under it; with
+    decide_calibration its bias (its score on content-free messages) comes off, and the
+    choice goes to the description that fits. The bias is scored once, then reused."""
+    generic = "hello what is it tell me something okay thanks i have a question sums"
+    descriptions = {"answer": generic, "math": "sums and products"}
+    math = agent(
+        "math",
+        tools=["calc"],
+        can_answer=False,
+        tool_choice="calc",
+        tool_answers={"calc": "{result}"},
+    )
+    rules = [
+        reply("Handed off", {"action": "tool", "tool": "calc", "arguments": {"expression": "2*3"}}),
+        reply(".", {"next": "answer", "text": "Chatting."}),
+    ]
+
+    async def choose(share: float) -> tuple[list[str], ScriptedGenerator]:
+        gen = ScriptedGenerator(rules)
+        front = agent(
+            "front",
+            handoffs=["math"],
+            decision="decide_then_act",
+            decide_by="likelihood",
+            decide_calibration=share,
+            choice_descriptions=descriptions,
+        )
+        app = LocalApp([front, math], generator=gen, tools=tools())
+        answers = []
+        for n in (1, 2):
+            events = await app.send("what is it sums", conversation_id=f"c{n}")
+            answers += [a.text for a in events if isinstance(a, AnswerEvent)]
+        return answers, gen
+
+    answers, gen = await choose(0.0)
+    assert answers == ["Chatting.", "Chatting."]  # the generic description wins
+    assert len(gen.scored) == 2  # the message, once per turn
+    answers, gen = await choose(1.0)
+    assert answers == ["6", "6"]
+    # The first turn scores the message and the five content-free ones; the second only
+    # the message: the biases are the replica's.
+    assert len(gen.scored) == 7
+    assert {s.text for s in gen.scored[1:6]} == set(CALIBRATION_TEXTS)
+
+
 @pytest.mark.parametrize(
     ("fields", "why"),
     [
@@ -175,6 +227,7 @@ async def test_examples_are_exchanges_right_after_the_system_prompt() -> None:
         ({"tool_answers": {"other": "{result}"}, "tools": ["calc"]}, "not one of the agent's"),
         ({"tool_answers": {"calc": "{result"}, "tools": ["calc"]}, "not a template"),
         ({"decide_by": "likelihood"}, "need decision: decide_then_act"),
+        ({"decision": "decide_then_act", "decide_calibration": 0.5}, "needs decide_by: likelihood"),
         (
             {"decision": "decide_then_act", "tools": ["calc"], "choice_descriptions": {"x": "y"}},
             "not choices of this agent",

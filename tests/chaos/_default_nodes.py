@@ -37,7 +37,7 @@ from agents.config import load_app_config
 from agents.events import ErrorEvent
 from agents.up import DEV_KEY
 from tests.chaos._node_loss import DSN, replica_nodes, three_nodes
-from tests.fixtures.placed_app import write_placed_app
+from tests.fixtures.placed_app import generating_decisions, write_placed_app
 
 SCRIPT = [{"json_reply": {"next": "answer", "text": "Hello from the placed app."}}]
 
@@ -48,10 +48,7 @@ def scripted(app: Path) -> Path:
     data = yaml.safe_load(app.read_text())
     data["pool"]["models"][0]["scripted"] = SCRIPT
     app.write_text(yaml.safe_dump(data))
-    for agent_file in (app.parent / "agents").glob("*.yaml"):
-        agent = yaml.safe_load(agent_file.read_text())
-        agent["agent"]["decide_by"] = "generate"
-        agent_file.write_text(yaml.safe_dump(agent))
+    generating_decisions(app.parent / "agents")
     return app
 
 

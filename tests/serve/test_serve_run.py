@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.fixtures.commands import BIN, REPO, start, stop, wait_for
+from tests.fixtures.placed_app import generating_decisions
 
 pytestmark = [pytest.mark.serve, pytest.mark.timeout(600)]
 
@@ -21,7 +22,8 @@ SCRIPTED = {
         {
             "id": "smollm2",
             "source": "builtin:smollm2-135m-instruct",
-            # The default agents decide, then act: the reply names its choice ("next").
+            # The default agents decide, then act: the reply names its choice ("next"),
+            # which decides (generating_decisions).
             "scripted": [{"json_reply": {"next": "answer", "text": "Hello from serve run."}}],
         }
     ]
@@ -34,6 +36,7 @@ def test_serve_run_serves_an_app_file(tmp_path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     data["pool"] = SCRIPTED
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    generating_decisions(tmp_path / "configs/agents")
     log_path = tmp_path / "serve.log"
     env = {"RAY_AGENTS_DB": str(tmp_path / "conversations.db")}
     with log_path.open("wb") as log:

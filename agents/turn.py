@@ -143,6 +143,7 @@ class AgentLoop:
         self._space: ActionSpace | None = None
         # decide_calibration: each set of choice contexts' biases, scored once.
         self._biases: dict[tuple[str, ...], list[float]] = {}
+        self._biases_lock = asyncio.Lock()  # concurrent first turns score them once
 
     async def action_space(self) -> ActionSpace:
         """What the agent may do (the tool definitions are fetched once)."""
@@ -388,17 +389,23 @@ class AgentLoop:
         """Each context's mean score of the content-free CALIBRATION_TEXTS: scored once
         per set of contexts on this replica, then remembered."""
         key = tuple(contexts)
-        if (known := self._biases.get(key)) is not None:
-            return known
-        results = []
-        for text in CALIBRATION_TEXTS:  # one at a time, like any other step of a turn
-            request = ScoreRequest(
-                model=self.spec.model, contexts=contexts, text=text, session_id=ctx.conversation_id
-            )
-            results.append(await self._before(deadline, self._generator.likelihood(request)))
-        biases = [sum(r.scores[i] for r in results) / len(results) for i in range(len(contexts))]
-        self._biases[key] = biases
-        return biases
+        async with self._biases_lock:
+            if (known := self._biases.get(key)) is not None:
+                return known
+            results = []
+            for text in CALIBRATION_TEXTS:  # one at a time, like any other step of a turn
+                request = ScoreRequest(
+                    model=self.spec.model,
+                    contexts=contexts,
+                    text=text,
+                    session_id=ctx.conversation_id,
+                )
+                results.append(await self._before(deadline, self._generator.likelihood(request)))
+            biases = [
+                sum(r.scores[i] for r in results) / len(results) for i in range(len(contexts))
+            ]
+            self._biases[key] = biases
+            return biases
 
     async def _generate_step(
         self,
